@@ -1,0 +1,218 @@
+"""Block tiling of torch weights: which layers are prunable and how their weights map to B x B blocks.
+
+Convention (the one place it is defined)
+----------------------------------------
+Every prunable weight is seen as a ``rows x cols`` matrix M whose rows are the layer's inputs and whose columns
+are its outputs, i.e. the matrix of an implicit GEMM ``Y = X @ M``:
+
+* ``nn.Linear`` weight ``W`` of shape (out, in):        ``M = W.T``                               (in x out)
+* ``nn.Conv2d`` weight ``W`` of shape (Cout, Cin, kh, kw): ``M = W.permute(2, 3, 1, 0).reshape(kh*kw*Cin, Cout)``
+
+Row ``(h * kw + w) * Cin + c`` of a conv's M is kernel tap (h, w), input channel c: the order in which a
+channels-last (NHWC) implicit GEMM reads its im2col rows; with a channels-last weight the reshape is a view.
+Block ``(i, j)`` covers rows ``i*B..(i+1)*B-1`` and columns ``j*B..(j+1)*B-1`` of M, and its id is
+``i * (cols // B) + j`` -- exactly ``groupsparse.Groups.block_tiling((rows, cols), B)``, which is the definition;
+the torch reductions below (a reshape to (rows/B, B, cols/B, B)) are a fast equivalent, tested against it.
+
+Shapes B does not divide: an error naming ``block`` unless ``pad=True``, in which case M is zero-padded at the
+bottom/right to the next multiple of B (padded entries are structural zeros and are never counted as weights).
+Layers with fewer than ``min_blocks`` blocks (default 100, as in SequentialAttention++) stay dense.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from groupsparse import Groups
+from groupsparse.schedules import check_sparsity
+
+__all__ = ["LayerTiling", "find_prunable", "check_block", "allocate_keep", "weight_to_matrix",
+           "matrix_to_weight"]
+
+PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
+
+
+def check_block(block) -> int:
+    try:
+        b = int(block)
+    except (TypeError, ValueError):
+        raise ValueError(f"block: expected a positive int (the side B of the B x B blocks), got {block!r}") from None
+    if b != block or b <= 0:
+        raise ValueError(f"block: expected a positive int (the side B of the B x B blocks), got {block!r}")
+    return b
+
+
+def weight_to_matrix(w: torch.Tensor) -> torch.Tensor:
+    """The (inputs x outputs) GEMM matrix of a Linear (2-D) or Conv2d (4-D) weight (see module docstring)."""
+    if w.dim() == 2:
+        return w.t()
+    if w.dim() == 4:
+        cout, cin, kh, kw = w.shape
+        return w.permute(2, 3, 1, 0).reshape(kh * kw * cin, cout)
+    raise ValueError(f"weight: expected a 2-D (Linear) or 4-D (Conv2d) weight, got shape {tuple(w.shape)}")
+
+
+def matrix_to_weight(m: torch.Tensor, shape) -> torch.Tensor:
+    """Inverse of :func:`weight_to_matrix` for a weight of ``shape``."""
+    if len(shape) == 2:
+        return m.t()
+    cout, cin, kh, kw = shape
+    return m.reshape(kh, kw, cin, cout).permute(3, 2, 0, 1)
+
+
+@dataclass(frozen=True)
+class LayerTiling:
+    """The B x B tiling of one layer's weight.  ``name`` is the module's qualified name in the model."""
+    name: str
+    weight_shape: tuple
+    block: int
+    pad: bool = False
+
+    # ---------------------------------------------------------------- geometry
+    @property
+    def matrix_shape(self) -> tuple:
+        s = self.weight_shape
+        return (s[1], s[0]) if len(s) == 2 else (s[1] * s[2] * s[3], s[0])
+
+    @property
+    def padded_shape(self) -> tuple:
+        B = self.block
+        r, c = self.matrix_shape
+        return (math.ceil(r / B) * B, math.ceil(c / B) * B)
+
+    @property
+    def grid(self) -> tuple:
+        r, c = self.padded_shape
+        return (r // self.block, c // self.block)
+
+    @property
+    def n_blocks(self) -> int:
+        g = self.grid
+        return g[0] * g[1]
+
+    @property
+    def n_weights(self) -> int:
+        return int(np.prod(self.weight_shape))
+
+    @property
+    def needs_padding(self) -> bool:
+        return self.padded_shape != self.matrix_shape
+
+    def groups(self) -> Groups:
+        """The blocks as a ``groupsparse.Groups`` over the (padded) matrix flattened row-major."""
+        return Groups.block_tiling(self.padded_shape, self.block)
+
+    def block_sizes(self, device=None) -> torch.Tensor:
+        """Number of real (non-padding) weights in each block, flat (n_blocks,)."""
+        r, c = self.matrix_shape
+        pr, pc = self.padded_shape
+        B = self.block
+        rs = torch.full((pr // B,), B, device=device)
+        cs = torch.full((pc // B,), B, device=device)
+        rs[-1] = r - (pr - B)
+        cs[-1] = c - (pc - B)
+        return (rs[:, None] * cs[None, :]).reshape(-1)
+
+    # ---------------------------------------------------------------- tensor ops
+    def _blocked(self, w: torch.Tensor) -> torch.Tensor:
+        """Weight -> (R, B, C, B) blocked view of its (padded) GEMM matrix."""
+        m = weight_to_matrix(w)
+        r, c = self.matrix_shape
+        pr, pc = self.padded_shape
+        if (pr, pc) != (r, c):
+            m = torch.nn.functional.pad(m, (0, pc - c, 0, pr - r))
+        R, C = self.grid
+        return m.reshape(R, self.block, C, self.block)
+
+    def block_sq_norms(self, w: torch.Tensor) -> torch.Tensor:
+        """Squared Frobenius norm of every block, flat (n_blocks,), in ``Groups`` order (float32 or wider)."""
+        x = self._blocked(w)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        return x.pow(2).sum(dim=(1, 3)).reshape(-1)
+
+    def block_norms(self, w: torch.Tensor) -> torch.Tensor:
+        return self.block_sq_norms(w).sqrt()
+
+    def scale(self, w: torch.Tensor, per_block: torch.Tensor) -> torch.Tensor:
+        """``w`` with every block multiplied by ``per_block`` (flat, n_blocks): the parametrizations' forward.
+
+        Broadcasts over the blocked view instead of materializing a weight-sized mask.
+        """
+        R, C = self.grid
+        x = self._blocked(w) * per_block.reshape(R, 1, C, 1).to(w.dtype)
+        r, c = self.matrix_shape
+        m = x.reshape(R * self.block, C * self.block)
+        if self.needs_padding:
+            m = m[:r, :c]
+        return matrix_to_weight(m, self.weight_shape)
+
+    def expand(self, per_block: torch.Tensor) -> torch.Tensor:
+        """A weight-shaped tensor holding each block's value (for tests and export)."""
+        ones = torch.ones(self.weight_shape, dtype=per_block.dtype, device=per_block.device)
+        return self.scale(ones, per_block)
+
+
+def find_prunable(model: nn.Module, block, *, min_blocks: int = 100, pad: bool = False, include=None,
+                  exclude=()) -> list:
+    """The tilings of every Linear / Conv2d of ``model`` with at least ``min_blocks`` blocks.
+
+    ``include``: optional list of module names (or a predicate name -> bool) restricting the search.
+    Raises ValueError naming ``block`` when a candidate layer's shape is not a multiple of B and ``pad`` is False,
+    and naming ``model`` when nothing is left to prune.
+    """
+    B = check_block(block)
+    if int(min_blocks) < 1:
+        raise ValueError(f"min_blocks: expected an int >= 1, got {min_blocks!r}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    out, seen = [], []
+    for name, mod in model.named_modules():
+        if not isinstance(mod, PRUNABLE_TYPES):
+            continue
+        if include is not None and not (include(name) if callable(include) else name in include):
+            continue
+        if name in exclude:
+            continue
+        if isinstance(mod, nn.Conv2d) and mod.groups != 1:
+            continue  # grouped / depthwise convs are not one GEMM; left dense
+        t = LayerTiling(name, tuple(mod.weight.shape), B, pad)
+        seen.append(name)
+        if t.n_blocks < int(min_blocks):
+            continue
+        if t.needs_padding and not pad:
+            r, c = t.matrix_shape
+            raise ValueError(f"block: {B}x{B} blocks do not tile layer {name!r} (GEMM matrix {r}x{c}: "
+                             f"{r} % {B} = {r % B}, {c} % {B} = {c % B}); pass pad=True to zero-pad it, "
+                             f"choose a block that divides both, or exclude the layer")
+        out.append(t)
+    if not out:
+        raise ValueError(f"model: no prunable layer (Linear/Conv2d with >= {min_blocks} blocks of {B}x{B}); "
+                         f"candidates seen: {seen or 'none'}. Lower min_blocks or the block size")
+    return out
+
+
+def allocate_keep(tilings, sparsity, scope: str = "uniform", scores=None) -> list:
+    """Number of blocks to keep in each layer for a target block sparsity.
+
+    ``uniform``: every layer keeps round((1 - s) * n_blocks) (the SA++ paper's choice).  ``global``: the
+    ``round((1 - s) * total)`` blocks with the highest ``scores`` (a list of per-layer score tensors) across layers.
+    """
+    s = check_sparsity(sparsity)
+    if scope == "uniform":
+        return [int(round((1.0 - s) * t.n_blocks)) for t in tilings]
+    if scope != "global":
+        raise ValueError(f"scope: expected 'uniform' or 'global', got {scope!r}")
+    if scores is None:
+        raise ValueError("scores: global allocation needs one score tensor per layer")
+    total = sum(t.n_blocks for t in tilings)
+    k = int(round((1.0 - s) * total))
+    flat = torch.cat([sc.detach().float().reshape(-1).cpu() for sc in scores])
+    owner = torch.cat([torch.full((t.n_blocks,), i) for i, t in enumerate(tilings)])
+    top = torch.topk(flat, k, sorted=False).indices if k > 0 else torch.zeros(0, dtype=torch.long)
+    counts = torch.bincount(owner[top], minlength=len(tilings))
+    return [int(c) for c in counts]
