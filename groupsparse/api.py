@@ -1,0 +1,147 @@
+"""Entry points: ``solve`` (one lambda), ``solve_path`` (a decreasing grid with warm starts), ``lambda_max``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import check_positive_int, check_tol
+from .penalties import Penalty, SparseGroupLasso
+from .problem import Problem, Solution
+from .solvers import SOLVERS
+
+__all__ = ["solve", "solve_path", "lambda_max"]
+
+
+def _check_solver(solver, prob):
+    if solver == "auto":
+        return "bcd"
+    if solver not in SOLVERS:
+        raise ValueError(f"solver: expected one of {['auto', *SOLVERS]}, got {solver!r}")
+    return solver
+
+
+def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=None, warm_start=None,
+          warm_intercept=None, verbose=False, **options) -> Solution:
+    """Minimise loss(beta) + penalty(beta) over the group structure ``groups``.
+
+    Parameters
+    ----------
+    loss : LeastSquares, Logistic, Multinomial or GramLeastSquares.
+    penalty : GroupLasso, SparseGroupLasso, GroupMCP, GroupSCAD, GroupLogSum, GroupBridge, ExpMaskPenalty or
+        CompositePenalty.
+    groups : Groups, a list of group sizes, or one label per feature.  With K outputs or classes, groups over the
+        p features are expanded to span all K (the usual grouping); groups over the p*K coefficients are used as
+        given.
+    solver : 'auto' (block coordinate descent with working sets), 'bcd' or 'fista'.
+    tol : relative duality gap for convex penalties; relative KKT residual for nonconvex ones.
+    warm_start : initial flat coefficients (length p*K).
+
+    Returns a ``Solution`` with coef, intercept, support, objective and certificate.
+    """
+    prob = Problem(loss, penalty, groups)
+    tol = check_tol(tol)
+    name = _check_solver(solver, prob)
+    W0 = None if warm_start is None else prob.from_user(warm_start, warm_intercept)
+    kw = dict(options)
+    if max_iter is not None:
+        kw["max_iter"] = check_positive_int(max_iter, "max_iter")
+    return SOLVERS[name](prob, W0, tol=tol, verbose=verbose, **kw)
+
+
+def lambda_max(loss, penalty: Penalty, groups) -> float:
+    """Smallest lambda at which beta = 0 (with the intercept fitted) is stationary.
+
+    Group lasso, MCP and SCAD share it (slope lam at 0); log-sum scales by eps; for the sparse-group lasso it
+    solves the scalar condition ||ST(grad_g, lam l1_ratio)|| <= lam (1 - l1_ratio) w_g by bisection.
+    """
+    prob = Problem(loss, penalty.with_lam(1.0), groups)
+    W = prob.zeros()
+    if loss.fit_intercept:  # beta = 0 with the intercept at its optimum
+        W[-1] = _fit_intercept_only(prob)
+    G = loss.full_grad(loss.init_state(W), W).ravel()
+    pen = prob.penalized
+    if isinstance(penalty, SparseGroupLasso):
+        hi = float(np.max(np.abs(G))) / max(penalty.l1_ratio, 1e-300) + 1.0
+        lo = 0.0
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            p = penalty.with_lam(mid)
+            st = np.maximum(np.abs(G) - mid * p.l1_ratio, 0.0)
+            ok = np.all((prob.groups.norms(st) <= mid * (1 - p.l1_ratio) * prob.weights)[pen])
+            lo, hi = (lo, mid) if ok else (mid, hi)
+        return hi
+    return penalty.lambda_max(prob.groups.norms(G), prob.weights) if np.all(pen) else \
+        _lmax_masked(penalty, prob.groups.norms(G), prob.weights)
+
+
+def _lmax_masked(penalty, gnorms, weights):
+    pen = weights > 0
+    return penalty.lambda_max(gnorms[pen], weights[pen])
+
+
+def _fit_intercept_only(prob):
+    """Optimal intercept with every other coefficient at 0 (Newton on the K intercept coordinates)."""
+    loss = prob.loss
+    W = prob.zeros()
+    g = prob.groups.n_groups - 1
+    L = prob.lipschitz[g]
+    for _ in range(10_000):
+        st = loss.init_state(W)
+        G = loss.grad_rows(st, W, prob.rows[g])
+        W[prob.rows[g]] -= G / L
+        if np.linalg.norm(G) < 1e-14:
+            break
+    return W[-1]
+
+
+def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, lambda_min_ratio=1e-2,
+               solver="auto", tol=1e-8, verbose=False, checkpoint=None, progress=False, **options):
+    """Solve along a decreasing lambda grid with warm starts.
+
+    ``lambdas`` defaults to ``n_lambdas`` values geometrically spaced from ``lambda_max`` down to
+    ``lambda_min_ratio * lambda_max``.  ``checkpoint`` (a file path) saves the solutions after every lambda and
+    resumes from it when it exists, so a long path can be stopped and resumed to the same state.
+    Returns a list of ``Solution`` (one per lambda, ``.lam`` set).
+    """
+    if lambdas is None:
+        n_lambdas = check_positive_int(n_lambdas, "n_lambdas")
+        if not (0 < lambda_min_ratio < 1):
+            raise ValueError(f"lambda_min_ratio: must lie in (0, 1), got {lambda_min_ratio!r}")
+        lmax = lambda_max(loss, penalty, groups)
+        lambdas = lmax * np.geomspace(1.0, lambda_min_ratio, n_lambdas)
+    lambdas = np.asarray(lambdas, dtype=float).ravel()
+    if lambdas.size == 0 or np.any(~np.isfinite(lambdas)) or np.any(lambdas < 0):
+        raise ValueError("lambdas: must be a non-empty sequence of finite values >= 0")
+    sols = _load_checkpoint(checkpoint, lambdas) if checkpoint else []
+    warm, warm_b = (sols[-1].coef, sols[-1].intercept) if sols else (None, None)
+    it = range(len(sols), lambdas.size)
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc=f"path {penalty.name}", initial=len(sols), total=lambdas.size)
+    for i in it:
+        sol = solve(loss, penalty.with_lam(lambdas[i]), groups, solver=solver, tol=tol, warm_start=warm,
+                    warm_intercept=warm_b, verbose=verbose, **options)
+        sol.lam = float(lambdas[i])
+        sols.append(sol)
+        warm, warm_b = sol.coef, sol.intercept
+        if checkpoint:
+            _save_checkpoint(checkpoint, lambdas, sols)
+    return sols
+
+
+def _save_checkpoint(path, lambdas, sols):
+    import pickle, os
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump({"lambdas": lambdas, "solutions": sols}, f)
+    os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
+
+
+def _load_checkpoint(path, lambdas):
+    import pickle, os
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        data = pickle.load(f)
+    if not np.array_equal(data["lambdas"], lambdas):
+        raise ValueError(f"checkpoint: {path} was written for a different lambda grid")
+    return list(data["solutions"])

@@ -1,0 +1,331 @@
+"""Losses (datafits).  Coefficients form a (p, K) matrix W flattened row-major (index j*K + k), K = 1 for a single
+output, so one ``Groups`` over p*K indices can tie a feature across classes or outputs.
+
+- ``LeastSquares(X, y)``: (1/2n) ||Y - X W||_F^2, as skglm and glmnet scale it; y of shape (n,) or (n, K).
+- ``Logistic(X, y)``: mean binary log-loss, labels in {0, 1}.
+- ``Multinomial(X, y)``: mean multinomial log-loss over K classes (labels 0..K-1), W of shape (p, K).
+- ``GramLeastSquares(H, B)``: 1/2 tr(W^T H W) - tr(W^T B) + c, the form layer-wise pruning produces; works on
+  numpy arrays and torch tensors alike (array API).
+
+Every loss has an optional ridge term (ridge/2)||W||^2; GLM losses take ``fit_intercept`` (an unpenalized
+intercept per output).  X may be dense or scipy.sparse.  The solver talks to a loss through the small
+row-block interface at the bottom of each class (``init_state``, ``grad_rows``, ``update_state``, ...).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit, log_expit, logsumexp, xlogy
+
+from ._validation import check_X, check_finite_array
+
+__all__ = ["Loss", "LeastSquares", "Logistic", "Multinomial", "GramLeastSquares"]
+
+
+def _spectral_norm_sq(A) -> float:
+    """Largest eigenvalue of A^T A for a dense or sparse block with few columns."""
+    if sp.issparse(A):
+        G = (A.T @ A).toarray()
+    else:
+        G = A.T @ A
+    G = np.atleast_2d(G)
+    if G.shape[0] == 1:
+        return float(G[0, 0])
+    return float(np.linalg.eigvalsh(G)[-1])
+
+
+class Loss:
+    """Common interface.  ``n_features`` p, ``n_outputs`` K, ``n_coef`` = p*K (+K with an intercept)."""
+    n_features: int
+    n_outputs: int
+    ridge: float = 0.0
+    fit_intercept: bool = False
+    has_dual = False
+
+    @property
+    def n_coef(self) -> int:
+        return self.n_features * self.n_outputs
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of the internal coefficient matrix (features, plus one intercept row)."""
+        return self.n_features + int(self.fit_intercept)
+
+    def _as_matrix(self, coef):
+        W = np.asarray(coef, dtype=float)
+        if W.size != self.n_rows * self.n_outputs:
+            raise ValueError(f"coef: expected {self.n_rows * self.n_outputs} coefficients, got {W.size}")
+        return W.reshape(self.n_rows, self.n_outputs)
+
+    # Convenience on flat vectors (internal layout: features then intercept row)
+    def value(self, coef) -> float:
+        W = self._as_matrix(coef)
+        return self.state_value(self.init_state(W), W)
+
+    def gradient(self, coef) -> np.ndarray:
+        W = self._as_matrix(coef)
+        return self.full_grad(self.init_state(W), W).ravel()
+
+
+def _check_ridge(ridge):
+    r = float(ridge)
+    if not math.isfinite(r) or r < 0:
+        raise ValueError(f"ridge: must be finite and >= 0, got {ridge!r}")
+    return r
+
+
+class _GLM(Loss):
+    """A datafit F(X W) + ridge/2 ||W||^2 with F a mean over samples.  Subclasses define the link pieces."""
+    has_dual = True
+    curvature = 1.0  # sup of F's per-sample Hessian (times n): bounds the Lipschitz constants
+
+    def __init__(self, X, y, fit_intercept=False, ridge=0.0):
+        X = check_X(X)
+        self.n_samples, self.n_features = X.shape
+        self.Y = self._check_y(y, self.n_samples)
+        self.n_outputs = self.Y.shape[1]
+        self.fit_intercept = bool(fit_intercept)
+        self.ridge = _check_ridge(ridge)
+        if self.fit_intercept:
+            ones = np.ones((self.n_samples, 1))
+            X = sp.hstack([X, ones], format="csc") if sp.issparse(X) else np.hstack([X, ones])
+        if sp.issparse(X):
+            X = X.tocsc()
+        elif not X.flags.f_contiguous:
+            X = np.asfortranarray(X)  # column blocks X[:, a:b] become contiguous views
+        self.X = X
+
+    # ----- link pieces (per subclass) -----
+    def _check_y(self, y, n):
+        raise NotImplementedError
+
+    def raw_value(self, Z) -> float:
+        raise NotImplementedError
+
+    def raw_grad(self, Z):
+        """dF/dZ, shape (n, K)."""
+        raise NotImplementedError
+
+    def conjugate(self, V) -> float:
+        """F*(V) for V = s * raw_grad(Z), 0 <= s <= 1 (the dual points the solver builds)."""
+        raise NotImplementedError
+
+    # ----- row-block interface for the solvers -----
+    def init_state(self, W):
+        return np.asarray(self.X @ W, dtype=float).reshape(self.n_samples, self.n_outputs)
+
+    def state_value(self, Z, W) -> float:
+        v = self.raw_value(Z)
+        if self.ridge:
+            v += 0.5 * self.ridge * float(np.sum(W[: self.n_features] ** 2))
+        return v
+
+    def _ridge_rows(self, W, rows):
+        if not self.ridge:
+            return 0.0
+        R = self.ridge * W[rows]
+        if self.fit_intercept:  # the intercept row is never penalized
+            ar = np.arange(self.n_rows)[rows]
+            R[np.atleast_1d(ar) == self.n_features] = 0.0
+        return R
+
+    def grad_rows(self, Z, W, rows):
+        g = self.X[:, rows].T @ self.raw_grad(Z)
+        g = np.asarray(g).reshape(-1, self.n_outputs)
+        return g + self._ridge_rows(W, rows)
+
+    def update_state(self, Z, rows, dW):
+        Z += np.asarray(self.X[:, rows] @ dW).reshape(Z.shape)
+
+    def full_grad(self, Z, W):
+        return self.grad_rows(Z, W, slice(None))
+
+    def lipschitz_rows(self, rows) -> float:
+        return self.curvature * _spectral_norm_sq(self.X[:, rows]) / self.n_samples + self.ridge
+
+    def global_lipschitz(self) -> float:
+        if sp.issparse(self.X):
+            from scipy.sparse.linalg import svds
+            s = svds(self.X, k=1, return_singular_vectors=False)[0]
+        else:
+            s = np.linalg.norm(self.X, 2)
+        return self.curvature * s * s / self.n_samples + self.ridge
+
+    def restrict_rows(self, rows):
+        """The same loss on a subset of coefficient rows (others fixed at 0); keeps the intercept if present."""
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__.update(self.__dict__)
+        rows = np.asarray(rows)
+        new.X = self.X[:, rows]
+        if not sp.issparse(new.X):
+            new.X = np.asfortranarray(new.X)
+        nf = int(np.sum(rows < self.n_features))
+        new.n_features = nf
+        new.fit_intercept = bool(self.fit_intercept and np.any(rows == self.n_features))
+        return new
+
+    def dual_value(self, Z, W, s) -> float:
+        """Fenchel dual value at the point s * (raw_grad(Z), ridge W) (feasible when s passes the penalty's test)."""
+        V = s * self.raw_grad(Z)
+        d = -self.conjugate(V)
+        if self.ridge:
+            d -= 0.5 * s * s * self.ridge * float(np.sum(W[: self.n_features] ** 2))
+        return d
+
+    dual_modulus = 1.0  # strong concavity of the dual in V, times n (for gap-safe radii)
+
+
+class LeastSquares(_GLM):
+    """(1/2n) ||Y - X W||^2 (+ ridge/2 ||W||^2).  y: (n,) or (n, K) real."""
+    curvature = 1.0
+    dual_modulus = 1.0
+
+    def _check_y(self, y, n):
+        Y = check_finite_array(y, "y", ndim=(1, 2))
+        Y = Y.reshape(Y.shape[0], -1)
+        if Y.shape[0] != n:
+            raise ValueError(f"y: has {Y.shape[0]} samples but X has {n} rows")
+        return Y
+
+    def raw_value(self, Z):
+        R = Z - self.Y
+        return 0.5 * float(np.vdot(R, R)) / self.n_samples
+
+    def raw_grad(self, Z):
+        return (Z - self.Y) / self.n_samples
+
+    def conjugate(self, V):
+        # F(Z) = 1/(2n)||Z - Y||^2  ->  F*(V) = <V, Y> + n/2 ||V||^2
+        return float(np.vdot(V, self.Y)) + 0.5 * self.n_samples * float(np.vdot(V, V))
+
+    def project_dual(self, V):
+        """With an intercept, the dual point must have zero column sums; for least squares, centring is exact."""
+        return V - V.mean(axis=0) if self.fit_intercept else V
+
+
+class Logistic(_GLM):
+    """Mean binary log-loss  (1/n) sum_i log(1 + e^{z_i}) - y_i z_i  with labels y in {0, 1}."""
+    curvature = 0.25
+    dual_modulus = 4.0
+
+    def _check_y(self, y, n):
+        Y = check_finite_array(y, "y", ndim=(1,))
+        if Y.shape[0] != n:
+            raise ValueError(f"y: has {Y.shape[0]} samples but X has {n} rows")
+        bad = ~np.isin(Y, (0.0, 1.0))
+        if np.any(bad):
+            raise ValueError(f"y: binary labels must be in {{0, 1}}, got values {np.unique(Y[bad])[:5].tolist()}")
+        return Y.reshape(-1, 1)
+
+    def raw_value(self, Z):
+        return float(np.mean(-log_expit(Z) + (1.0 - self.Y) * Z))  # log(1+e^z) - y z, stably
+
+    def raw_grad(self, Z):
+        return (expit(Z) - self.Y) / self.n_samples
+
+    def conjugate(self, V):
+        # f(z) = log(1+e^z) - y z: f*(a) = p log p + (1-p) log(1-p), p = a + y in [0, 1]; F*(V) = (1/n) sum f*(n V)
+        P = np.clip(self.n_samples * V + self.Y, 0.0, 1.0)
+        return float(np.sum(xlogy(P, P) + xlogy(1 - P, 1 - P))) / self.n_samples
+
+
+class Multinomial(_GLM):
+    """Mean multinomial log-loss with K classes: (1/n) sum_i logsumexp(z_i) - z_{i, y_i}.  W has shape (p, K)."""
+    curvature = 0.5
+    dual_modulus = 1.0
+
+    def __init__(self, X, y, fit_intercept=False, ridge=0.0, n_classes=None):
+        self._n_classes = n_classes
+        super().__init__(X, y, fit_intercept, ridge)
+
+    def _check_y(self, y, n):
+        Y = check_finite_array(y, "y", ndim=(1,))
+        if Y.shape[0] != n:
+            raise ValueError(f"y: has {Y.shape[0]} samples but X has {n} rows")
+        if np.any(Y != np.round(Y)) or np.any(Y < 0):
+            raise ValueError("y: multinomial labels must be integers 0..K-1 (encode them first)")
+        K = int(Y.max()) + 1 if self._n_classes is None else int(self._n_classes)
+        if K < 2:
+            raise ValueError(f"y: multinomial needs at least 2 classes, got {K}")
+        onehot = np.zeros((n, K))
+        onehot[np.arange(n), Y.astype(int)] = 1.0
+        return onehot
+
+    def raw_value(self, Z):
+        return float(np.mean(logsumexp(Z, axis=1) - np.sum(Z * self.Y, axis=1)))
+
+    def raw_grad(self, Z):
+        P = np.exp(Z - logsumexp(Z, axis=1, keepdims=True))
+        return (P - self.Y) / self.n_samples
+
+    def conjugate(self, V):
+        P = np.clip(self.n_samples * V + self.Y, 0.0, 1.0)
+        return float(np.sum(xlogy(P, P))) / self.n_samples
+
+
+class GramLeastSquares(Loss):
+    """1/2 tr(W^T H W) - tr(W^T B) + c (+ ridge/2 ||W||^2), H symmetric PSD (p, p), B (p, K).
+
+    This is least squares in Gram form: with H = X^T X / n, B = X^T Y / n and c = ||Y||^2 / (2n) it equals
+    ``LeastSquares(X, Y)``.  H and B may be numpy arrays or torch tensors (CPU or CUDA); the solvers that use only
+    matrix products (``groupsparse.select``) keep them on their device.
+    """
+
+    def __init__(self, H, B, c=0.0, ridge=0.0):
+        from ._array import namespace
+        xp = namespace(H, B)
+        if H.ndim != 2 or H.shape[0] != H.shape[1]:
+            raise ValueError(f"H: must be a square matrix, got shape {tuple(H.shape)}")
+        B2 = B if B.ndim == 2 else xp.reshape(B, (-1, 1))
+        if B2.shape[0] != H.shape[0]:
+            raise ValueError(f"B: has {B2.shape[0]} rows but H is {H.shape[0]} x {H.shape[0]}")
+        if not bool(xp.all(xp.isfinite(H))) or not bool(xp.all(xp.isfinite(B2))):
+            raise ValueError("H, B: must be finite (no NaN or inf)")
+        self.xp = xp
+        self.H, self.B, self.c = H, B2, float(c)
+        self.n_features, self.n_outputs = int(H.shape[0]), int(B2.shape[1])
+        self.ridge = _check_ridge(ridge)
+
+    @classmethod
+    def from_data(cls, X, Y, ridge=0.0):
+        """Gram form of (1/2n)||Y - X W||^2."""
+        n = X.shape[0]
+        Y2 = Y.reshape(n, -1)
+        return cls(X.T @ X / n, X.T @ Y2 / n, float((Y2 * Y2).sum()) / (2 * n), ridge)
+
+    def _as_matrix(self, coef):
+        return self.xp.reshape(coef, (self.n_features, self.n_outputs))
+
+    def init_state(self, W):
+        return self.H @ W
+
+    def state_value(self, HW, W) -> float:
+        xp = self.xp
+        v = 0.5 * xp.sum(W * HW) - xp.sum(W * self.B) + self.c
+        if self.ridge:
+            v = v + 0.5 * self.ridge * xp.sum(W * W)
+        return float(v)
+
+    def grad_rows(self, HW, W, rows):
+        g = HW[rows] - self.B[rows]
+        return g + self.ridge * W[rows] if self.ridge else g
+
+    def update_state(self, HW, rows, dW):
+        HW += self.H[:, rows] @ dW
+
+    def full_grad(self, HW, W):
+        return self.grad_rows(HW, W, slice(None))
+
+    def lipschitz_rows(self, rows) -> float:
+        Hs = np.asarray(self.H[rows][:, rows] if not isinstance(rows, slice) else self.H[rows, rows], float)
+        Hs = np.atleast_2d(Hs)
+        return float(np.linalg.eigvalsh(Hs)[-1]) + self.ridge
+
+    def global_lipschitz(self) -> float:
+        return float(self.xp.linalg.eigvalsh(self.H)[-1]) + self.ridge
+
+    def restrict_rows(self, rows):
+        rows = np.asarray(rows)
+        return GramLeastSquares(self.H[rows][:, rows], self.B[rows], self.c, self.ridge)

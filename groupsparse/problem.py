@@ -1,0 +1,214 @@
+"""The solver-side view of (loss, penalty, groups): per-group row blocks, step sizes, objective and certificates.
+
+Solvers (block coordinate descent, FISTA, the selection methods) share this one place for the bookkeeping, so
+each of them is only its iteration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .groups import Groups, as_groups
+from .losses import Loss
+from .penalties import CompositePenalty, Penalty, SparseGroupLasso
+
+
+@dataclass
+class Solution:
+    """Result of ``solve``, ``solve_path`` (one per lambda) and ``select``.
+
+    coef        : flat coefficients, length p*K (row-major over (feature, output)); the intercept is separate.
+    intercept   : (K,) intercept, or None without one.
+    support     : ids of the groups with a nonzero coefficient.
+    objective   : loss + penalty at coef (loss alone for a budget problem).
+    certificate : duality gap (convex penalty), max KKT residual (nonconvex), or objective - lower bound (budget).
+    certificate_kind : 'duality_gap', 'kkt', or 'bound_gap'.
+    """
+    coef: np.ndarray
+    intercept: np.ndarray | None
+    support: np.ndarray
+    objective: float
+    certificate: float
+    certificate_kind: str
+    converged: bool
+    n_iter: int
+    lam: float | None = None
+    lower_bound: float | None = None
+    history: list = field(default_factory=list, repr=False)
+    info: dict = field(default_factory=dict, repr=False)
+
+    def coef_matrix(self, n_outputs: int) -> np.ndarray:
+        return self.coef.reshape(-1, n_outputs)
+
+    def __repr__(self):
+        return (f"Solution(objective={self.objective:.6g}, support={self.support.size} groups, "
+                f"{self.certificate_kind}={self.certificate:.3g}, converged={self.converged}, n_iter={self.n_iter})")
+
+
+class Problem:
+    """Internal layout: coefficient matrix W of shape (n_rows, K) with n_rows = p (+1 intercept row)."""
+
+    def __init__(self, loss: Loss, penalty: Penalty | None, groups):
+        if not isinstance(loss, Loss):
+            raise ValueError(f"loss: expected a groupsparse loss (LeastSquares, Logistic, ...), got {type(loss).__name__}")
+        if penalty is not None and not isinstance(penalty, Penalty):
+            raise ValueError(f"penalty: expected a groupsparse penalty (GroupLasso, GroupMCP, ...), "
+                             f"got {type(penalty).__name__}")
+        K = loss.n_outputs
+        user = groups if isinstance(groups, Groups) else as_groups(groups, loss.n_features)
+        if user.n_features == loss.n_features and K > 1:
+            user = user.expand_outputs(K)  # feature groups: each takes its features across all outputs
+        if user.n_features != loss.n_coef:
+            raise ValueError(f"groups: cover {user.n_features} coefficients but the loss has {loss.n_coef} "
+                             f"({loss.n_features} features x {K} outputs)")
+        self.user_groups = user
+        self.groups = user.append(K, 0.0) if loss.fit_intercept else user
+        self.loss, self.penalty, self.K = loss, penalty, K
+        self.n_user_groups = user.n_groups
+        g = self.groups
+        self.weights = np.asarray(g.weights, float)
+        self.penalized = self.weights > 0
+        self.rows, self.sel = [], []
+        for idx in g.indices:
+            r = np.unique(idx // K)
+            rows = slice(int(r[0]), int(r[-1]) + 1) if r[-1] - r[0] + 1 == r.size else r
+            if idx.size == r.size * K:
+                sel = None
+            else:
+                m = np.zeros((r.size, K), dtype=bool)
+                m[np.searchsorted(r, idx // K), idx % K] = True
+                sel = m
+            self.rows.append(rows)
+            self.sel.append(sel)
+        self._lips = None
+
+    # ----- step sizes -----
+    @property
+    def lipschitz(self) -> np.ndarray:
+        if self._lips is None:
+            self._lips = np.array([max(self.loss.lipschitz_rows(r), 1e-300) for r in self.rows])
+        return self._lips
+
+    # ----- layout -----
+    def zeros(self):
+        return np.zeros((self.loss.n_rows, self.K))
+
+    def from_user(self, coef, intercept=None):
+        W = self.zeros()
+        c = np.asarray(coef, float).ravel()
+        if c.size != self.loss.n_coef:
+            raise ValueError(f"warm_start: expected {self.loss.n_coef} coefficients, got {c.size}")
+        W[: self.loss.n_features] = c.reshape(-1, self.K)
+        if intercept is not None and self.loss.fit_intercept:
+            W[-1] = np.asarray(intercept, float).ravel()
+        return W
+
+    def split(self, W):
+        p = self.loss.n_features
+        coef = np.array(W[:p], dtype=float).ravel()
+        icpt = np.array(W[p], dtype=float) if self.loss.fit_intercept else None
+        return coef, icpt
+
+    def block(self, W, g):
+        v = W[self.rows[g]]
+        return v if self.sel[g] is None else v[self.sel[g]]
+
+    # ----- objective and certificates -----
+    def penalty_value(self, W) -> float:
+        if self.penalty is None:
+            return 0.0
+        beta = W.ravel() * self.groups.expand(self.penalized)
+        if isinstance(self.penalty, SparseGroupLasso):
+            return self.penalty.value_beta(beta, self.groups)
+        norms = self.groups.norms(beta)
+        if isinstance(self.penalty, CompositePenalty):
+            return self.penalty.value(norms[self.penalized])
+        return self.penalty.value(norms[self.penalized], self.weights[self.penalized])
+
+    def objective(self, state, W) -> float:
+        return self.loss.state_value(state, W) + self.penalty_value(W)
+
+    def kkt(self, W, G) -> np.ndarray:
+        """Per group: distance of -gradient to the penalty's subdifferential (unpenalized: the gradient norm)."""
+        beta, grad = W.ravel(), G.ravel()
+        if self.penalty is None:
+            out = np.zeros(self.groups.n_groups)
+        elif isinstance(self.penalty, CompositePenalty):
+            pen = self.groups.expand(self.penalized)
+            out = self.penalty.subdiff_distance(beta * pen, grad, self.groups)
+        else:
+            out = self.penalty.subdiff_distance(beta, grad, self.groups)
+        if not np.all(self.penalized):
+            out[~self.penalized] = self.groups.norms(grad)[~self.penalized]
+        return out
+
+    def duality_gap(self, state, W, G, primal):
+        """Gap at the dual point s * (dF/dZ), s the largest scale keeping it dual-feasible.  Returns (gap, V, s)
+        or (nan, None, 0) when the loss has no dual (Gram form) or the penalty is not convex."""
+        if self.penalty is None or not self.penalty.convex or not self.loss.has_dual:
+            return np.nan, None, 0.0
+        loss = self.loss
+        V = loss.raw_grad(state)
+        if loss.fit_intercept:
+            if not hasattr(loss, "project_dual"):
+                return np.nan, None, 0.0
+            V = loss.project_dual(V)
+            Xg = np.asarray(loss.X.T @ V) + (loss.ridge * W if loss.ridge else 0.0)
+            Xg[-1] = 0.0
+        else:
+            Xg = G
+        pen = self.penalized
+        if isinstance(self.penalty, SparseGroupLasso):
+            s = self.penalty.dual_scale(Xg.ravel() * self.groups.expand(pen), self.groups)
+        else:
+            gn = self.groups.norms(Xg.ravel())[pen]
+            lw = self.penalty.lam * self.weights[pen]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(gn > 0, lw / gn, np.inf)
+            s = float(min(1.0, ratio.min())) if ratio.size else 1.0
+        if loss.ridge:
+            dual = -loss.conjugate(s * V) - 0.5 * s * s * loss.ridge * float(np.sum(W[: loss.n_features] ** 2))
+        else:
+            dual = -loss.conjugate(s * V)
+        return primal - dual, V, s
+
+    def fixpoint_scores(self, W, G, groups=None) -> np.ndarray:
+        """L_g * ||beta_g - prox_g(beta_g - grad_g / L_g)||: zero exactly at fixed points of the prox-gradient map
+        (the working-set score; unlike the subdifferential it also sees groups that a nonconvex prox can move)."""
+        ids = range(self.groups.n_groups) if groups is None else groups
+        L = self.lipschitz
+        out = np.empty(len(ids))
+        rest = self.composite_rest(W) if isinstance(self.penalty, CompositePenalty) else None
+        for i, g in enumerate(ids):
+            b = self.block(W, g)
+            gg = G[self.rows[g]] if self.sel[g] is None else G[self.rows[g]][self.sel[g]]
+            z = b - gg / L[g]
+            new = self.prox(g, z, 1.0 / L[g], b, rest)
+            out[i] = L[g] * np.linalg.norm(new - b)
+        return out
+
+    def prox(self, g, z, t, old=None, rest=None):
+        if not self.penalized[g] or self.penalty is None:
+            return z
+        if isinstance(self.penalty, CompositePenalty):
+            r = float(np.linalg.norm(z))
+            if r == 0:
+                return z * 0
+            qold = self.penalty.q(float(np.linalg.norm(old))) if old is not None else 0.0
+            x = self.penalty.prox_given_rest(r, t, rest - qold)
+            return z * (x / r)
+        return self.penalty.prox_group(z, t, self.weights[g])
+
+    def composite_rest(self, W) -> float:
+        norms = self.groups.norms(W.ravel())
+        return float(sum(self.penalty.q(float(r)) for r in norms[self.penalized]))
+
+    def support(self, W, tol=0.0):
+        n = self.groups.norms(W.ravel())[: self.n_user_groups]
+        return np.flatnonzero(n > tol)
+
+    def solution(self, W, state, certificate, kind, converged, n_iter, history, lam=None, **info):
+        coef, icpt = self.split(W)
+        return Solution(coef, icpt, self.support(W), self.objective(state, W), float(certificate), kind,
+                        bool(converged), int(n_iter), lam, history=history, info=info)
