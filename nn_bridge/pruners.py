@@ -3,8 +3,8 @@
 Usage::
 
     pruner = make_pruner("sapp", model, sparsity=0.9, block=16, total_steps=n_steps)   # before DDP wrapping
-    opt = torch.optim.Adam(model.parameters(), lr=...)     # logits (SA++) are model parameters
-    pruner.bind(opt)                                       # for optimizer resets (and logit weight decay)
+    opt = torch.optim.Adam(pruner.weight_parameters(), lr=...)
+    pruner.bind(opt)               # for optimizer resets; SA++ adds its logits as a group with their weight decay
     for step in range(n_steps):
         loss(model(x)).backward(); opt.step(); opt.zero_grad()
         pruner.step()                                      # advance the schedule by one training step
@@ -132,6 +132,12 @@ class BlockPruner:
     def _param_kwargs(self) -> dict:
         return {}
 
+    def weight_parameters(self) -> list:
+        """The model's parameters except the pruner's own (SA++ logits): build the optimizer over these and let
+        ``bind`` add the logits with their own weight decay."""
+        own = {id(q) for p in self.params for q in p.parameters(recurse=False)}
+        return [q for q in self.model.parameters() if id(q) not in own]
+
     def bind(self, optimizer) -> "BlockPruner":
         """The optimizer whose state is reset at phase boundaries (per ``reset_optimizer``)."""
         self.optimizer = optimizer
@@ -154,13 +160,14 @@ class BlockPruner:
         """Advance by one training step (call after ``optimizer.step()``)."""
         self.step_count += 1
         i = self.schedule.index(self.progress)
-        if i != self._phase:
+        entered_now = i != self._phase
+        if entered_now:
             entered = self.schedule.phases[self._phase + 1:i + 1]  # a short run may skip phases: enter each
             for j in range(self._phase + 1, i + 1):
                 self._enter(j)
             self._phase = i
             self._maybe_reset(entered)
-        elif self.phase.kind == "sparsification" and self.step_count % self.update_every == 0:
+        if self.phase.kind == "sparsification" and (entered_now or self.step_count % self.update_every == 0):
             self._prune_to(self.target_now())
 
     def _enter(self, j: int) -> None:
