@@ -156,6 +156,9 @@ class SparseGroupLasso(Penalty):
             raise ValueError(f"l1_ratio: must lie in [0, 1], got {l1_ratio!r}")
         self.l1_ratio = v
 
+    def drho0(self, lw):  # only the group part; subdiff_distance below handles the entrywise part
+        return np.asarray(lw, float) * (1 - self.l1_ratio)
+
     def value(self, norms, weights, beta=None, groups=None):
         raise TypeError("use value_beta for the sparse-group lasso: it is not a function of group norms alone")
 
