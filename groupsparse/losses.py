@@ -176,6 +176,24 @@ class _GLM(Loss):
 
     dual_modulus = 1.0  # strong concavity of the dual in V, times n (for gap-safe radii)
 
+    def intercept_hessian(self, Z):
+        """Hessian of the loss in the intercept (K x K); subclasses override."""
+        return np.eye(self.n_outputs)
+
+    def profile_intercept(self, Z, W, tol=1e-15, max_newton=50):
+        """Set the intercept to its exact optimum for the current coefficients (Newton), in place.
+
+        Afterwards the column sums of dF/dZ vanish, which is what makes s * dF/dZ a feasible dual point."""
+        if not self.fit_intercept:
+            return
+        for _ in range(max_newton):
+            g = self.raw_grad(Z).sum(axis=0)
+            if np.max(np.abs(g)) <= tol:
+                break
+            db = -np.linalg.lstsq(self.intercept_hessian(Z), g, rcond=None)[0]
+            W[-1] += db
+            Z += db
+
 
 class LeastSquares(_GLM):
     """(1/2n) ||Y - X W||^2 (+ ridge/2 ||W||^2).  y: (n,) or (n, K) real."""
@@ -200,10 +218,6 @@ class LeastSquares(_GLM):
         # F(Z) = 1/(2n)||Z - Y||^2  ->  F*(V) = <V, Y> + n/2 ||V||^2
         return float(np.vdot(V, self.Y)) + 0.5 * self.n_samples * float(np.vdot(V, V))
 
-    def project_dual(self, V):
-        """With an intercept, the dual point must have zero column sums; for least squares, centring is exact."""
-        return V - V.mean(axis=0) if self.fit_intercept else V
-
 
 class Logistic(_GLM):
     """Mean binary log-loss  (1/n) sum_i log(1 + e^{z_i}) - y_i z_i  with labels y in {0, 1}."""
@@ -224,6 +238,10 @@ class Logistic(_GLM):
 
     def raw_grad(self, Z):
         return (expit(Z) - self.Y) / self.n_samples
+
+    def intercept_hessian(self, Z):
+        s = expit(Z)
+        return np.atleast_2d(np.sum(s * (1 - s)) / self.n_samples)
 
     def conjugate(self, V):
         # f(z) = log(1+e^z) - y z: f*(a) = p log p + (1-p) log(1-p), p = a + y in [0, 1]; F*(V) = (1/n) sum f*(n V)
@@ -263,6 +281,10 @@ class Multinomial(_GLM):
     def conjugate(self, V):
         P = np.clip(self.n_samples * V + self.Y, 0.0, 1.0)
         return float(np.sum(xlogy(P, P))) / self.n_samples
+
+    def intercept_hessian(self, Z):
+        P = np.exp(Z - logsumexp(Z, axis=1, keepdims=True))
+        return (np.diag(P.sum(axis=0)) - P.T @ P) / self.n_samples
 
 
 class GramLeastSquares(Loss):

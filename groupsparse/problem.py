@@ -149,15 +149,10 @@ class Problem:
         if self.penalty is None or not self.penalty.convex or not self.loss.has_dual:
             return np.nan, None, 0.0
         loss = self.loss
-        V = loss.raw_grad(state)
+        V = loss.raw_grad(state)  # with an intercept, call loss.profile_intercept first so V sums to 0
+        Xg = G.copy()
         if loss.fit_intercept:
-            if not hasattr(loss, "project_dual"):
-                return np.nan, None, 0.0
-            V = loss.project_dual(V)
-            Xg = np.asarray(loss.X.T @ V) + (loss.ridge * W if loss.ridge else 0.0)
             Xg[-1] = 0.0
-        else:
-            Xg = G
         pen = self.penalized
         if isinstance(self.penalty, SparseGroupLasso):
             s = self.penalty.dual_scale(Xg.ravel() * self.groups.expand(pen), self.groups)

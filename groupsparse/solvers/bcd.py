@@ -81,7 +81,7 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
     n_groups = prob.groups.n_groups
     convex = prob.penalty is not None and prob.penalty.convex and loss.has_dual and stop != "kkt"
     screenable = (isinstance(prob.penalty, (GroupLasso, SparseGroupLasso)) and loss.has_dual and screening
-                  and not loss.ridge and (not loss.fit_intercept or hasattr(loss, "project_dual")))
+                  and not loss.ridge)
     active = np.ones(n_groups, dtype=bool)  # False once gap-safe screening proves the group zero
     composite = isinstance(prob.penalty, CompositePenalty)
     needs_fixpoint = composite or (prob.penalty is not None and
@@ -93,6 +93,8 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
     cert, kind, converged = np.inf, ("duality_gap" if convex else "kkt"), False
     it = 0
     for it in range(1, max_iter + 1):
+        if loss.has_dual:
+            loss.profile_intercept(state, W)
         G = loss.full_grad(state, W)
         primal = prob.objective(state, W)
         kkt = prob.kkt(W, G)

@@ -57,6 +57,9 @@ def fista(prob, W0=None, tol=1e-8, max_iter=20_000, check_every=10, verbose=Fals
         Y = W_new + ((theta - 1) / theta_new) * (W_new - W)
         W, state, obj, theta = W_new, s_new, o_new, theta_new
         if it % check_every == 0:
+            if loss.has_dual:
+                loss.profile_intercept(state, W)
+                obj = prob.objective(state, W)
             G = loss.full_grad(state, W)
             if convex:
                 cert = prob.duality_gap(state, W, G, obj)[0]
