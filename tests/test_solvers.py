@@ -1,0 +1,217 @@
+"""Solver correctness: against cvxpy, closed forms, and each other; certificates; paths and checkpoints."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import groupsparse as gs
+
+
+def _instance(seed, n=60, sizes=(1, 3, 2, 5, 4, 8, 2), kind="ls"):
+    rng = np.random.default_rng(seed)
+    p = sum(sizes)
+    X = rng.standard_normal((n, p))
+    beta = np.zeros(p)
+    beta[: sizes[0] + sizes[1]] = rng.standard_normal(sizes[0] + sizes[1])
+    z = X @ beta
+    if kind == "ls":
+        y = z + 0.5 * rng.standard_normal(n)
+    else:
+        y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
+    return X, y, gs.Groups.from_sizes(sizes)
+
+
+def _cvxpy_group_lasso(X, y, groups, lam, kind):
+    cp = pytest.importorskip("cvxpy")
+    n, p = X.shape
+    b = cp.Variable(p)
+    if kind == "ls":
+        fit = cp.sum_squares(y - X @ b) / (2 * n)
+    else:
+        z = X @ b
+        fit = cp.sum(cp.logistic(z) - cp.multiply(y, z)) / n
+    pen = sum(lam * w * cp.norm(b[idx], 2) for idx, w in zip(groups.indices, groups.weights))
+    prob = cp.Problem(cp.Minimize(fit + pen))
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    return prob.value
+
+
+@pytest.mark.parametrize("kind", ["ls", "logistic"])
+@pytest.mark.parametrize("seed", range(4))
+def test_group_lasso_matches_cvxpy(kind, seed):
+    X, y, groups = _instance(seed, kind=kind)
+    loss = gs.LeastSquares(X, y) if kind == "ls" else gs.Logistic(X, y)
+    lam = 0.2 * gs.lambda_max(loss, gs.GroupLasso(1.0), groups)
+    sol = gs.solve(loss, gs.GroupLasso(lam), groups, tol=1e-10)
+    ref = _cvxpy_group_lasso(X, y, groups, lam, kind)
+    assert sol.converged and sol.certificate_kind == "duality_gap"
+    assert 0 <= sol.certificate <= 1e-9
+    assert sol.objective == pytest.approx(ref, rel=1e-6)
+    assert sol.objective >= ref - 1e-7  # cvxpy's optimum is a lower bound up to its tolerance
+
+
+def test_fista_agrees_with_bcd_and_gap_is_a_bound():
+    X, y, groups = _instance(7)
+    loss = gs.LeastSquares(X, y)
+    lam = 0.1 * gs.lambda_max(loss, gs.GroupLasso(1.0), groups)
+    a = gs.solve(loss, gs.GroupLasso(lam), groups, solver="bcd", tol=1e-11)
+    b = gs.solve(loss, gs.GroupLasso(lam), groups, solver="fista", tol=1e-11)
+    assert a.objective == pytest.approx(b.objective, rel=1e-9)
+    np.testing.assert_allclose(a.coef, b.coef, atol=1e-5)
+    # a loose solve's gap must bound its suboptimality
+    c = gs.solve(loss, gs.GroupLasso(lam), groups, solver="fista", tol=1e-3)
+    assert c.objective - a.objective <= c.certificate + 1e-12
+
+
+def test_lambda_max_gives_zero_and_just_below_gives_argmax_group():
+    X, y, groups = _instance(3)
+    loss = gs.LeastSquares(X, y)
+    lmax = gs.lambda_max(loss, gs.GroupLasso(1.0), groups)
+    assert gs.solve(loss, gs.GroupLasso(lmax * 1.0001), groups).support.size == 0
+    sol = gs.solve(loss, gs.GroupLasso(lmax * 0.999), groups, tol=1e-12)
+    grad0 = groups.norms(X.T @ y / len(y)) / groups.weights
+    assert sol.support.tolist() == [int(np.argmax(grad0))]
+
+
+def _orthonormal_instance(seed, sizes=(2, 3, 1, 4)):
+    """Design with X_g^T X_g / n = I within each group (QR of random blocks), groups mutually orthogonal."""
+    rng = np.random.default_rng(seed)
+    n, p = 40, sum(sizes)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, p)))
+    X = Q * np.sqrt(n)
+    y = X @ rng.standard_normal(p) * 0.7 + rng.standard_normal(n)
+    return X, y, gs.Groups.from_sizes(sizes, weights=np.ones(len(sizes)))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_orthonormal_design_gives_firm_and_scad_thresholding(seed):
+    X, y, groups = _orthonormal_instance(seed)
+    z = X.T @ y / len(y)  # the unpenalized solution, group by group
+    lam = 0.6
+    for pen in [gs.GroupMCP(lam, gamma=3.0), gs.GroupSCAD(lam, gamma=3.7), gs.GroupLasso(lam)]:
+        sol = gs.solve(gs.LeastSquares(X, y), pen, groups, tol=1e-13)
+        expected = np.zeros_like(z)
+        for idx in groups.indices:
+            r = np.linalg.norm(z[idx])
+            expected[idx] = z[idx] * (pen.prox_scalar(r, 1.0, lam) / r if r > 0 else 0)
+        np.testing.assert_allclose(sol.coef, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("pen", [gs.GroupMCP(0.08), gs.GroupSCAD(0.08), gs.GroupLogSum(0.05, 0.5),
+                                 gs.GroupBridge(0.05, 0.5), gs.ExpMaskPenalty(0.05)], ids=repr)
+@pytest.mark.parametrize("kind", ["ls", "logistic"])
+def test_nonconvex_kkt_residual_at_exit(pen, kind):
+    X, y, groups = _instance(11, kind=kind)
+    loss = gs.LeastSquares(X, y) if kind == "ls" else gs.Logistic(X, y)
+    sol = gs.solve(loss, pen, groups, tol=1e-9)
+    assert sol.certificate_kind == "kkt" and sol.converged
+    assert sol.certificate <= 1e-6
+    # independent check of the certificate: recompute the residual from the gradient
+    grad = loss.gradient(sol.coef)
+    assert np.max(pen.subdiff_distance(sol.coef, grad, groups)) <= 1e-6
+
+
+def test_sparse_X_matches_dense_and_intercept_is_exact():
+    X, y, groups = _instance(5)
+    Xs = sp.csr_matrix(np.where(np.abs(X) > 0.8, X, 0.0))
+    lam = 0.05
+    a = gs.solve(gs.LeastSquares(Xs, y + 3, fit_intercept=True), gs.GroupLasso(lam), groups, tol=1e-11)
+    b = gs.solve(gs.LeastSquares(Xs.toarray(), y + 3, fit_intercept=True), gs.GroupLasso(lam), groups, tol=1e-11)
+    np.testing.assert_allclose(a.coef, b.coef, atol=1e-7)
+    # with an intercept, least squares equals the problem on centred data
+    Xd = Xs.toarray()
+    c = gs.solve(gs.LeastSquares(Xd - Xd.mean(0), y - y.mean()), gs.GroupLasso(lam), groups, tol=1e-11)
+    np.testing.assert_allclose(a.coef, c.coef, atol=1e-7)
+    assert a.intercept[0] == pytest.approx((y + 3).mean() - Xd.mean(0) @ a.coef, abs=1e-7)
+
+
+def test_gram_form_equals_data_form():
+    X, y, groups = _instance(2)
+    lam = 0.05
+    for pen in [gs.GroupLasso(lam), gs.GroupMCP(lam)]:
+        a = gs.solve(gs.LeastSquares(X, y), pen, groups, tol=1e-12, stop="kkt")
+        b = gs.solve(gs.GramLeastSquares.from_data(X, y), pen, groups, tol=1e-12)
+        np.testing.assert_allclose(a.coef, b.coef, atol=1e-8)
+        assert a.objective == pytest.approx(b.objective, rel=1e-10)
+
+
+def test_multinomial_group_spanning_classes_matches_cvxpy():
+    cp = pytest.importorskip("cvxpy")
+    rng = np.random.default_rng(0)
+    n, p, K = 80, 6, 3
+    X = rng.standard_normal((n, p))
+    y = rng.integers(0, K, n)
+    groups = gs.Groups.from_sizes([2, 2, 2])  # feature groups, each spans all K classes
+    lam = 0.03
+    sol = gs.solve(gs.Multinomial(X, y), gs.GroupLasso(lam), groups, tol=1e-11)
+    W = cp.Variable((p, K))
+    Z = X @ W
+    Y = np.eye(K)[y]
+    fit = (cp.sum(cp.log_sum_exp(Z, axis=1)) - cp.sum(cp.multiply(Y, Z))) / n
+    w = np.sqrt(2 * K)  # expanded groups carry sqrt(K) times the feature-group weight
+    pen = sum(lam * w * cp.norm(cp.vec(W[2 * g:2 * g + 2, :], order="C"), 2) for g in range(3))
+    prob = cp.Problem(cp.Minimize(fit + pen))
+    prob.solve(solver=cp.CLARABEL)
+    assert sol.objective == pytest.approx(prob.value, rel=1e-6)
+
+
+def test_path_warm_starts_and_checkpoint_resume(tmp_path):
+    X, y, groups = _instance(9)
+    loss = gs.LeastSquares(X, y)
+    full = gs.solve_path(loss, gs.GroupMCP(1.0), groups, n_lambdas=8, tol=1e-10)
+    assert full[0].support.size == 0 and full[-1].support.size > 0
+    assert all(a.lam > b.lam for a, b in zip(full[:-1], full[1:]))
+    ck = tmp_path / "path.pkl"
+    lams = [s.lam for s in full]
+    first = gs.solve_path(loss, gs.GroupMCP(1.0), groups, lambdas=lams[:4], tol=1e-10)
+    # simulate a stop after 4 lambdas: write the checkpoint as the path would have, then resume the full grid
+    from groupsparse.api import _save_checkpoint
+    _save_checkpoint(ck, np.asarray(lams), first)
+    resumed = gs.solve_path(loss, gs.GroupMCP(1.0), groups, lambdas=lams, tol=1e-10, checkpoint=str(ck))
+    for a, b in zip(full, resumed):
+        np.testing.assert_allclose(a.coef, b.coef, atol=1e-12)
+    with pytest.raises(ValueError, match="checkpoint"):
+        gs.solve_path(loss, gs.GroupMCP(1.0), groups, lambdas=lams[:3], checkpoint=str(ck))
+
+
+def test_composite_penalty_solves_and_matches_group_lasso_for_identity():
+    X, y, groups = _instance(4, sizes=(2, 2, 3))
+    g1 = gs.Groups.from_sizes([2, 2, 3], weights=np.ones(3))
+    comp = gs.CompositePenalty(0.1, q=lambda x: x, q_inv=lambda s: s, dq=lambda x: 1.0)
+    a = gs.solve(gs.LeastSquares(X, y), comp, g1, tol=1e-10)
+    b = gs.solve(gs.LeastSquares(X, y), gs.GroupLasso(0.1), g1, tol=1e-12)
+    np.testing.assert_allclose(a.coef, b.coef, atol=1e-7)
+    sq = gs.CompositePenalty(0.1, q=np.sqrt, q_inv=lambda s: s * s)
+    c = gs.solve(gs.LeastSquares(X, y), sq, g1, tol=1e-9)
+    assert c.converged and c.certificate <= 1e-6
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda X, y: gs.LeastSquares(X, y[:-1]), "y"),
+    (lambda X, y: gs.LeastSquares(np.where(X > 2, np.nan, X), y), "X"),
+    (lambda X, y: gs.LeastSquares(X, np.full_like(y, np.inf)), "y"),
+    (lambda X, y: gs.Logistic(X, y * 2 + 1), "y"),
+    (lambda X, y: gs.LeastSquares(X, y, ridge=-1), "ridge"),
+])
+def test_bad_loss_input_is_named(make, name):
+    X, y, _ = _instance(0)
+    with pytest.raises(ValueError, match=name):
+        make(X, y)
+
+
+def test_bad_groups_and_options_are_named():
+    X, y, groups = _instance(0)
+    loss = gs.LeastSquares(X, y)
+    with pytest.raises(ValueError, match="groups"):
+        gs.solve(loss, gs.GroupLasso(0.1), [3, 3])  # covers 6 of 25 features
+    with pytest.raises(ValueError, match="overlap"):
+        gs.Groups.from_indices([[0, 1], [1, 2]])
+    with pytest.raises(ValueError, match="empty"):
+        gs.Groups.from_indices([[0, 1], []])
+    with pytest.raises(ValueError, match="solver"):
+        gs.solve(loss, gs.GroupLasso(0.1), groups, solver="newton")
+    with pytest.raises(ValueError, match="tol"):
+        gs.solve(loss, gs.GroupLasso(0.1), groups, tol=-1)
+    with pytest.raises(ValueError, match="penalty"):
+        gs.solve(loss, "lasso", groups)
+    with pytest.raises(ValueError, match="block"):
+        gs.Groups.block_tiling((10, 12), 4)
