@@ -74,6 +74,10 @@ class Penalty:
     def prox_scalar(self, r: float, t: float, lw: float) -> float:
         raise NotImplementedError
 
+    def prox_zero_radius(self, t, lw):
+        """A radius (per group, vectorized) below which the scalar prox is certainly 0; 0 when unknown."""
+        return np.zeros_like(np.asarray(lw, float))
+
     # ----- group level (radial by default) -----
     def value(self, norms, weights) -> float:
         return float(np.sum(self.rho(np.asarray(norms, float), self.lam * np.asarray(weights, float))))
@@ -360,6 +364,13 @@ class GroupBridge(Penalty):
 
     def drho0(self, lw):
         return np.where(np.asarray(lw, float) > 0, np.inf, 0.0)
+
+    def prox_zero_radius(self, t, lw):
+        q = self.q
+        c = np.asarray(t, float) * np.asarray(lw, float) * q
+        x0 = (c * (1 - q)) ** (1 / (2 - q))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(c > 0, x0 + c * x0 ** (q - 1), 0.0)  # min of the stationarity map
 
     def prox_scalar(self, r, t, lw):
         q = self.q

@@ -71,7 +71,7 @@ class Problem:
         self.penalized = self.weights > 0
         self.rows, self.sel = [], []
         for idx in g.indices:
-            r = np.unique(idx // K)
+            r = idx if K == 1 else np.unique(idx // K)  # indices are sorted within a group
             rows = slice(int(r[0]), int(r[-1]) + 1) if r[-1] - r[0] + 1 == r.size else r
             if idx.size == r.size * K:
                 sel = None
@@ -81,14 +81,26 @@ class Problem:
                 sel = m
             self.rows.append(rows)
             self.sel.append(sel)
-        self._lips = None
+        self._lips = np.full(g.n_groups, np.nan)
 
-    # ----- step sizes -----
+    # ----- step sizes (computed lazily: most groups never enter a working set) -----
+    def lipschitz_of(self, ids) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        todo = ids[np.isnan(self._lips[ids])]
+        if todo.size:
+            batch = [g for g in todo if isinstance(self.rows[g], slice) and self.sel[g] is None]
+            sizes = {self.rows[g].stop - self.rows[g].start for g in batch}
+            if hasattr(self.loss, "lipschitz_blocks") and len(sizes) == 1 and len(batch) > 1:
+                vals = self.loss.lipschitz_blocks([self.rows[g].start for g in batch], sizes.pop())
+                self._lips[batch] = np.maximum(vals, 1e-300)
+            for g in todo:
+                if np.isnan(self._lips[g]):
+                    self._lips[g] = max(self.loss.lipschitz_rows(self.rows[g]), 1e-300)
+        return self._lips
+
     @property
     def lipschitz(self) -> np.ndarray:
-        if self._lips is None:
-            self._lips = np.array([max(self.loss.lipschitz_rows(r), 1e-300) for r in self.rows])
-        return self._lips
+        return self.lipschitz_of(np.arange(self.groups.n_groups))
 
     # ----- layout -----
     def zeros(self):
@@ -171,16 +183,25 @@ class Problem:
     def fixpoint_scores(self, W, G, groups=None) -> np.ndarray:
         """L_g * ||beta_g - prox_g(beta_g - grad_g / L_g)||: zero exactly at fixed points of the prox-gradient map
         (the working-set score; unlike the subdifferential it also sees groups that a nonconvex prox can move)."""
-        ids = range(self.groups.n_groups) if groups is None else groups
-        L = self.lipschitz
-        out = np.empty(len(ids))
-        rest = self.composite_rest(W) if isinstance(self.penalty, CompositePenalty) else None
-        for i, g in enumerate(ids):
+        ids = np.arange(self.groups.n_groups) if groups is None else np.asarray(groups)
+        L = self.lipschitz_of(ids)[ids]
+        out = np.zeros(len(ids))
+        composite = isinstance(self.penalty, CompositePenalty)
+        rest = self.composite_rest(W) if composite else None
+        norms = self.groups.norms(W.ravel())[ids]
+        todo = np.ones(len(ids), dtype=bool)
+        if self.penalty is not None and not composite:  # zero groups whose prox input is inside the zero radius
+            lw = self.penalty.lam * self.weights[ids]
+            rz = self.penalty.prox_zero_radius(1.0 / L, lw)
+            gn = self.groups.norms(G.ravel())[ids] / L
+            todo = (norms > 0) | (gn > rz) | ~self.penalized[ids]
+        for i in np.flatnonzero(todo):
+            g = ids[i]
             b = self.block(W, g)
             gg = G[self.rows[g]] if self.sel[g] is None else G[self.rows[g]][self.sel[g]]
-            z = b - gg / L[g]
-            new = self.prox(g, z, 1.0 / L[g], b, rest)
-            out[i] = L[g] * np.linalg.norm(new - b)
+            z = b - gg / L[i]
+            new = self.prox(g, z, 1.0 / L[i], b, rest)
+            out[i] = L[i] * np.linalg.norm(new - b)
         return out
 
     def prox(self, g, z, t, old=None, rest=None):

@@ -77,7 +77,6 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
     loss = prob.loss
     W = prob.zeros() if W0 is None else np.array(W0, dtype=float)
     state = loss.init_state(W)
-    L = prob.lipschitz
     n_groups = prob.groups.n_groups
     convex = prob.penalty is not None and prob.penalty.convex and loss.has_dual and stop != "kkt"
     screenable = (isinstance(prob.penalty, (GroupLasso, SparseGroupLasso)) and loss.has_dual and screening
@@ -104,7 +103,7 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
             crit = gap / max(1.0, abs(primal))
             if screenable and V is not None and gap > 0:
                 radius = np.sqrt(2 * gap / (loss.n_samples * loss.dual_modulus))
-                _screen(prob, W, state, V, s, radius, active)
+                _screen(prob, W, G, s, radius, active)
         else:
             if needs_fixpoint:  # zero is always stationary for these: measure the prox-gradient fixed point too
                 kkt = np.maximum(kkt, prob.fixpoint_scores(W, G))
@@ -126,8 +125,9 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
         ws = ws[np.isfinite(scores[ws]) | nz[ws]]
         # inner solve on the working set, to a fraction of the current outer violation
         inner_tol = 0.3 * max(float(np.max(np.where(active, kkt, 0))), 1e-300)
+        L = prob.lipschitz_of(ws)
         n_epochs += _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite)
-        state = loss.init_state(W)  # refresh: incremental updates drift by rounding
+        state = _refresh_state(prob, W)  # incremental updates drift by rounding
     G = loss.full_grad(state, W)
     kkt_final = prob.kkt(W, G)
     if needs_fixpoint:
@@ -167,22 +167,35 @@ def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite):
     return epoch
 
 
-def _screen(prob, W, state, V, s, radius, active):
-    """Gap-safe rule: a group with ||X_g^T theta|| + radius * ||X_g||_2 < lam w_g is zero at every optimum."""
-    loss, pen = prob.loss, prob.penalty
-    XtV = np.asarray(loss.X.T @ (s * V)).reshape(loss.n_rows, -1)
-    curv = loss.curvature
-    for g in np.flatnonzero(active & prob.penalized):
-        if prob.block(W, g).any():
-            continue
-        a = XtV[prob.rows[g]]
-        a = a if prob.sel[g] is None else a[prob.sel[g]]
-        xnorm = np.sqrt(max(prob.lipschitz[g] - loss.ridge, 0.0) * loss.n_samples / curv)
-        if isinstance(pen, SparseGroupLasso):
-            lhs = np.linalg.norm(np.maximum(np.abs(a) + radius * xnorm - pen.lam * pen.l1_ratio, 0))
-            bound = pen.lam * (1 - pen.l1_ratio) * prob.weights[g]
-        else:
-            lhs = np.linalg.norm(a) + radius * xnorm
-            bound = pen.lam * prob.weights[g]
-        if lhs < bound:
-            active[g] = False
+def _refresh_state(prob, W):
+    """Recompute the loss state from the nonzero rows only (W is zero elsewhere)."""
+    loss = prob.loss
+    rows = np.flatnonzero(np.any(W != 0, axis=1))
+    if rows.size == W.shape[0] or not hasattr(loss, "X"):
+        return loss.init_state(W)
+    state = loss.init_state(np.zeros_like(W))
+    if rows.size:
+        loss.update_state(state, rows, W[rows])
+    return state
+
+
+def _screen(prob, W, G, s, radius, active):
+    """Gap-safe rule: a zero group with ||X_g^T theta|| + radius ||X_g|| < lam w_g is zero at every optimum.
+
+    theta = s dF/dZ is the feasible dual point; X^T theta = s G (screening runs without ridge).  ||X_g||_F bounds
+    the spectral norm and is cheap for all groups at once."""
+    loss, pen, groups = prob.loss, prob.penalty, prob.groups
+    if not hasattr(prob, "_xnorm_g"):
+        sq = np.append(loss.column_norms() ** 2, 0.0)
+        rows = np.arange(loss.n_rows)
+        prob._xnorm_g = np.array([np.sqrt(sq[rows[r]].sum()) for r in prob.rows])
+    a = s * G.ravel()
+    zero = groups.norms(W.ravel()) == 0
+    if isinstance(pen, SparseGroupLasso):
+        shrunk = np.maximum(np.abs(a) + radius * groups.expand(prob._xnorm_g) - pen.lam * pen.l1_ratio, 0)
+        lhs = groups.norms(shrunk)
+        bound = pen.lam * (1 - pen.l1_ratio) * prob.weights
+    else:
+        lhs = groups.norms(a) + radius * prob._xnorm_g
+        bound = pen.lam * prob.weights
+    active &= ~(zero & prob.penalized & (lhs < bound))

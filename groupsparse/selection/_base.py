@@ -1,0 +1,294 @@
+"""The budget problem  min L(W)  s.t.  at most k groups of W nonzero,  as every selection method sees it.
+
+``BudgetProblem`` wraps a core loss and ``Groups`` once and gives the methods the few primitives they share, so
+each method is only its search logic (and no method has its own refit, projection or scoring):
+
+* ``value(W)``, ``grad(W)``: the loss and its gradient on the internal (n_rows, K) coefficient matrix.
+* ``refit(S)``: the exact minimiser of L on the coefficients of the groups in S (``refit.py``).
+* ``group_sq(M)``: squared Euclidean norm of every group of a (n_rows, K) array -> host numpy (G,).
+* ``backward(W)`` / ``forward(D)``: abess-style "sacrifices" (Zhu et al. 2020; solver_anchors.md section 2):
+  the loss increase from deleting group g, 1/2 tr(W_g^T Phi_g W_g), and the loss decrease from adding group g
+  alone, 1/2 tr(D_g^T Phi_g^{-1} D_g), with Phi_g the Hessian block of group g (exact for least squares; the
+  curvature bound for the GLMs).  For groups that are not "row set x column set" rectangles Phi_g is replaced by
+  its Lipschitz constant times the identity.
+* ``project(V, k)``: top-k groups by norm (the hard-thresholding operator H_k).
+
+Heavy work (matrix products, gathers, solves) stays in the array namespace of the loss (numpy, or torch on any
+device for ``GramLeastSquares``); combinatorial bookkeeping (supports, scores of G groups) runs in numpy on the
+host, which costs one transfer of G numbers per step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._array import namespace, to_numpy
+from ..losses import GramLeastSquares, LeastSquares, Logistic, Multinomial
+from ..problem import Problem, Solution
+
+__all__ = ["BudgetProblem"]
+
+
+class BudgetProblem:
+    """Solver-side view of a budgeted problem (see module docstring).  Groups are those of the user (intercept
+    excluded: an intercept is always fitted when the loss has one)."""
+
+    def __init__(self, loss, groups, refit_ridge: float | None = None):
+        if not isinstance(loss, (LeastSquares, Logistic, Multinomial, GramLeastSquares)):
+            raise ValueError(f"loss: expected LeastSquares, Logistic, Multinomial or GramLeastSquares, got "
+                             f"{type(loss).__name__}")
+        self.loss = loss
+        self.prob = Problem(loss, None, groups)  # expands feature groups over K outputs, checks coverage
+        self.groups = self.prob.user_groups
+        self.G = self.groups.n_groups
+        self.K = loss.n_outputs
+        self.n_rows = loss.n_rows
+        self.p = loss.n_features
+        self.gram = isinstance(loss, GramLeastSquares)
+        self.quadratic = isinstance(loss, (GramLeastSquares, LeastSquares))
+        if self.gram:
+            self.xp = loss.xp
+            self.device = _device(loss.H)
+            self.dtype = loss.H.dtype
+        else:
+            self.xp = namespace(np.zeros(1))
+            self.device = None
+            self.dtype = np.float64
+        # GLM refits add a tiny ridge so that separable data still has a finite refit (Newton, refit.py)
+        self.refit_ridge = (0.0 if self.quadratic else 1e-8) if refit_ridge is None else float(refit_ridge)
+        self._layout()
+        self._phi = None
+        self._lip = None
+        self.n_refits = 0
+
+    # ------------------------------------------------------------------ layout
+    def _layout(self):
+        g = self.groups
+        K = self.K
+        sizes = g.sizes
+        smax = int(sizes.max())
+        # padded gather indices into the flat (n_rows*K) coefficients; padding points at one extra zero slot
+        pad = self.n_rows * K
+        gidx = np.full((self.G, smax), pad, dtype=np.int64)
+        for i, idx in enumerate(g.indices):
+            gidx[i, : idx.size] = idx
+        self._gidx_np = gidx
+        self._gidx = self.asarray(gidx.ravel(), integer=True)
+        self.equal_sizes = bool(np.all(sizes == smax))
+        # rectangles: group = rows x cols of the (p, K) matrix (feature groups, tiles, N:M groups all are)
+        rows, cols, rect = [], [], True
+        for idx in g.indices:
+            r, c = np.unique(idx // K), np.unique(idx % K)
+            if r.size * c.size != idx.size:
+                rect = False
+                break
+            rows.append(r)
+            cols.append(c)
+        self.rect = rect
+        if rect:
+            rmax = max(r.size for r in rows)
+            cmax = max(c.size for c in cols)
+            R = np.full((self.G, rmax), self.n_rows, dtype=np.int64)  # pad row: an extra zero row
+            C = np.full((self.G, cmax), K, dtype=np.int64)            # pad col: an extra zero column
+            for i, (r, c) in enumerate(zip(rows, cols)):
+                R[i, : r.size] = r
+                C[i, : c.size] = c
+            self._rows_np, self._cols_np = R, C
+            self._rows = self.asarray(R, integer=True)
+            self._cols = self.asarray(C, integer=True)
+        # coefficient mask of each group, host side, for supports -> masks
+        self._label = g.label  # flat coef -> group
+        self.fixed_rows = np.array([self.p], dtype=np.int64) if self.loss.fit_intercept else np.zeros(0, np.int64)
+
+    def asarray(self, a, integer=False):
+        xp = self.xp
+        if self.gram:
+            dt = xp.int64 if integer else self.dtype
+            return xp.asarray(np.ascontiguousarray(a), dtype=dt, device=self.device)
+        return np.asarray(a, dtype=np.int64 if integer else float)
+
+    # ------------------------------------------------------------------ loss
+    def zeros(self):
+        if self.gram:
+            return self.xp.zeros((self.n_rows, self.K), dtype=self.dtype, device=self.device)
+        return np.zeros((self.n_rows, self.K))
+
+    def value(self, W) -> float:
+        return float(self.loss.state_value(self.loss.init_state(W), W))
+
+    def grad(self, W):
+        return self.loss.full_grad(self.loss.init_state(W), W)
+
+    def value_grad(self, W):
+        st = self.loss.init_state(W)
+        return float(self.loss.state_value(st, W)), self.loss.full_grad(st, W)
+
+    @property
+    def lipschitz(self) -> float:
+        """Global Lipschitz constant of the gradient (the safe IHT step is its inverse)."""
+        if self._lip is None:
+            self._lip = float(self.loss.global_lipschitz())
+        return self._lip
+
+    # ------------------------------------------------------------------ groups
+    def _gather(self, M):
+        """(G, smax) blocks of M (padded with zeros)."""
+        xp = self.xp
+        flat = xp.reshape(M, (-1,))
+        ext = xp.concat([flat, xp.zeros(1, dtype=flat.dtype, device=self.device) if self.gram
+                         else np.zeros(1)])
+        return xp.reshape(xp.take(ext, self._gidx), self._gidx_np.shape)
+
+    def group_sq(self, M) -> np.ndarray:
+        """Squared Euclidean norm of every group of M, as a host float64 array (G,)."""
+        blocks = self._gather(M)
+        return to_numpy(self.xp.sum(blocks * blocks, axis=1)).astype(float)
+
+    def mask_np(self, S) -> np.ndarray:
+        """Host boolean (n_rows, K) mask of the coefficients of groups S (plus the intercept row)."""
+        sel = np.zeros(self.G + 1, dtype=bool)
+        sel[np.asarray(S, dtype=np.int64)] = True
+        m = np.zeros(self.n_rows * self.K, dtype=bool)
+        m[: self.p * self.K] = sel[self._label]
+        m = m.reshape(self.n_rows, self.K)
+        if self.fixed_rows.size:
+            m[self.fixed_rows] = True
+        return m
+
+    def mask(self, S):
+        m = self.mask_np(S)
+        if self.gram:
+            return self.xp.asarray(m, dtype=self.dtype, device=self.device)
+        return m.astype(float)
+
+    def top(self, scores, k, exclude=None) -> np.ndarray:
+        """Ids of the k largest scores (ties broken by lower id), ignoring ``exclude``."""
+        s = np.asarray(scores, float).copy()
+        if exclude is not None and len(exclude):
+            s[np.asarray(exclude, dtype=np.int64)] = -np.inf
+        k = min(int(k), s.size)
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        idx = np.argpartition(-s, k - 1)[:k] if k < s.size else np.arange(s.size)
+        return np.sort(idx[np.argsort(-s[idx], kind="stable")][:k])
+
+    def project(self, V, k):
+        """H_k(V): keep the k groups of largest norm (and the intercept row).  Returns (V masked, support)."""
+        S = self.top(self.group_sq(V), k)
+        return V * self.mask(S), S
+
+    # ------------------------------------------------------------------ curvature blocks (sacrifices)
+    def _phi_blocks(self):
+        """Phi_g (rows_g x rows_g) per group and its inverse, padded with identity (rectangular groups)."""
+        if self._phi is not None:
+            return self._phi
+        loss = self.loss
+        R = self._rows_np
+        G, r = R.shape
+        valid = R < self.n_rows
+        if self.gram:
+            xp = self.xp
+            Hext = xp.concat([xp.concat([loss.H, xp.zeros((self.p, 1), dtype=self.dtype, device=self.device)], axis=1),
+                              xp.zeros((1, self.p + 1), dtype=self.dtype, device=self.device)], axis=0)
+            Rt = self._rows
+            Phi = Hext[Rt[:, :, None], Rt[:, None, :]]
+            Phi = xp.astype(Phi, xp.float64)
+            eye = xp.eye(r, dtype=xp.float64, device=self.device)
+            V = xp.asarray(valid, dtype=xp.float64, device=self.device)
+            Phi = Phi + loss.ridge * eye * V[:, :, None] + eye * (1.0 - V)[:, :, None]
+        else:
+            X = loss.X
+            n = loss.n_samples
+            Phi = np.zeros((G, r, r))
+            curv = loss.curvature
+            # unique row sets share one block (all classes of a feature group, all tiles of a row block)
+            uniq, inv = np.unique(R, axis=0, return_inverse=True)
+            inv = np.asarray(inv).ravel()
+            blocks = np.zeros((uniq.shape[0], r, r))
+            for u, rows in enumerate(uniq):
+                v = rows < self.n_rows
+                Xr = X[:, rows[v]]
+                Xr = Xr.toarray() if hasattr(Xr, "toarray") else Xr
+                b = np.eye(r)
+                b[np.ix_(v, v)] = curv * (Xr.T @ Xr) / n + loss.ridge * np.eye(int(v.sum()))
+                blocks[u] = b
+            Phi = blocks[inv]
+            V = valid.astype(float)
+        xp = self.xp
+        # a pseudo-inverse-like regularised inverse: groups with collinear columns still get finite scores
+        tr = xp.sum(xp.linalg.diagonal(Phi) if hasattr(xp.linalg, "diagonal") else
+                    xp.stack([Phi[:, i, i] for i in range(r)], axis=1), axis=1)
+        eps = 1e-10 * tr / r + 1e-300
+        eye = xp.eye(r, dtype=Phi.dtype, device=self.device) if self.gram else np.eye(r)
+        Pinv = xp.linalg.inv(Phi + eps[:, None, None] * eye)
+        self._phi = (Phi, Pinv)
+        return self._phi
+
+    def _blocks3(self, M):
+        """(G, r, c) rectangles of M (padding rows/cols read zeros)."""
+        xp = self.xp
+        if self.gram:
+            Mx = xp.concat([M, xp.zeros((self.n_rows, 1), dtype=M.dtype, device=self.device)], axis=1)
+            Mx = xp.concat([Mx, xp.zeros((1, self.K + 1), dtype=M.dtype, device=self.device)], axis=0)
+            Mx = xp.astype(Mx, xp.float64)
+        else:
+            Mx = np.zeros((self.n_rows + 1, self.K + 1))
+            Mx[: self.n_rows, : self.K] = M
+        return Mx[self._rows[:, :, None], self._cols[:, None, :]]
+
+    def backward(self, W) -> np.ndarray:
+        """Loss increase from zeroing each group, to second order: 1/2 tr(W_g^T Phi_g W_g)."""
+        if not self.rect:
+            return 0.5 * self._scalar_lips() * self.group_sq(W)
+        Phi, _ = self._phi_blocks()
+        B = self._blocks3(W)
+        return 0.5 * to_numpy(self.xp.sum(B * (Phi @ B), axis=(1, 2))).astype(float)
+
+    def forward(self, D) -> np.ndarray:
+        """Loss decrease from adding each group alone at gradient D, to second order: 1/2 tr(D_g^T Phi_g^-1 D_g)."""
+        if not self.rect:
+            return 0.5 * self.group_sq(D) / self._scalar_lips()
+        _, Pinv = self._phi_blocks()
+        B = self._blocks3(D)
+        return 0.5 * to_numpy(self.xp.sum(B * (Pinv @ B), axis=(1, 2))).astype(float)
+
+    def _scalar_lips(self):
+        if not hasattr(self, "_slips"):
+            self._slips = np.array([max(self.loss.lipschitz_rows(r), 1e-300)
+                                    for r in self.prob.rows[: self.G]])
+        return self._slips
+
+    # ------------------------------------------------------------------ refit and results
+    def refit(self, S, W0=None):
+        """Exact minimiser of the loss over the coefficients of groups S.  Returns (W, value)."""
+        from .refit import refit
+        self.n_refits += 1
+        return refit(self, np.asarray(S, dtype=np.int64), W0)
+
+    def stationarity(self, W, S) -> float:
+        """Largest gradient norm over the selected groups (0 at an exact refit): the 'kkt' certificate."""
+        S = np.asarray(S, dtype=np.int64)
+        if S.size == 0:
+            return 0.0
+        return float(np.sqrt(self.group_sq(self.grad(W))[S].max()))
+
+    def solution(self, W, S, value, n_iter, method, converged=True, lower_bound=None, history=None, **info):
+        """A ``Solution`` with numpy coefficients; the native array goes to ``info['coef_native']``."""
+        S = np.sort(np.asarray(S, dtype=np.int64))
+        Wn = to_numpy(W).astype(float)
+        coef = Wn[: self.p].ravel().copy()
+        icpt = Wn[self.p].copy() if self.loss.fit_intercept else None
+        if lower_bound is None:
+            cert, kind = self.stationarity(W, S), "kkt"
+        else:
+            cert, kind = max(float(value) - float(lower_bound), 0.0), "bound_gap"
+        info = dict(info, method=method, coef_native=W[: self.p] if self.gram else None, n_refits=self.n_refits)
+        if self.gram:
+            info["coef_native"] = self.xp.reshape(W[: self.p], (-1,))
+        return Solution(coef, icpt, S, float(value), float(cert), kind, bool(converged), int(n_iter),
+                        None, lower_bound if lower_bound is None else float(lower_bound),
+                        history=history or [], info=info)
+
+
+def _device(a):
+    import array_api_compat
+    return array_api_compat.device(a)
