@@ -155,14 +155,26 @@ class Problem:
             out[~self.penalized] = self.groups.norms(grad)[~self.penalized]
         return out
 
-    def duality_gap(self, state, W, G, primal):
-        """Gap at the dual point s * (dF/dZ), s the largest scale keeping it dual-feasible.  Returns (gap, V, s)
-        or (nan, None, 0) when the loss has no dual (Gram form) or the penalty is not convex."""
+    def duality_gap(self, state, W, G, primal, extra_state=None):
+        """Gap at the best of the dual points s * dF/dZ built from ``state`` and, when given, from an
+        extrapolated ``extra_state`` (celer's dual extrapolation); s is the largest feasible scale.
+        Returns (gap, V, s) or (nan, None, 0) when the loss has no dual (Gram form) or the penalty is not convex.
+        With an intercept, call loss.profile_intercept first so that V sums to zero."""
         if self.penalty is None or not self.penalty.convex or not self.loss.has_dual:
             return np.nan, None, 0.0
+        best = self._dual_point(self.loss.raw_grad(state), G, W)
+        if extra_state is not None and not self.loss.fit_intercept and not self.loss.ridge:
+            V2 = self.loss.raw_grad(extra_state)
+            cand = self._dual_point(V2, self.loss.full_grad(extra_state, W), W)
+            if cand[0] > best[0]:
+                best = cand
+        dual, V, s = best
+        return primal - dual, V, s
+
+    def _dual_point(self, V, XtV, W):
+        """(dual value, V, s) at s * V, with X^T V (plus the ridge part) given as ``XtV``."""
         loss = self.loss
-        V = loss.raw_grad(state)  # with an intercept, call loss.profile_intercept first so V sums to 0
-        Xg = G.copy()
+        Xg = XtV.copy()
         if loss.fit_intercept:
             Xg[-1] = 0.0
         pen = self.penalized
@@ -174,11 +186,10 @@ class Problem:
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.where(gn > 0, lw / gn, np.inf)
             s = float(min(1.0, ratio.min())) if ratio.size else 1.0
+        dual = -loss.conjugate(s * V)
         if loss.ridge:
-            dual = -loss.conjugate(s * V) - 0.5 * s * s * loss.ridge * float(np.sum(W[: loss.n_features] ** 2))
-        else:
-            dual = -loss.conjugate(s * V)
-        return primal - dual, V, s
+            dual -= 0.5 * s * s * loss.ridge * float(np.sum(W[: loss.n_features] ** 2))
+        return dual, V, s
 
     def fixpoint_scores(self, W, G, groups=None) -> np.ndarray:
         """L_g * ||beta_g - prox_g(beta_g - grad_g / L_g)||: zero exactly at fixed points of the prox-gradient map

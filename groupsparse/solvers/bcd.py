@@ -91,6 +91,8 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
     ws_size = p0
     cert, kind, converged = np.inf, ("duality_gap" if convex else "kkt"), False
     it = 0
+    extra = None  # extrapolated loss state from the last inner solve (dual extrapolation)
+    prev_ws, prev_inner_tol = None, np.inf
     for it in range(1, max_iter + 1):
         if loss.has_dual:
             loss.profile_intercept(state, W)
@@ -98,7 +100,7 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
         primal = prob.objective(state, W)
         kkt = prob.kkt(W, G)
         if convex:
-            gap, V, s = prob.duality_gap(state, W, G, primal)
+            gap, V, s = prob.duality_gap(state, W, G, primal, extra)
             cert = gap
             crit = gap / max(1.0, abs(primal))
             if screenable and V is not None and gap > 0:
@@ -122,11 +124,16 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
         scores[nz & active] = np.inf
         ws_size = int(min(max(ws_size, 2 * int(nz.sum())), active.sum()))
         ws = np.sort(np.argsort(-scores, kind="stable")[:ws_size])
-        ws = ws[np.isfinite(scores[ws]) | nz[ws]]
+        ws = ws[(scores[ws] > 0) | nz[ws]]  # groups satisfying their optimality condition need no visit
         # inner solve on the working set, to a fraction of the current outer violation
         inner_tol = 0.3 * max(float(np.max(np.where(active, kkt, 0))), 1e-300)
+        if prev_ws is not None and np.array_equal(ws, prev_ws):
+            # same working set as last time: the outer loop only waits for precision, so ask for much more
+            inner_tol = min(inner_tol, 1e-2 * prev_inner_tol)
+        prev_ws, prev_inner_tol = ws, inner_tol
         L = prob.lipschitz_of(ws)
-        n_epochs += _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite)
+        epochs, extra = _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, convex)
+        n_epochs += epochs
         state = _refresh_state(prob, W)  # incremental updates drift by rounding
     G = loss.full_grad(state, W)
     kkt_final = prob.kkt(W, G)
@@ -137,15 +144,18 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
                          screened=int((~active).sum()))
 
 
-def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite):
+def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, keep_states=False):
+    """BCD epochs on the working set; returns (epochs, extrapolated loss state or None)."""
     loss = prob.loss
     rows = _ws_rows(prob, ws)
     rest = [prob.composite_rest(W)] if composite else None
-    past = []
-    obj = prob.objective(state, W) if anderson else None
+    past, states = [], []
     epoch = 0
     for epoch in range(1, max_epochs + 1):
         worst = _bcd_epoch(prob, W, state, ws, L, rest)
+        if keep_states and anderson:
+            states.append(state.ravel().copy())
+            del states[:-(anderson + 1)]
         if worst <= inner_tol:
             break
         if anderson:
@@ -164,7 +174,12 @@ def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite):
                         state[...] = st_try
                         if composite:
                             rest[0] = prob.composite_rest(W)
-    return epoch
+                        states.clear()  # the state sequence jumped: restart its extrapolation
+    extra = None
+    if len(states) == anderson + 1:
+        e = _anderson(states)
+        extra = None if e is None else e.reshape(state.shape)
+    return epoch, extra
 
 
 def _refresh_state(prob, W):
