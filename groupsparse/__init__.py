@@ -7,8 +7,9 @@ from .penalties import (CompositePenalty, ExpMaskPenalty, GroupBridge, GroupLass
 from .problem import Solution
 from .api import lambda_max, solve, solve_path
 from . import schedules
+from .selection import select
 
 __version__ = "0.1.0"
 __all__ = ["Groups", "LeastSquares", "Logistic", "Multinomial", "GramLeastSquares", "GroupLasso",
            "SparseGroupLasso", "GroupMCP", "GroupSCAD", "GroupLogSum", "GroupBridge", "ExpMaskPenalty",
-           "CompositePenalty", "Solution", "solve", "solve_path", "lambda_max", "schedules"]
+           "CompositePenalty", "Solution", "solve", "solve_path", "lambda_max", "schedules", "select"]

@@ -126,7 +126,7 @@ class BudgetProblem:
     def lipschitz(self) -> float:
         """Global Lipschitz constant of the gradient (the safe IHT step is its inverse)."""
         if self._lip is None:
-            self._lip = float(self.loss.global_lipschitz())
+            self._lip = self.gram and float(self.loss.global_lipschitz()) or _glm_lipschitz(self.loss)
         return self._lip
 
     # ------------------------------------------------------------------ groups
@@ -292,3 +292,18 @@ class BudgetProblem:
 def _device(a):
     import array_api_compat
     return array_api_compat.device(a)
+
+
+def _glm_lipschitz(loss) -> float:
+    """curvature * ||X||_2^2 / n + ridge by Lanczos (a dense SVD of X is needlessly slow); the 1e-6 relative
+    margin covers Lanczos' tolerance, so 1/L stays a safe (descent) step."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+    X = loss.X
+    n, m = X.shape
+    if min(n, m) <= 64:
+        s2 = float(np.linalg.eigvalsh(np.asarray((X.T @ X).toarray() if hasattr(X, "toarray") else X.T @ X))[-1])
+    else:
+        op = LinearOperator((m, m), matvec=lambda v: X.T @ (X @ v), dtype=float)
+        s2 = float(eigsh(op, k=1, which="LA", tol=1e-10, return_eigenvectors=False,
+                         v0=np.ones(m))[0]) * (1 + 1e-6)
+    return loss.curvature * s2 / loss.n_samples + loss.ridge

@@ -1,0 +1,134 @@
+"""Budgeted group selection:  min L(beta)  subject to at most k nonzero groups.
+
+``select(loss, groups, k, method=...)`` is the entry point; every method works on the same ``BudgetProblem``
+(one refit, one projection, one set of scores; ``_base.py``) and returns a ``Solution`` whose ``support`` holds
+at most k group ids and whose ``coef`` is the exact refit on that support.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .._validation import check_positive_int
+from ._base import BudgetProblem
+
+__all__ = ["select", "METHODS", "BudgetProblem"]
+
+DEFAULT_METHOD = "local_search"
+
+
+def _omp(bp, k, **o):
+    from .greedy import omp
+    return omp(bp, k, **o)
+
+
+def _ompr(bp, k, **o):
+    from .greedy import ompr
+    return ompr(bp, k, **o)
+
+
+def _iht(bp, k, **o):
+    from .iht import iht
+    return iht(bp, k, **o)
+
+
+def _htp(bp, k, **o):
+    from .iht import iht
+    return iht(bp, k, pursuit=True, **o)
+
+
+def _arht(bp, k, **o):
+    from .iht import arht
+    return arht(bp, k, **o)
+
+
+def _ls(bp, k, **o):
+    from .local_search import local_search
+    return local_search(bp, k, **o)
+
+
+def _splice(bp, k, **o):
+    from .local_search import local_search
+    return local_search(bp, k, polish=False, **o)
+
+
+def _acdc(bp, k, **o):
+    from .acdc import acdc
+    return acdc(bp, k, **o)
+
+
+def _sa(bp, k, **o):
+    from .attention import sequential_attention
+    return sequential_attention(bp, k, **o)
+
+
+def _sapp(bp, k, **o):
+    from .attention import sequential_attention_pp
+    return sequential_attention_pp(bp, k, **o)
+
+
+def _alg2(bp, k, **o):
+    from .attention import ompr_nonconvex
+    return ompr_nonconvex(bp, k, **o)
+
+
+def _exact(bp, k, **o):
+    from .exact import exact
+    return exact(bp, k, **o)
+
+
+METHODS = {
+    "local_search": _ls,   # splicing + exact swap polishing (default: best in benchmarks/bench_select.py)
+    "splicing": _splice,   # abess-style splicing alone
+    "omp": _omp,           # group OMP (option batch=m adds m groups per step)
+    "ompr": _ompr,         # group OMP with replacement
+    "iht": _iht,           # group IHT, relaxed budget (relax >= 1), safe step 1/L
+    "htp": _htp,           # hard thresholding pursuit (IHT + refit every step)
+    "arht": _arht,         # adaptively regularized hard thresholding (reconstruction, see iht.py)
+    "acdc": _acdc,         # ACDC-style dense/sparse alternation
+    "sa": _sa,             # Sequential Attention (one group per step)
+    "sa++": _sapp,         # SequentialAttention++ (dense -> sparsification (exp_ramp) -> sparse)
+    "alg2": _alg2,         # SA++ paper Algorithm 2: OMPR via nonconvex regularization
+    "exact": _exact,       # exact best k-group subset (branch and bound; small problems)
+}
+
+
+def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=None, **options):
+    """Best support of at most ``k`` groups for ``loss`` (LeastSquares, Logistic, Multinomial, GramLeastSquares).
+
+    Parameters
+    ----------
+    loss, groups : as in ``groupsparse.solve`` (feature groups are expanded over K outputs / classes).
+    k : number of groups to select, 1 <= k <= number of groups.
+    method : one of ``METHODS`` (default ``'local_search'``).
+    bound : if True, also compute a certified lower bound on the best k-group objective (a convex perspective
+        relaxation solved with cvxpy, ``bound.py``); the Solution then has ``certificate_kind='bound_gap'``,
+        ``lower_bound`` and ``certificate = objective - lower_bound``.  Otherwise the certificate is the
+        refit's stationarity (largest gradient norm on the support, ``'kkt'``).
+    refit_ridge : tiny ridge of the Newton refits for logistic / multinomial (default 1e-8).
+    options : passed to the method (e.g. ``batch`` for 'omp', ``relax`` for 'iht', ``init`` = a warm support).
+
+    Returns a ``Solution``: numpy ``coef`` (the refit), ``support``, ``objective`` (the loss), certificate;
+    ``info['coef_native']`` holds the coefficients in the loss's own array type (e.g. a CUDA tensor).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {sorted(METHODS)}, got {method!r}")
+    bp = BudgetProblem(loss, groups, refit_ridge=refit_ridge)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k: expected an integer number of groups, got {k!r}")
+    if k <= 0 or k > bp.G:
+        raise ValueError(f"k: must be in [1, {bp.G}] (the number of groups), got {k}")
+    k = int(k)
+    history = []
+    t0 = time.perf_counter()
+    W, S, val, n_iter = METHODS[method](bp, k, history=history, **options)
+    elapsed = time.perf_counter() - t0
+    lb, extra = None, {}
+    if method == "exact":
+        lb = val  # branch and bound proves optimality (up to the refit's accuracy)
+    if bound:
+        from .bound import lower_bound
+        lb_relax, extra = lower_bound(bp, k)
+        lb = lb_relax if lb is None else max(lb, lb_relax)
+    return bp.solution(W, S, val, n_iter, method, lower_bound=lb, history=history, time=elapsed, k=k, **extra)
