@@ -41,7 +41,7 @@ from groupsparse.schedules import (Phase, PhaseSchedule, acdc_criteo, acdc_image
                                    sapp_criteo, sapp_imagenet)
 
 from . import masking
-from .report import SparsityReport, measure
+from .report import SparsityReport, finalize_model, measure
 from .tiling import find_prunable
 
 __all__ = ["BlockPruner", "MagnitudePruner", "PowerPropPruner", "ACDCPruner", "SAPPPruner", "make_pruner",
@@ -246,9 +246,8 @@ class BlockPruner:
 
     def finalize(self) -> SparsityReport:
         """Bake the effective weights (masks, attention / PowerProp scaling) into plain parameters and report."""
-        masking.detach(self.model, self.tilings, bake=True)
         self.params = []
-        return measure(self.model, self.tilings)
+        return finalize_model(self.model, self.tilings)
 
 
 class MagnitudePruner(BlockPruner):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["SparsityReport", "measure"]
+__all__ = ["SparsityReport", "measure", "finalize_model"]
 
 
 @dataclass
@@ -53,3 +53,10 @@ def measure(model: nn.Module, tilings) -> SparsityReport:
             tot += w.numel()
             ztot += int((w == 0).sum())
     return SparsityReport(rows, 1.0 - kb / max(nb, 1), zw / max(nw, 1), ztot / max(tot, 1))
+
+
+def finalize_model(model: nn.Module, tilings) -> SparsityReport:
+    """Bake the block parametrizations into plain weights and measure the achieved sparsity."""
+    from . import masking
+    masking.detach(model, tilings, bake=True)
+    return measure(model, tilings)
