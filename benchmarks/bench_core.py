@@ -211,15 +211,25 @@ def speed_path(X, y, n_lambdas=50):
     sols = gs.solve_path(loss, gs.GroupLasso(1.0), groups, lambdas=lams, tol=1e-8)
     ours = time.perf_counter() - t
     worst_ours = max(s.certificate / s.objective for s in sols)
-    t = time.perf_counter()
-    warm, worst_sk = None, 0.0
-    for lam in lams:
-        el, g, P, tol, warm = time_skglm_to_gap(X, y, lam, groups, 1e-8, warm=warm)
-        worst_sk = max(worst_sk, g)
-    sk = time.perf_counter() - t
+    # skglm stops on its own criterion: find the loosest tol at which its warm-started path meets the same gap
+    # target at every lambda (calibration, untimed), then time one warm-started path at that tol
+    from skglm import GroupLasso as SkGroupLasso
+    for tol_sk in (1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12):
+        m = SkGroupLasso(groups=5, alpha=lams[0], weights=groups.weights, tol=tol_sk, fit_intercept=False,
+                         max_iter=1000, max_epochs=100_000, warm_start=True)
+        sk, worst_sk = 0.0, 0.0
+        for lam in lams:
+            m.alpha = lam
+            t = time.perf_counter()
+            m.fit(X, y)
+            sk += time.perf_counter() - t
+            worst_sk = max(worst_sk, rel_gap(loss, lam, groups, m.coef_)[0])
+        if worst_sk <= 1e-8:
+            break
     print(f"  50-lambda path  ours {ours:.2f} s (max rel gap {worst_ours:.1e}), skglm warm-started {sk:.2f} s "
-          f"(max rel gap {worst_sk:.1e}); ratio {ours / sk:.2f} (target <= 0.5)")
-    return {"ours": {"time": ours, "max_rel_gap": worst_ours}, "skglm": {"time": sk, "max_rel_gap": worst_sk},
+          f"(tol {tol_sk:g}, max rel gap {worst_sk:.1e}); ratio {ours / sk:.2f} (target <= 0.5)")
+    return {"ours": {"time": ours, "max_rel_gap": worst_ours},
+            "skglm": {"time": sk, "max_rel_gap": worst_sk, "tol": tol_sk},
             "final_support": int(sols[-1].support.size)}
 
 
