@@ -215,3 +215,51 @@ def test_bad_groups_and_options_are_named():
         gs.solve(loss, "lasso", groups)
     with pytest.raises(ValueError, match="block"):
         gs.Groups.block_tiling((10, 12), 4)
+
+
+def test_multi_output_and_ridge_match_cvxpy():
+    cp = pytest.importorskip("cvxpy")
+    rng = np.random.default_rng(3)
+    n, p, K = 50, 8, 3
+    X = rng.standard_normal((n, p))
+    Y = X[:, :2] @ rng.standard_normal((2, K)) + 0.3 * rng.standard_normal((n, K))
+    groups = gs.Groups.from_sizes([2, 2, 4])  # feature groups, expanded over the K outputs
+    lam, ridge = 0.05, 0.1
+    sol = gs.solve(gs.LeastSquares(X, Y, ridge=ridge), gs.GroupLasso(lam), groups, tol=1e-12)
+    assert sol.certificate_kind == "duality_gap" and sol.certificate <= 1e-10
+    W = cp.Variable((p, K))
+    w = np.sqrt(np.array([2, 2, 4]) * K)
+    bounds = [0, 2, 4, 8]
+    pen = sum(lam * w[g] * cp.norm(cp.vec(W[bounds[g]:bounds[g + 1], :], order="C"), 2) for g in range(3))
+    obj = cp.sum_squares(Y - X @ W) / (2 * n) + ridge / 2 * cp.sum_squares(W) + pen
+    prob = cp.Problem(cp.Minimize(obj))
+    prob.solve(solver=cp.CLARABEL)
+    assert sol.objective == pytest.approx(prob.value, rel=1e-6)
+    # the same problem in Gram form reaches the same coefficients
+    g = gs.solve(gs.GramLeastSquares.from_data(X, Y, ridge=ridge), gs.GroupLasso(lam), groups, tol=1e-12)
+    np.testing.assert_allclose(g.coef, sol.coef, atol=1e-7)
+
+
+def test_sparse_group_lasso_matches_cvxpy():
+    cp = pytest.importorskip("cvxpy")
+    X, y, groups = _instance(8)
+    pen = gs.SparseGroupLasso(0.08, l1_ratio=0.3)
+    sol = gs.solve(gs.LeastSquares(X, y), pen, groups, tol=1e-11)
+    n, p = X.shape
+    b = cp.Variable(p)
+    reg = pen.lam * (pen.l1_ratio * cp.norm1(b) + (1 - pen.l1_ratio) *
+                     sum(w * cp.norm(b[idx], 2) for idx, w in zip(groups.indices, groups.weights)))
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(y - X @ b) / (2 * n) + reg))
+    prob.solve(solver=cp.CLARABEL)
+    assert sol.objective == pytest.approx(prob.value, rel=1e-6)
+    assert 0 <= sol.certificate <= 1e-9
+
+
+def test_gap_safe_screening_never_removes_an_active_group():
+    X, y, groups = _instance(12, n=80, sizes=(3,) * 12)
+    loss = gs.LeastSquares(X, y)
+    lam = 0.3 * gs.lambda_max(loss, gs.GroupLasso(1.0), groups)
+    a = gs.solve(loss, gs.GroupLasso(lam), groups, tol=1e-12, screening=True)
+    b = gs.solve(loss, gs.GroupLasso(lam), groups, tol=1e-12, screening=False)
+    np.testing.assert_allclose(a.coef, b.coef, atol=1e-8)
+    assert a.info["screened"] > 0
