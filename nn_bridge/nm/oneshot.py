@@ -1,0 +1,242 @@
+"""N:M one-shot pruning from calibration data: each layer's Gram-form reconstruction with a budget of N per M-group.
+
+The layer problem is the block one-shot path's (``nn_bridge.oneshot``, whose calibration machinery -- input capture,
+Grams accumulated in float64, the dense/pruned forward order, damping -- is reused here): with M_d the dense GEMM
+matrix (inputs x outputs, ``tiling.weight_to_matrix``; conv rows in (kh, kw, Cin) order), X_p the layer's inputs in
+the already-pruned model and X_d in the dense one,
+
+    min_beta  1/2 tr(beta^T H beta) - tr(beta^T Bm) + c,   H = X_p^T X_p / n (damped),  Bm = (X_p^T X_d / n) M_d,
+
+i.e. ``groupsparse.GramLeastSquares(H, Bm, c)``, subject to the N:M constraint: every M consecutive rows of a
+column of beta (M consecutive inputs of an output -- for a conv, M consecutive input channels at one kernel
+position, the NHWC groups of ``groups.py``) keep at most N non-zeros.  Unlike the block path's budget of k groups
+this is a *per-group* budget, which ``groupsparse.select`` does not express, so the solver lives here; the columns
+are independent given H and are solved together as one matrix.
+
+Methods (``method``):
+
+* ``'magnitude'``        -- top-N |w| of each group, no refit: the usual magnitude 2:4 baseline;
+* ``'magnitude_refit'``  -- the magnitude support, then the exact refit (separates selection from refit);
+* ``'obs'``              -- SparseGPT-style N:M Optimal Brain Surgeon: sweep the inputs in order; at the start of
+  each M-group choose, per output, the N weights with the largest OBS saliency w^2 / [H^-1]_ii^2 (the error of
+  removing one weight given the others re-optimized), zero the rest and push the error onto the not-yet-visited
+  inputs through the Cholesky factor of H^-1; then the exact refit on the chosen support.  Starts from the
+  unconstrained optimum beta* = H^-1 Bm, which is exact for the objective since Bm = H beta*.
+* ``'iht'`` (default)    -- starts from the ``'obs'`` solution and alternates rounds of iterative hard
+  thresholding (beta <- P_NM(beta - grad / L), step 1/L with L = lambda_max(H); P_NM keeps the N largest |.| of
+  every group, the exact Euclidean projection onto the N:M set) with exact refits, keeping the best iterate.  With
+  step 1/L every IHT step does not increase the objective (majorization), and a refit can only lower it, so the
+  result is never worse on the calibration objective than ``'obs'`` (tested, with brute force on small layers).
+
+The exact refit solves H[S_k, S_k] beta_S = Bm[S_k, k] for every output k with its own support S_k (batched
+Cholesky, in chunks of outputs).  ``c = ||X_d M_d||^2 / 2n`` makes the objective the layer's reconstruction error
+/ 2, so ``objective / c`` is the relative output error reported per layer.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from groupsparse import Groups
+
+from .groups import NMPattern
+from .presets import select_layers
+from .pruner import measure_nm
+
+__all__ = ["nm_oneshot", "solve_nm_layer", "project_nm", "refit_nm", "gram_nm_groups", "NMOneShotResult",
+           "ONESHOT_METHODS"]
+
+ONESHOT_METHODS = ("magnitude", "magnitude_refit", "obs", "iht")
+
+
+def _gram_loss(H, Bm, c=0.0):
+    """The groupsparse Gram-form least squares (value / gradient), or a local stand-in if it is absent."""
+    try:
+        from groupsparse import GramLeastSquares
+        return GramLeastSquares(H, Bm, c)
+    except ImportError:  # pragma: no cover - older groupsparse
+        class _L:
+            def __init__(s, H, B, c):
+                s.H, s.B, s.c = H, B, c
+
+            def init_state(s, W):
+                return s.H @ W
+
+            def state_value(s, HW, W):
+                return float(0.5 * (W * HW).sum() - (W * s.B).sum() + s.c)
+
+            def full_grad(s, HW, W):
+                return HW - s.B
+        return _L(H, Bm, c)
+
+
+def gram_nm_groups(p: int, K: int, m: int) -> Groups:
+    """The N:M groups of a (p, K) coefficient matrix flattened row-major (index i*K + k): group (j, k) holds rows
+    j*M..j*M+M-1 of column k.  The definition the reshape-based projection below is tested against."""
+    i = np.arange(p).reshape(p // m, 1, m)
+    k = np.arange(K).reshape(1, K, 1)
+    return Groups.from_indices(list((i * K + k).reshape(-1, m)), p * K)
+
+
+def project_nm(beta: torch.Tensor, n: int, m: int, score: torch.Tensor | None = None):
+    """(P_NM(beta), keep): keep the N largest ``score`` (default |beta|) in every M-row group of every column."""
+    p, K = beta.shape
+    s = (beta.abs() if score is None else score).reshape(p // m, m, K)
+    idx = torch.topk(s, n, dim=1).indices
+    keep = torch.zeros_like(s, dtype=torch.bool).scatter_(1, idx, True).reshape(p, K)
+    return beta * keep, keep
+
+
+def refit_nm(H: torch.Tensor, Bm: torch.Tensor, keep: torch.Tensor, chunk_bytes: float = 2e8) -> torch.Tensor:
+    """Exact least squares on each column's support (all columns have the same support size s = p N / M)."""
+    p, K = Bm.shape
+    s = int(keep[:, 0].sum())
+    rows = torch.argsort((~keep).to(torch.int8), dim=0, stable=True)[:s].t()  # (K, s) kept row ids, sorted
+    out = torch.zeros_like(Bm)
+    step = max(1, int(chunk_bytes // max(s * s * H.element_size(), 1)))
+    for a in range(0, K, step):
+        r = rows[a:a + step]                                          # (c, s)
+        Hs = H[r[:, :, None], r[:, None, :]]                           # (c, s, s)
+        cols = torch.arange(a, a + r.shape[0], device=H.device)
+        bs = Bm[r, cols[:, None]]                                      # (c, s)
+        L, info = torch.linalg.cholesky_ex(Hs)
+        if bool((info > 0).any()):
+            sol = torch.linalg.lstsq(Hs, bs.unsqueeze(-1)).solution.squeeze(-1)
+        else:
+            sol = torch.cholesky_solve(bs.unsqueeze(-1), L).squeeze(-1)
+        out[r, cols[:, None]] = sol
+    return out
+
+
+def _obs_nm(H, Bm, n, m):
+    """SparseGPT-style N:M selection (see the module docstring); returns the keep mask (p, K)."""
+    p, K = Bm.shape
+    W = torch.linalg.solve(H, Bm).t().contiguous()                    # (K, p): the unconstrained optimum
+    Hinv = torch.cholesky_inverse(torch.linalg.cholesky(H))
+    U = torch.linalg.cholesky(Hinv, upper=True)                       # upper factor of H^-1
+    keep = torch.zeros(K, p, dtype=torch.bool, device=H.device)
+    d = U.diagonal()
+    for j in range(0, p, m):
+        sal = W[:, j:j + m].pow(2) / d[j:j + m].pow(2)
+        idx = torch.topk(sal, n, dim=1).indices
+        keep[:, j:j + m].scatter_(1, idx + 0, True)
+        for i in range(j, j + m):
+            w = W[:, i]
+            err = (w - w * keep[:, i]) / U[i, i]
+            W[:, i:] -= err[:, None] * U[i, i:][None, :]
+    return keep.t()
+
+
+@torch.no_grad()
+def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: float = 0.0, rounds: int = 3,
+                   iters: int = 30):
+    """Solve one layer's N:M Gram problem; returns (beta, keep, info) with info['objective'] (GramLeastSquares).
+
+    ``Md`` (the dense matrix) is needed for the magnitude methods.  H must be positive definite (damped).
+    """
+    if method not in ONESHOT_METHODS:
+        raise ValueError(f"method: expected one of {ONESHOT_METHODS}, got {method!r}")
+    p, K = Bm.shape
+    if p % m:
+        raise ValueError(f"M={m} does not divide the layer's {p} inputs")
+    loss = _gram_loss(H, Bm, c)
+    value = lambda b: loss.state_value(loss.init_state(b), b)  # noqa: E731
+    hist = []
+    if method.startswith("magnitude"):
+        if Md is None:
+            raise ValueError("Md: the magnitude methods need the dense matrix")
+        beta, keep = project_nm(Md.to(Bm.dtype), n, m)
+        if method == "magnitude_refit":
+            beta = refit_nm(H, Bm, keep)
+        return beta, keep, {"objective": value(beta), "history": hist}
+    keep = _obs_nm(H, Bm, n, m)
+    beta = refit_nm(H, Bm, keep)
+    best = (value(beta), beta, keep)
+    hist.append(best[0])
+    if method == "iht":
+        L = float(torch.linalg.eigvalsh(H)[-1])
+        for _ in range(rounds):
+            b = best[1]
+            for _ in range(iters):
+                HW = loss.init_state(b)
+                b, kp = project_nm(b - loss.full_grad(HW, b) / L, n, m)
+            b = refit_nm(H, Bm, kp)
+            v = value(b)
+            hist.append(v)
+            if v < best[0] - 1e-12 * abs(best[0]):
+                best = (v, b, kp)
+            else:
+                break
+    return best[1], best[2], {"objective": best[0], "history": hist}
+
+
+@dataclass
+class NMOneShotResult:
+    model: nn.Module
+    names: list
+    pattern: NMPattern
+    layer_rel_error: dict = field(default_factory=dict)  # name -> ||X_d M_d - X_p M^||^2 / ||X_d M_d||^2
+    layer_seconds: dict = field(default_factory=dict)
+
+    def report(self):
+        return measure_nm(self.model, self.names, self.pattern)
+
+
+def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht", layers="all", run=None,
+               row_masks=None, damp: float = 0.01, progress: bool = True, **solver_kw) -> NMOneShotResult:
+    """Prune ``model`` in place to N:M from calibration ``batches``, layer by layer in forward order, each layer
+    against the dense model's output from the already-pruned inputs (see the module docstring).
+
+    ``layers``: preset / names / predicate (``presets.select_layers``; Linear and Conv2d with groups=1).
+    ``run(model, batch)`` and ``row_masks`` as in ``nn_bridge.oneshot.oneshot_prune``.  The pruned weights are
+    written into the layers (plain parameters with exact zeros).
+    """
+    import time
+
+    from nn_bridge.oneshot import _Grams, _damp, _default_run, _forward_order
+    from nn_bridge.tiling import matrix_to_weight, weight_to_matrix
+
+    pat = NMPattern.parse(pattern)
+    if method not in ONESHOT_METHODS:
+        raise ValueError(f"method: expected one of {ONESHOT_METHODS}, got {method!r}")
+    names, _ = select_layers(model, pat.m, layers)
+    for nm_ in names:
+        mod = model.get_submodule(nm_)
+        if not (isinstance(mod, nn.Linear) or (isinstance(mod, nn.Conv2d) and mod.groups == 1)):
+            raise ValueError(f"layers: one-shot handles Linear and Conv2d (groups=1) layers; {nm_!r} is "
+                             f"{type(mod).__name__}")
+    batches = list(batches)
+    if not batches:
+        raise ValueError("batches: at least one calibration batch is required")
+    run = run or _default_run
+
+    class _N:  # _forward_order only reads .name
+        def __init__(self, name):
+            self.name = name
+
+    names = [t.name for t in _forward_order(model, [_N(x) for x in names], batches[0], run)]
+    dense = copy.deepcopy(model).eval()
+    model.eval()
+    gram = _Grams(batches, run, row_masks)
+    res = NMOneShotResult(model, names, pat)
+    from tqdm.auto import tqdm
+    for name in tqdm(names, desc=f"N:M one-shot {method}", disable=not progress):
+        t0 = time.perf_counter()
+        mod, dmod = model.get_submodule(name), dense.get_submodule(name)
+        H, Cx, xs = gram(model, dense, mod, dmod)
+        Md = weight_to_matrix(dmod.weight.detach()).double()
+        Bm = Cx @ Md
+        beta, keep, info = solve_nm_layer(_damp(H, damp), Bm, pat.n, pat.m, method=method, Md=Md, **solver_kw)
+        with torch.no_grad():
+            w = mod.weight
+            w.copy_(matrix_to_weight(beta.to(w.dtype), tuple(w.shape)))
+        Mh32, Md32 = beta.float(), Md.float()
+        num = sum(float((xd @ Md32 - xp @ Mh32).pow(2).sum()) for xp, xd in xs)
+        den = sum(float((xd @ Md32).pow(2).sum()) for xp, xd in xs)
+        res.layer_rel_error[name] = num / max(den, 1e-30)
+        res.layer_seconds[name] = time.perf_counter() - t0
+    return res
