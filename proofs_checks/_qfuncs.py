@@ -10,15 +10,16 @@ import numpy as np
 
 from groupsparse.penalties import exp_mask_q
 
+# Closed-form inverses clamp at 0: a solver may pass a q-sum that rounding made slightly negative.
 SUBADDITIVE = {
-    "x": (lambda x: x, lambda s: s),
-    "x^(1/2)": (lambda x: x ** 0.5, lambda s: s * s),
-    "x^(2/3)": (lambda x: x ** (2 / 3), lambda s: s ** 1.5),
-    "log(1+x)": (np.log1p, np.expm1),
+    "x": (lambda x: x, lambda s: max(s, 0.0)),
+    "x^(1/2)": (lambda x: x ** 0.5, lambda s: max(s, 0.0) ** 2),
+    "x^(2/3)": (lambda x: x ** (2 / 3), lambda s: max(s, 0.0) ** 1.5),
+    "log(1+x)": (np.log1p, lambda s: np.expm1(max(s, 0.0))),
     "x+|sin x|/2": (lambda x: x + 0.5 * abs(np.sin(x)), None),
 }
 NOT_SUBADDITIVE = {
-    "x^2": (lambda x: x * x, np.sqrt),
+    "x^2": (lambda x: x * x, lambda s: np.sqrt(max(s, 0.0))),
     "lambert_w_exp_mask": (lambda x: float(exp_mask_q(x)), None),
 }
 BOUNDED = {"1-exp(-x)": (lambda x: -np.expm1(-x), lambda s: -np.log1p(-s))}
