@@ -1,0 +1,71 @@
+"""One-shot 2:4 of every encoder Linear of the pretrained MiniLM-L6: solver-based vs magnitude, same sentences.
+
+Setup of the block issue's benchmark (``bench_bridge_minilm_oneshot``, whose sentence cutting, tokenization and
+embedding functions are imported so both use the very same data): 256 calibration sentences and 512 other
+evaluation sentences from CPython's ``pydoc_data.topics``; metric = mean cosine similarity between the pruned and
+the dense mean-pooled, L2-normalized embeddings.  All 36 encoder Linears (6 layers x q, k, v, attention output,
+intermediate, output) get 2:4.  Methods (``nn_bridge.nm.oneshot``): magnitude (no refit), magnitude_refit, obs
+(SparseGPT-style N:M OBS + exact refit), iht (obs, then IHT rounds with refits; the default).
+
+Usage: python -m benchmarks.bench_nm_minilm_oneshot [--methods magnitude magnitude_refit obs iht] [--pattern 2:4]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch
+
+from benchmarks.bench_bridge_minilm_oneshot import batches, embed, load, sentences
+from benchmarks.bench_nm_common import banner, update_results
+from nn_bridge.nm.oneshot import nm_oneshot
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--methods", nargs="+", default=["magnitude", "magnitude_refit", "obs", "iht"])
+    ap.add_argument("--pattern", default="2:4")
+    ap.add_argument("--n-calib", type=int, default=256)
+    ap.add_argument("--n-eval", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    info = banner()
+    tok, dense = load()
+    sents = sentences()
+    calib_s, eval_s = sents[:a.n_calib], sents[a.n_calib:a.n_calib + a.n_eval]
+    assert not set(calib_s) & set(eval_s)
+    cal, ev = batches(tok, calib_s), batches(tok, eval_s)
+    masks = [b["attention_mask"].bool() for b in cal]
+    ref = embed(dense, ev)
+    info.update(n_calib=len(calib_s), n_eval=len(eval_s), calib_tokens=int(sum(int(m.sum()) for m in masks)))
+    print(f"calibration {len(calib_s)} sentences ({info['calib_tokens']} tokens), evaluation {len(eval_s)}")
+    rows = []
+    for meth in a.methods:
+        model = copy.deepcopy(dense)
+        t0 = time.perf_counter()
+        res = nm_oneshot(model, cal, a.pattern, method=meth, layers=lambda n: n.startswith("encoder."),
+                         row_masks=masks, progress=False)
+        secs = time.perf_counter() - t0
+        rep = res.report()
+        assert rep["exact_nm"] and rep["n_layers"] == 36
+        cos = float((embed(model, ev) * ref).sum(-1).mean())
+        errs = res.layer_rel_error
+        rows.append({"method": meth, "cosine": cos, "seconds": secs, "weight_sparsity": rep["weight_sparsity"],
+                     "mean_layer_rel_error": sum(errs.values()) / len(errs),
+                     "layer_rel_error": {k: round(v, 5) for k, v in errs.items()}})
+        print(f"{a.pattern} {meth:16s} cosine {cos:.4f}  mean layer rel. error {rows[-1]['mean_layer_rel_error']:.4f}"
+              f"  time {secs:6.1f}s", flush=True)
+    print("\n| method | mean cosine (pruned vs dense) | mean layer rel. error | time (s) |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['cosine']:.4f} | {r['mean_layer_rel_error']:.4f} | {r['seconds']:.0f} |")
+    update_results("minilm_oneshot_" + a.pattern.replace(":", "of"), {"info": info, "pattern": a.pattern, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
