@@ -12,8 +12,10 @@ import numpy as np
 
 from .._validation import check_positive_int
 from ._base import BudgetProblem
+from .model_selection import choose_k, information_criterion, select_path
 
-__all__ = ["select", "METHODS", "BudgetProblem"]
+__all__ = ["select", "select_path", "choose_k", "information_criterion", "lower_bound", "METHODS",
+           "BudgetProblem"]
 
 DEFAULT_METHOD = "local_search"
 
@@ -131,4 +133,12 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
         from .bound import lower_bound
         lb_relax, extra = lower_bound(bp, k)
         lb = lb_relax if lb is None else max(lb, lb_relax)
-    return bp.solution(W, S, val, n_iter, method, lower_bound=lb, history=history, time=elapsed, k=k, **extra)
+    return bp.solution(W, S, val, n_iter, method, lower_bound=lb, history=history, time=elapsed, k=k,
+                       n_groups=bp.G, **extra)
+
+
+def lower_bound(loss, groups, k):
+    """Certified lower bound on the best k-group objective alone (``bound.py``): (value, info)."""
+    from .bound import lower_bound as _lb
+    bp = BudgetProblem(loss, groups)
+    return _lb(bp, int(k))

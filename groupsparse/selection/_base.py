@@ -76,13 +76,16 @@ class BudgetProblem:
         self.equal_sizes = bool(np.all(sizes == smax))
         # rectangles: group = rows x cols of the (p, K) matrix (feature groups, tiles, N:M groups all are)
         rows, cols, rect = [], [], True
-        for idx in g.indices:
+        single = np.zeros(1, dtype=np.int64)
+        for idx in (g.indices if K > 1 else ()):
             r, c = np.unique(idx // K), np.unique(idx % K)
             if r.size * c.size != idx.size:
                 rect = False
                 break
             rows.append(r)
             cols.append(c)
+        if K == 1:  # every group is a column of rows: no per-group analysis needed
+            rows, cols = list(g.indices), [single] * self.G
         self.rect = rect
         if rect:
             rmax = max(r.size for r in rows)
@@ -112,14 +115,23 @@ class BudgetProblem:
             return self.xp.zeros((self.n_rows, self.K), dtype=self.dtype, device=self.device)
         return np.zeros((self.n_rows, self.K))
 
+    def _state(self, W):
+        """The loss's state (X W, or H W) computed from the nonzero rows only: supports are small."""
+        if self.gram:
+            return self.loss.init_state(W)
+        rows = np.flatnonzero(np.any(W != 0, axis=1))
+        if rows.size * 4 >= self.n_rows:
+            return self.loss.init_state(W)
+        return self.loss.restrict_rows(rows).init_state(W[rows])
+
     def value(self, W) -> float:
-        return float(self.loss.state_value(self.loss.init_state(W), W))
+        return float(self.loss.state_value(self._state(W), W))
 
     def grad(self, W):
-        return self.loss.full_grad(self.loss.init_state(W), W)
+        return self.loss.full_grad(self._state(W), W)
 
     def value_grad(self, W):
-        st = self.loss.init_state(W)
+        st = self._state(W)
         return float(self.loss.state_value(st, W)), self.loss.full_grad(st, W)
 
     @property
@@ -142,6 +154,17 @@ class BudgetProblem:
         """Squared Euclidean norm of every group of M, as a host float64 array (G,)."""
         blocks = self._gather(M)
         return to_numpy(self.xp.sum(blocks * blocks, axis=1)).astype(float)
+
+    def group_dot(self, A, B) -> np.ndarray:
+        """<A_g, B_g> for every group (host float64 (G,))."""
+        return to_numpy(self.xp.sum(self._gather(A * B), axis=1)).astype(float)
+
+    def expand(self, per_group):
+        """One value per group to the (n_rows, K) coefficient layout (intercept row: 0), in the loss's array type."""
+        full = np.zeros(self.n_rows * self.K)
+        full[: self.p * self.K] = np.asarray(per_group, float)[self._label]
+        full = full.reshape(self.n_rows, self.K)
+        return self.asarray(full) if self.gram else full
 
     def mask_np(self, S) -> np.ndarray:
         """Host boolean (n_rows, K) mask of the coefficients of groups S (plus the intercept row)."""
@@ -198,19 +221,15 @@ class BudgetProblem:
         else:
             X = loss.X
             n = loss.n_samples
-            Phi = np.zeros((G, r, r))
-            curv = loss.curvature
             # unique row sets share one block (all classes of a feature group, all tiles of a row block)
             uniq, inv = np.unique(R, axis=0, return_inverse=True)
             inv = np.asarray(inv).ravel()
-            blocks = np.zeros((uniq.shape[0], r, r))
-            for u, rows in enumerate(uniq):
-                v = rows < self.n_rows
-                Xr = X[:, rows[v]]
-                Xr = Xr.toarray() if hasattr(Xr, "toarray") else Xr
-                b = np.eye(r)
-                b[np.ix_(v, v)] = curv * (Xr.T @ Xr) / n + loss.ridge * np.eye(int(v.sum()))
-                blocks[u] = b
+            Xd = X.toarray() if hasattr(X, "toarray") else X
+            Xpad = np.concatenate([Xd, np.zeros((n, 1))], axis=1)  # padding rows read a zero column
+            X3 = Xpad[:, uniq]  # (n, U, r)
+            blocks = loss.curvature * np.einsum("nua,nub->uab", X3, X3) / n
+            vu = (uniq < self.n_rows).astype(float)
+            blocks += loss.ridge * np.eye(r) * vu[:, :, None] + np.eye(r) * (1.0 - vu)[:, :, None]
             Phi = blocks[inv]
             V = valid.astype(float)
         xp = self.xp

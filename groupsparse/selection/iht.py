@@ -47,7 +47,7 @@ def _iterate(bp, k, kk, *, max_iter, tol, pursuit, init, reg=None, history=None)
     for it in range(1, max_iter + 1):
         D = bp.grad(W)
         if reg is not None:  # ARHT: gradient of rho/2 sum c_g ||W_g||^2
-            D = D + reg * W * _expand(bp, c)
+            D = D + reg * W * bp.expand(c)
         V = W - eta * D
         Wn, S = bp.project(V, kk)
         if pursuit:
@@ -67,14 +67,6 @@ def _iterate(bp, k, kk, *, max_iter, tol, pursuit, init, reg=None, history=None)
             break
         S_prev = S
     return W, S, it
-
-
-def _expand(bp, per_group):
-    """Per-group values to the (n_rows, K) coefficient layout (intercept row: 0)."""
-    full = np.zeros(bp.n_rows * bp.K)
-    full[: bp.p * bp.K] = np.asarray(per_group)[bp._label]
-    full = full.reshape(bp.n_rows, bp.K)
-    return bp.asarray(full) if bp.gram else full
 
 
 def iht(bp, k, *, relax=1.0, max_iter=300, tol=1e-3, pursuit=False, init=None, history=None):

@@ -101,7 +101,7 @@ def swap_polish(bp, k, S, W, val, *, max_iter=50, tol=1e-12, history=None):
         E = HA @ Ginv
         ext = lambda M: np.concatenate([M, np.zeros((1,) + M.shape[1:])], axis=0)
         HgA, Eg, rg = ext(HA)[R], ext(E)[R], ext(r[:, None])[R][..., 0]
-        base = Phi - np.einsum("gim,gjm->gij", Eg, HgA)
+        base = Phi - Eg @ np.swapaxes(HgA, 1, 2)
         inS = np.zeros(bp.G, dtype=bool)
         inS[S] = True
         best = (val, None, None)
@@ -112,7 +112,7 @@ def swap_polish(bp, k, S, W, val, *, max_iter=50, tol=1e-12, history=None):
             Tj = np.linalg.inv(Ginv[np.ix_(idx, idx)])
             bj = beta[idx]
             Ej = Eg[:, :, idx]
-            M = base + np.einsum("gia,ab,gjb->gij", Ej, Tj, Ej)
+            M = base + (Ej @ Tj) @ np.swapaxes(Ej, 1, 2)
             dd = rg + Ej @ (Tj @ bj)
             try:
                 sol = np.linalg.solve(M, dd[..., None])[..., 0]

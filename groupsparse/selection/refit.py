@@ -106,8 +106,14 @@ def _quadratic_refit(bp, S):
         c = 0.5 * float(np.vdot(loss.Y, loss.Y)) / loss.n_samples
     if gram:
         return W, c - 0.5 * wb
-    # X-form: the residual is cheap on the support and avoids the cancellation in c - <W,B>/2
-    return W, bp.value(W)
+    # X-form: the residual on the support is cheap and avoids the cancellation in c - <W,B>/2
+    rows = np.flatnonzero(m.any(axis=1))
+    Xs = loss.X[:, rows]
+    Rres = np.asarray(Xs @ W[rows]).reshape(loss.Y.shape) - loss.Y
+    val = 0.5 * float(np.vdot(Rres, Rres)) / loss.n_samples
+    if loss.ridge:
+        val += 0.5 * loss.ridge * float(np.sum(W[: bp.p] ** 2))
+    return W, val
 
 
 def _newton_refit(bp, S, W0=None, tol=1e-13, max_iter=100):
