@@ -6,8 +6,9 @@ criterion.
 * Information criteria on the deviance D (n log(RSS/n) for least squares, 2 n mean log-loss for GLMs), with df
   the number of nonzero coefficients:  BIC = D + df log n;  EBIC (Chen & Chen 2008) = BIC + 2 gamma log C(G, k);
   GIC (Fan & Tang 2013, as abess uses it) = D + df log(log n) log(p).
-* ``choose_k``: the k minimising the criterion, or the mean held-out loss over ``cv`` folds (paths fitted on the
-  training folds), then the solution at that k on all the data.
+* ``choose_k``: the k minimising the criterion, or for ``'cv'`` the smallest k whose mean held-out loss over
+  ``cv`` folds (paths fitted on the training folds) is within one standard error of the best (``one_se``), then
+  the solution at that k on all the data.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def information_criterion(sol, loss, criterion="ebic", gamma=0.5):
 
 
 def choose_k(X, y, groups, ks, *, loss="ls", criterion="ebic", method="local_search", cv=5, seed=0,
-             fit_intercept=False, gamma=0.5, **options):
+             fit_intercept=False, gamma=0.5, one_se=True, **options):
     """Pick k over ``ks`` by ``criterion`` ('ebic', 'gic', 'bic' or 'cv').  Returns (k, Solution, scores)."""
     if loss not in _LOSSES:
         raise ValueError(f"loss: expected one of {sorted(_LOSSES)}, got {loss!r}")
@@ -72,17 +73,21 @@ def choose_k(X, y, groups, ks, *, loss="ls", criterion="ebic", method="local_sea
     if criterion == "cv":
         n = X.shape[0]
         folds = np.array_split(np.random.default_rng(seed).permutation(n), int(cv))
-        err = np.zeros(len(ks))
-        for f in folds:
+        err = np.zeros((len(folds), len(ks)))
+        for fi, f in enumerate(folds):
             tr = np.setdiff1d(np.arange(n), f)
             train = Loss(X[tr], y[tr], fit_intercept=fit_intercept)
             test = Loss(X[f], y[f], fit_intercept=fit_intercept, **({"n_classes": full.n_outputs}
                                                                   if loss == "multinomial" else {}))
             for i, sol in enumerate(select_path(train, groups, ks, method=method, **options)):
                 flat = sol.coef if sol.intercept is None else np.concatenate([sol.coef, sol.intercept])
-                err[i] += test.value(flat) * f.size / n
-        scores = dict(zip(ks, err.tolist()))
-        best = ks[int(np.argmin(err))]
+                err[fi, i] = test.value(flat)
+        mean = err.mean(axis=0)
+        se = err.std(axis=0, ddof=1) / np.sqrt(len(folds)) if len(folds) > 1 else np.zeros(len(ks))
+        i0 = int(np.argmin(mean))
+        # one-standard-error rule (Breiman et al. 1984): the smallest k within one SE of the best mean error
+        best = ks[int(np.flatnonzero(mean <= mean[i0] + se[i0])[0])] if one_se else ks[i0]
+        scores = dict(zip(ks, mean.tolist()))
         from . import select
         return best, select(full, groups, best, method=method, **options), scores
     path = select_path(full, groups, ks, method=method, **options)
