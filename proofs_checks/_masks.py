@@ -66,6 +66,11 @@ def multistart_lbfgs(fun_grad, Z0, iters=2000, m=8, gtol=1e-9):
     tiny problems (10-20 variables) and the full run needs >= 1000 instances x 12 starts.  Values are compared at
     rtol 1e-6 and the value error at a point with gradient g is O(||g||^2 / curvature) (curvature >= ridge = 1e-2), so
     gtol 1e-9 is ample."""
+    with np.errstate(over="ignore", invalid="ignore"):  # trial steps may overflow (exp masks): Armijo rejects them
+        return _lbfgs(fun_grad, Z0, iters, m, gtol)
+
+
+def _lbfgs(fun_grad, Z0, iters, m, gtol):
     Z = np.array(Z0, dtype=float)
     K, d = Z.shape
     f, G = fun_grad(Z)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -113,7 +114,10 @@ def write(results, outdir, args):
                       + (f"; error: {ctl.error.strip().splitlines()[-1]}" if ctl.error else ""))
         for f in figs.get(c.name, []):
             md.append(f"\n![{c.name}]({f})")
-        md.append(c.__doc__ or "")
+        mod = sys.modules.get(getattr(c.check, "__module__", ""), None)
+        if mod is not None and mod.__doc__:
+            md += ["", "<details><summary>module docstring</summary>", "", "```", mod.__doc__.strip(), "```",
+                   "", "</details>"]
         md.append("")
     path = outdir / "report.md"
     path.write_text("\n".join(md))
