@@ -222,12 +222,15 @@ class BudgetProblem:
             X = loss.X
             n = loss.n_samples
             # unique row sets share one block (all classes of a feature group, all tiles of a row block)
-            uniq, inv = np.unique(R, axis=0, return_inverse=True)
-            inv = np.asarray(inv).ravel()
+            if self.K == 1:  # one output: every group has its own rows
+                uniq, inv = R, np.arange(G)
+            else:
+                uniq, inv = np.unique(R, axis=0, return_inverse=True)
+                inv = np.asarray(inv).ravel()
             Xd = X.toarray() if hasattr(X, "toarray") else X
             Xpad = np.concatenate([Xd, np.zeros((n, 1))], axis=1)  # padding rows read a zero column
-            X3 = Xpad[:, uniq]  # (n, U, r)
-            blocks = loss.curvature * np.einsum("nua,nub->uab", X3, X3) / n
+            X3 = np.ascontiguousarray(np.transpose(Xpad[:, uniq], (1, 2, 0)))  # (U, r, n)
+            blocks = loss.curvature * (X3 @ np.swapaxes(X3, 1, 2)) / n  # batched BLAS
             vu = (uniq < self.n_rows).astype(float)
             blocks += loss.ridge * np.eye(r) * vu[:, :, None] + np.eye(r) * (1.0 - vu)[:, :, None]
             Phi = blocks[inv]

@@ -73,6 +73,7 @@ def _quadratic_refit(bp, S):
     m = bp.mask_np(S)
     W = bp.zeros()
     wb = 0.0  # <W, B> accumulated: L(W*) = c - 1/2 <W*, B> at the refit
+    rows_last = None
     gram = bp.gram
     if not gram:
         X, n = loss.X, loss.n_samples
@@ -95,6 +96,7 @@ def _quadratic_refit(bp, S):
             d[rows >= bp.p] = 0.0  # the intercept row is never penalized
             A = A + xp.asarray(np.diag(d), dtype=A.dtype, device=_dev(A)) if gram else A + np.diag(d)
         sol = _spd_solve(xp, A, Bm)
+        rows_last = rows
         wb += float(xp.sum(sol * Bm))
         if gram:
             W[ri[:, None], ci[None, :]] = xp.astype(sol, W.dtype)
@@ -107,9 +109,11 @@ def _quadratic_refit(bp, S):
     if gram:
         return W, c - 0.5 * wb
     # X-form: the residual on the support is cheap and avoids the cancellation in c - <W,B>/2
-    rows = np.flatnonzero(m.any(axis=1))
-    Xs = loss.X[:, rows]
-    Rres = np.asarray(Xs @ W[rows]).reshape(loss.Y.shape) - loss.Y
+    if loss.n_outputs == 1 and rows_last is not None:  # one pattern: reuse its columns
+        Rres = (Xr @ sol).reshape(loss.Y.shape) - loss.Y
+    else:
+        rows = np.flatnonzero(m.any(axis=1))
+        Rres = np.asarray(loss.X[:, rows] @ W[rows]).reshape(loss.Y.shape) - loss.Y
     val = 0.5 * float(np.vdot(Rres, Rres)) / loss.n_samples
     if loss.ridge:
         val += 0.5 * loss.ridge * float(np.sum(W[: bp.p] ** 2))
