@@ -21,7 +21,8 @@ mask is the current one rather than the one stored at the last epoch end (they c
 
 Making the mask cheap when it does not change (``refresh``)
 -----------------------------------------------------------
-The authors recompute S from scratch with sorts at every training forward (``refresh='always'``), which the issue
+The authors recompute S from scratch with sorts at every training forward (here a full recompute uses
+one unsorted top-k selection per query row instead of a sort, same result) (``refresh='always'``), which the issue
 measured at +32% step time on ResNet-50 / H100.  S depends on A through (a) discrete choices -- the top-N set of each
 group, the dense groups, the "kept" sets of the filter and position queries -- and (b) smooth sigmoids given those
 choices.  With ``refresh='auto'`` (default) a full recompute records, for every weight, the *slack* by which its
@@ -69,10 +70,16 @@ def _axis_views(A):
 
 
 def _axis_structure(X, n_prune: int):
-    """Sort each row: 'kept' = rank >= n_prune; threshold = midpoint of the two order statistics at the cut."""
-    srt, order = X.sort(1)
-    keep = torch.ones_like(X, dtype=torch.bool).scatter_(1, order[:, :n_prune], False)
-    lo, hi = srt[:, n_prune - 1:n_prune], srt[:, n_prune:n_prune + 1]
+    """Per row: 'kept' = the n - n_prune largest (rank >= n_prune); threshold = midpoint of the order statistics
+    at the cut (sorted[n_prune - 1], sorted[n_prune]); gap between them.  One unsorted top-(n - n_prune + 1)
+    selection instead of a full sort (3-5x cheaper on CPU): its smallest value is sorted[n_prune - 1]."""
+    k = X.shape[1] - n_prune + 1
+    vals, ind = torch.topk(X, k, dim=1, sorted=False)
+    pos = vals.argmin(1, keepdim=True)
+    lo = vals.gather(1, pos)
+    hi = vals.scatter(1, pos, float("inf")).amin(1, keepdim=True)
+    keep = torch.zeros_like(X, dtype=torch.bool).scatter_(1, ind, True)
+    keep.scatter_(1, ind.gather(1, pos), False)
     return keep, 0.5 * (lo + hi), hi - lo
 
 
@@ -101,7 +108,7 @@ def _full(A, n, m, p, axes, dense_order, rand_key):
     st = _Structure()
     shape = A.shape
     G = to_groups(A, m)
-    vals, order = G.sort(1, descending=True)
+    vals, order = torch.topk(G, n + 1, dim=1)  # sorted, descending
     Lg = torch.zeros_like(G, dtype=torch.bool).scatter_(1, order[:, :n], True)
     slackL = 0.5 * (vals[:, n - 1] - vals[:, n])
     ng = G.shape[0]

@@ -187,13 +187,15 @@ class NMOneShotResult:
 
 
 def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht", layers="all", run=None,
-               row_masks=None, damp: float = 0.01, progress: bool = True, **solver_kw) -> NMOneShotResult:
+               row_masks=None, damp: float = 0.01, solver_dtype=torch.float32, progress: bool = True,
+               **solver_kw) -> NMOneShotResult:
     """Prune ``model`` in place to N:M from calibration ``batches``, layer by layer in forward order, each layer
     against the dense model's output from the already-pruned inputs (see the module docstring).
 
     ``layers``: preset / names / predicate (``presets.select_layers``; Linear and Conv2d with groups=1).
     ``run(model, batch)`` and ``row_masks`` as in ``nn_bridge.oneshot.oneshot_prune``.  The pruned weights are
-    written into the layers (plain parameters with exact zeros).
+    written into the layers (plain parameters with exact zeros).  Grams are accumulated in float64; the layer
+    solver runs in ``solver_dtype`` (float32 halves the refit cost; H is damped, so well conditioned).
     """
     import time
 
@@ -230,7 +232,9 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
         H, Cx, xs = gram(model, dense, mod, dmod)
         Md = weight_to_matrix(dmod.weight.detach()).double()
         Bm = Cx @ Md
-        beta, keep, info = solve_nm_layer(_damp(H, damp), Bm, pat.n, pat.m, method=method, Md=Md, **solver_kw)
+        dt = solver_dtype
+        beta, keep, info = solve_nm_layer(_damp(H, damp).to(dt), Bm.to(dt), pat.n, pat.m, method=method,
+                                          Md=Md.to(dt), **solver_kw)
         with torch.no_grad():
             w = mod.weight
             w.copy_(matrix_to_weight(beta.to(w.dtype), tuple(w.shape)))
