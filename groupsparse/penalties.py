@@ -198,7 +198,8 @@ class SparseGroupLasso(Penalty):
         return out
 
     def lambda_max(self, grad0, weights, groups=None):
-        raise NotImplementedError  # handled in api via lambda_max_sgl
+        raise TypeError("sparse_group_lasso: lambda_max depends on the coefficients, not only group norms; "
+                        "use groupsparse.lambda_max(loss, penalty, groups)")
 
     def dual_scale(self, grad, groups):
         """Largest s in (0, 1] with ||ST(s grad_g, lam*l1_ratio)|| <= lam (1 - l1_ratio) w_g for all groups."""

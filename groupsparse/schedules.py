@@ -175,12 +175,14 @@ def acdc_criteo(target: float, n_pairs: int = 10) -> PhaseSchedule:
 
 
 def sapp_criteo(target: float, n_pairs: int = 10, c: float = 4.0) -> PhaseSchedule:
-    """SA++ on Criteo: 20% dense, then sparsification-sparse-dense phases (6% each, split 2/2/2), 20% sparse
-    (the last sparse phase is preceded by a sparsification phase so the final mask is reached smoothly)."""
+    """SA++ on Criteo: 20% dense, then sparsification-sparse-dense phases (6% each, split 2/2/2), the last of
+    which is replaced by one sparsification phase (as in the ImageNet schedule), then 20% sparse."""
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs: must be >= 1, got {n_pairs}")
     spec = [("dense", 0.0, 0.2)]
     w = 0.6 / n_pairs
-    for i in range(n_pairs):
+    for i in range(n_pairs - 1):
         a = 0.2 + w * i
         spec += [("sparsification", a, a + w / 3), ("sparse", a + w / 3, a + 2 * w / 3), ("dense", a + 2 * w / 3, a + w)]
-    spec.append(("sparse", 0.8, 1.0))
+    spec += [("sparsification", 0.8 - w, 0.8), ("sparse", 0.8, 1.0)]
     return _timeline(target, c, spec)
