@@ -136,14 +136,9 @@ def _lbfgs(fun_grad, Z0, iters, m, gtol):
 
 
 def reduced_solve(prob, penalty, warm_starts, tol):
-    """Best groupsparse solution over the warm starts; returns (coef, objective by the library, solutions)."""
-    best, sols = None, []
-    for w0 in warm_starts:
-        sol = gs.solve(prob.loss, penalty, prob.groups, tol=tol, warm_start=w0)
-        sols.append(sol)
-        if best is None or sol.objective < best.objective:
-            best = sol
-    return best, sols
+    """The best groupsparse solution over the warm starts."""
+    sols = [gs.solve(prob.loss, penalty, prob.groups, tol=tol, warm_start=w0) for w0 in warm_starts]
+    return min(sols, key=lambda s: s.objective)
 
 
 def whole_problem_outcome(prob, F_over_grad, u_of, lift, F_red, penalty, n_starts, rng, convex,
@@ -187,7 +182,7 @@ def whole_problem_outcome(prob, F_over_grad, u_of, lift, F_red, penalty, n_start
     # nonconvex reduced problem: also polish L-BFGS's best point with groupsparse (a lower value there would mean
     # the L-BFGS point is not even a local minimiser of the reduced problem)
     warm = [None] if convex else ([None, u_lb] if from_zero else [u_lb])
-    sol, _ = reduced_solve(prob, penalty, warm, tol)
+    sol = reduced_solve(prob, penalty, warm, tol)
     u_red = sol.coef
     f_red = F_red(u_red)
     lib_consistency = abs(sol.objective - f_red) / scale  # the library's objective vs ours: same function

@@ -64,7 +64,7 @@ class Claim:
     counterexamples: Callable[[], list] | None = None  # -> list of (title, markdown text)
     figure: Callable | None = None  # (ClaimResult, outdir) -> list of written paths
     informational: bool = False  # report only, never a pass/fail verdict
-    under_test: Callable[[], str] | str = ""  # what groupsparse code the check exercises
+    under_test: str = ""  # what groupsparse code the check exercises
     cost: float = 1.0  # relative per-instance cost; the test suite scales its budget by 1/cost
 
 
@@ -208,10 +208,9 @@ def _run_claim(claim, n_examples, seed, progress, control_budget):
         bar = tqdm(total=n_examples, desc=claim.name, leave=False)
     err = None
     try:
+        # shrinking: on a violation ``fail`` is hypothesis's minimal failing example
         recs, fail, fail_info = _drive(claim.strategy, claim.check, n_examples, seed, shrink=True,
                                        stop_on_violation=True, on_instance=(bar.update if bar else None))
-        if fail is not None and not claim.informational:
-            pass  # shrunk: ``fail`` is the minimal failing example
     except Exception:  # noqa: BLE001 - an exception inside a check is an ERROR verdict, never a pass
         recs, fail, fail_info, err = [], None, None, traceback.format_exc(limit=6)
     if claim.informational and fail is not None and err is None:

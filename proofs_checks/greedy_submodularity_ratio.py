@@ -129,7 +129,7 @@ def _figure(res, outdir, which):
     b = np.array([r["bound_ratio"] for r in recs])
     a = np.array([r["ratio"] for r in recs])
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    ax.scatter(b, a, s=6, alpha=0.5)
+    ax.scatter(b, a, s=6, alpha=0.5, label="1 - (1 - γ/k)^k" if which == "greedy" else "1 - exp(-m_2k/M~)")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="bound = achieved")
     if which == "greedy":
         ax.set_xlabel("bound 1 - (1 - γ/k)^k  (γ exact)")

@@ -97,6 +97,6 @@ def test_cli_writes_report(tmp_path, capsys):
                    "above f(x*) + 1e-6, although s > s* kappa^2 / 4 (Axiotis & Sviridenko [P-abs]); "
                    "method='local_search' reaches f(x*). Reported; the OMPR rule may differ from the paper's.")
 def test_ompr_axiotis_sviridenko_counterexample():
-    from proofs_checks.arht_guarantee import _check
-    out = _check({"seed": 2755453474, "kappa": 1.5, "s_star": 2})
+    from proofs_checks.arht_guarantee import COUNTEREXAMPLE, _check
+    out = _check(COUNTEREXAMPLE)
     assert out.slack >= 0, out.info
