@@ -222,9 +222,19 @@ class Problem:
             r = float(np.linalg.norm(z))
             if r == 0:
                 return z * 0
-            qold = self.penalty.q(float(np.linalg.norm(old))) if old is not None else 0.0
-            x = self.penalty.prox_given_rest(r, t, rest - qold)
-            return z * (x / r)
+            pen = self.penalty
+            qold = pen.q(float(np.linalg.norm(old))) if old is not None else 0.0
+            others = max(rest - qold, 0.0)  # the running q-sum can drift below 0 by rounding
+            new = z * (pen.prox_given_rest(r, t, others) / r)
+            if old is not None:
+                # ties between distant global minimisers would make BCD flip forever: keep the current block
+                # unless the move strictly lowers the block objective
+                h = lambda v: float(np.vdot(v - z, v - z)) / (2 * t) + pen.lam * pen.q_inv(others + pen.q(float(np.linalg.norm(v))))
+                ho, hn = h(old), h(new)
+                jump = np.linalg.norm(new - old) > 0.1 * max(np.linalg.norm(old), np.linalg.norm(new))
+                if hn > ho or (jump and hn >= ho - 1e-12 * abs(ho)):
+                    return old
+            return new
         return self.penalty.prox_group(z, t, self.weights[g])
 
     def composite_rest(self, W) -> float:
