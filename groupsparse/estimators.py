@@ -79,6 +79,9 @@ class _GroupSparseMixin:
         self._make_penalty(1.0)  # penalty name and its shape parameters
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise ValueError(f"fit_intercept: expected True or False, got {self.fit_intercept!r}")
+        ridge = _check_real(self.ridge, "ridge")
+        if ridge is None or ridge < 0:
+            raise ValueError(f"ridge: must be a finite number >= 0, got {self.ridge!r}")
         tol = _check_real(self.tol, "tol")
         if tol is None or tol <= 0:
             raise ValueError(f"tol: must be a positive number, got {self.tol!r}")
@@ -175,7 +178,7 @@ class _RegressorBase(_GroupSparseMixin, RegressorMixin):
         return X, y, self._loss_on(X, y), groups
 
     def _loss_on(self, X, y):
-        return LeastSquares(X, y, fit_intercept=bool(self.fit_intercept))
+        return LeastSquares(X, y, fit_intercept=bool(self.fit_intercept), ridge=self.ridge)
 
     def _copy_fit_context(self, other):  # what a fold-scoring shell needs besides the coefficients
         self._y_1d = other._y_1d
@@ -209,6 +212,8 @@ class GroupSparseRegressor(_RegressorBase, BaseEstimator):
     gamma : concavity of 'mcp' (> 1, default 3) and 'scad' (> 2, default 3.7).
     eps : scale of 'log_sum' (> 0, default 1).   q : exponent of 'bridge' (0 < q < 1, default 0.5).
     l1_ratio : entrywise share of 'sparse_group_lasso' (in [0, 1], default 0.5).
+    ridge : an extra (ridge/2)||b||^2 (>= 0).  A little ridge keeps nonconvex penalties well conditioned on
+        collinear designs, where their unpenalized region otherwise leaves a near-singular least-squares problem.
     fit_intercept : fit an unpenalized intercept.
     tol : relative duality gap (convex penalties) or relative KKT residual (nonconvex) at which to stop.
     max_iter : outer (working-set) iterations of the solver.
@@ -222,7 +227,7 @@ class GroupSparseRegressor(_RegressorBase, BaseEstimator):
     """
 
     def __init__(self, groups=None, penalty="group_lasso", alpha=0.01, *, gamma=None, eps=None, q=None,
-                 l1_ratio=None, fit_intercept=True, tol=1e-6, max_iter=200, solver="auto"):
+                 l1_ratio=None, ridge=0.0, fit_intercept=True, tol=1e-6, max_iter=200, solver="auto"):
         self.groups = groups
         self.penalty = penalty
         self.alpha = alpha
@@ -230,6 +235,7 @@ class GroupSparseRegressor(_RegressorBase, BaseEstimator):
         self.eps = eps
         self.q = q
         self.l1_ratio = l1_ratio
+        self.ridge = ridge
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -277,8 +283,8 @@ class _ClassifierBase(_GroupSparseMixin, ClassifierMixin):
 
     def _loss_on(self, X, y_enc):
         if self.classes_.size == 2:
-            return Logistic(X, y_enc.astype(float), fit_intercept=bool(self.fit_intercept))
-        return Multinomial(X, y_enc.astype(float), fit_intercept=bool(self.fit_intercept),
+            return Logistic(X, y_enc.astype(float), fit_intercept=bool(self.fit_intercept), ridge=self.ridge)
+        return Multinomial(X, y_enc.astype(float), fit_intercept=bool(self.fit_intercept), ridge=self.ridge,
                            n_classes=self.classes_.size)
 
     def _copy_fit_context(self, other):
@@ -321,7 +327,7 @@ class GroupSparseClassifier(_ClassifierBase, BaseEstimator):
     ``coef_`` of shape (1, n_features) for two classes, (n_classes, n_features) otherwise."""
 
     def __init__(self, groups=None, penalty="group_lasso", alpha=0.01, *, gamma=None, eps=None, q=None,
-                 l1_ratio=None, fit_intercept=True, tol=1e-6, max_iter=200, solver="auto"):
+                 l1_ratio=None, ridge=0.0, fit_intercept=True, tol=1e-6, max_iter=200, solver="auto"):
         self.groups = groups
         self.penalty = penalty
         self.alpha = alpha
@@ -329,6 +335,7 @@ class GroupSparseClassifier(_ClassifierBase, BaseEstimator):
         self.eps = eps
         self.q = q
         self.l1_ratio = l1_ratio
+        self.ridge = ridge
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -409,7 +416,7 @@ class _CVMixin:
         return self
 
     def _base_estimator(self):
-        params = {k: getattr(self, k) for k in ("groups", "penalty", "gamma", "eps", "q", "l1_ratio",
+        params = {k: getattr(self, k) for k in ("groups", "penalty", "gamma", "eps", "q", "l1_ratio", "ridge",
                                                   "fit_intercept", "tol", "max_iter", "solver")}
         return self._base_cls(alpha=0.0, **params)
 
@@ -431,8 +438,8 @@ class GroupSparseRegressorCV(_CVMixin, _RegressorBase, BaseEstimator):
     _base_cls = GroupSparseRegressor
 
     def __init__(self, groups=None, penalty="group_lasso", *, lambdas=None, n_lambdas=30, lambda_min_ratio=1e-2,
-                 cv=5, scoring=None, gamma=None, eps=None, q=None, l1_ratio=None, fit_intercept=True, tol=1e-6,
-                 max_iter=200, solver="auto"):
+                 cv=5, scoring=None, gamma=None, eps=None, q=None, l1_ratio=None, ridge=0.0, fit_intercept=True,
+                 tol=1e-6, max_iter=200, solver="auto"):
         self.groups = groups
         self.penalty = penalty
         self.lambdas = lambdas
@@ -444,6 +451,7 @@ class GroupSparseRegressorCV(_CVMixin, _RegressorBase, BaseEstimator):
         self.eps = eps
         self.q = q
         self.l1_ratio = l1_ratio
+        self.ridge = ridge
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -461,8 +469,8 @@ class GroupSparseClassifierCV(_CVMixin, _ClassifierBase, BaseEstimator):
     _base_cls = GroupSparseClassifier
 
     def __init__(self, groups=None, penalty="group_lasso", *, lambdas=None, n_lambdas=30, lambda_min_ratio=1e-2,
-                 cv=5, scoring=None, gamma=None, eps=None, q=None, l1_ratio=None, fit_intercept=True, tol=1e-6,
-                 max_iter=200, solver="auto"):
+                 cv=5, scoring=None, gamma=None, eps=None, q=None, l1_ratio=None, ridge=0.0, fit_intercept=True,
+                 tol=1e-6, max_iter=200, solver="auto"):
         self.groups = groups
         self.penalty = penalty
         self.lambdas = lambdas
@@ -474,6 +482,7 @@ class GroupSparseClassifierCV(_CVMixin, _ClassifierBase, BaseEstimator):
         self.eps = eps
         self.q = q
         self.l1_ratio = l1_ratio
+        self.ridge = ridge
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
