@@ -8,8 +8,11 @@ from .problem import Solution
 from .api import lambda_max, solve, solve_path
 from . import schedules
 from .selection import select
+from .estimators import (GroupSparseClassifier, GroupSparseClassifierCV, GroupSparseRegressor,
+                         GroupSparseRegressorCV)
 
 __version__ = "0.1.0"
 __all__ = ["Groups", "LeastSquares", "Logistic", "Multinomial", "GramLeastSquares", "GroupLasso",
            "SparseGroupLasso", "GroupMCP", "GroupSCAD", "GroupLogSum", "GroupBridge", "ExpMaskPenalty",
-           "CompositePenalty", "Solution", "solve", "solve_path", "lambda_max", "schedules", "select"]
+           "CompositePenalty", "Solution", "solve", "solve_path", "lambda_max", "schedules", "select",
+           "GroupSparseRegressor", "GroupSparseClassifier", "GroupSparseRegressorCV", "GroupSparseClassifierCV"]
