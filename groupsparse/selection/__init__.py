@@ -22,80 +22,29 @@ __all__ = ["select", "select_path", "choose_k", "information_criterion", "lower_
 DEFAULT_METHOD = "splicing"
 
 
-def _omp(bp, k, **o):
-    from .greedy import omp
-    return omp(bp, k, **o)
-
-
-def _ompr(bp, k, **o):
-    from .greedy import ompr
-    return ompr(bp, k, **o)
-
-
-def _iht(bp, k, **o):
-    from .iht import iht
-    return iht(bp, k, **o)
-
-
-def _htp(bp, k, **o):
-    from .iht import iht
-    return iht(bp, k, pursuit=True, **o)
-
-
-def _arht(bp, k, **o):
-    from .iht import arht
-    return arht(bp, k, **o)
-
-
-def _ls(bp, k, **o):
-    from .local_search import local_search
-    return local_search(bp, k, **o)
-
-
-def _splice(bp, k, **o):
-    from .local_search import local_search
-    return local_search(bp, k, polish=False, **o)
-
-
-def _acdc(bp, k, **o):
-    from .acdc import acdc
-    return acdc(bp, k, **o)
-
-
-def _sa(bp, k, **o):
-    from .attention import sequential_attention
-    return sequential_attention(bp, k, **o)
-
-
-def _sapp(bp, k, **o):
-    from .attention import sequential_attention_pp
-    return sequential_attention_pp(bp, k, **o)
-
-
-def _alg2(bp, k, **o):
-    from .attention import ompr_nonconvex
-    return ompr_nonconvex(bp, k, **o)
-
-
-def _exact(bp, k, **o):
-    from .exact import exact
-    return exact(bp, k, **o)
-
-
+# name -> (module, function, fixed options); modules are imported on first use
 METHODS = {
-    "splicing": _splice,   # abess-style splicing (default: best in benchmarks/bench_select.py)
-    "local_search": _ls,   # splicing + exact swap polishing (certified 1-swap local optimum; slower)
-    "omp": _omp,           # group OMP (option batch=m adds m groups per step)
-    "ompr": _ompr,         # group OMP with replacement
-    "iht": _iht,           # group IHT, relaxed budget (relax >= 1), safe step 1/L
-    "htp": _htp,           # hard thresholding pursuit (IHT + refit every step)
-    "arht": _arht,         # adaptively regularized hard thresholding (reconstruction, see iht.py)
-    "acdc": _acdc,         # ACDC-style dense/sparse alternation
-    "sa": _sa,             # Sequential Attention (one group per step)
-    "sa++": _sapp,         # SequentialAttention++ (dense -> sparsification (exp_ramp) -> sparse)
-    "alg2": _alg2,         # SA++ paper Algorithm 2: OMPR via nonconvex regularization
-    "exact": _exact,       # exact best k-group subset (branch and bound; small problems)
+    "splicing": ("local_search", "local_search", {"polish": False}),  # abess-style splicing (default: best in
+                                                                      # benchmarks/bench_select.py)
+    "local_search": ("local_search", "local_search", {}),  # splicing + exact swap polishing (1-swap optimum)
+    "omp": ("greedy", "omp", {}),                 # group OMP (option batch=m adds m groups per step)
+    "ompr": ("greedy", "ompr", {}),               # group OMP with replacement
+    "iht": ("iht", "iht", {}),                    # group IHT, relaxed budget (relax >= 1), safe step 1/L
+    "htp": ("iht", "iht", {"pursuit": True}),     # hard thresholding pursuit (IHT + refit every step)
+    "arht": ("iht", "arht", {}),                  # adaptively regularized hard thresholding (reconstruction)
+    "acdc": ("acdc", "acdc", {}),                 # ACDC-style dense/sparse alternation
+    "sa": ("attention", "sequential_attention", {}),        # Sequential Attention (one group per step)
+    "sa++": ("attention", "sequential_attention_pp", {}),   # dense -> sparsification (exp_ramp) -> sparse
+    "alg2": ("attention", "ompr_nonconvex", {}),  # SA++ paper Algorithm 2: OMPR via nonconvex regularization
+    "exact": ("exact", "exact", {}),              # exact best k-group subset (branch and bound; small problems)
 }
+
+
+def _run_method(method, bp, k, **options):
+    import importlib
+    module, name, fixed = METHODS[method]
+    fn = getattr(importlib.import_module(f".{module}", __name__), name)
+    return fn(bp, k, **fixed, **options)
 
 
 def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=None, **options):
@@ -126,7 +75,7 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
     k = int(k)
     history = []
     t0 = time.perf_counter()
-    W, S, val, n_iter = METHODS[method](bp, k, history=history, **options)
+    W, S, val, n_iter = _run_method(method, bp, k, history=history, **options)
     elapsed = time.perf_counter() - t0
     lb, extra = None, {}
     if method == "exact":
