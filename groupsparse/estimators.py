@@ -365,7 +365,8 @@ class _CVMixin:
         if r is None or not 0 < r < 1:
             raise ValueError(f"lambda_min_ratio: must lie in (0, 1), got {self.lambda_min_ratio!r}")
         try:
-            lmax = lambda_max(loss, self._make_penalty(1.0), groups)
+            with np.errstate(divide="ignore"):  # exp_mask: zero slope at 0, lambda_max = inf
+                lmax = lambda_max(loss, self._make_penalty(1.0), groups)
         except ValueError:  # infinite slope at 0 (bridge): no lambda_max; use the group lasso's as the scale
             lmax = np.nan
         if not (np.isfinite(lmax) and lmax > 0):  # bridge, or exp_mask (zero slope at 0)
