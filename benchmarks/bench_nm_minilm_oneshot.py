@@ -34,6 +34,8 @@ def main(argv=None):
     ap.add_argument("--n-calib", type=int, default=256)
     ap.add_argument("--n-eval", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-blocks", dest="blocks", action="store_false",
+                    help="re-run the model prefix per layer instead of replaying one cached encoder layer")
     ap.add_argument("--rounds", type=int, default=1, help="IHT + refit rounds of the 'iht' method")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -53,6 +55,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         res = nm_oneshot(model, cal, a.pattern, method=meth, layers=lambda n: n.startswith("encoder."),
                          row_masks=masks, progress=False,
+                         blocks=[f"encoder.layer.{i}" for i in range(6)] if a.blocks else None,
                          **({"rounds": a.rounds} if meth == "iht" else {}))
         secs = time.perf_counter() - t0
         rep = res.report()

@@ -187,19 +187,21 @@ class NMOneShotResult:
 
 
 def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht", layers="all", run=None,
-               row_masks=None, damp: float = 0.01, solver_dtype=torch.float32, progress: bool = True,
+               row_masks=None, damp: float = 0.01, blocks=None, solver_dtype=torch.float32, progress: bool = True,
                **solver_kw) -> NMOneShotResult:
     """Prune ``model`` in place to N:M from calibration ``batches``, layer by layer in forward order, each layer
     against the dense model's output from the already-pruned inputs (see the module docstring).
 
     ``layers``: preset / names / predicate (``presets.select_layers``; Linear and Conv2d with groups=1).
-    ``run(model, batch)`` and ``row_masks`` as in ``nn_bridge.oneshot.oneshot_prune``.  The pruned weights are
-    written into the layers (plain parameters with exact zeros).  Grams are accumulated in float64; the layer
-    solver runs in ``solver_dtype`` (float32 halves the refit cost; H is damped, so well conditioned).
+    ``run(model, batch)``, ``row_masks`` and ``blocks`` (names of sequential submodules, e.g. transformer layers,
+    whose inputs are cached so only one block is replayed per layer) as in ``nn_bridge.oneshot.oneshot_prune``,
+    whose calibration streams and Gram accumulation are reused.  The pruned weights are written into the layers
+    (plain parameters with exact zeros).  Grams are accumulated in float64; the layer solver runs in
+    ``solver_dtype`` (float32 halves the refit cost; H is damped, so well conditioned).
     """
     import time
 
-    from nn_bridge.oneshot import _Grams, _damp, _default_run, _forward_order
+    from nn_bridge import oneshot as block_oneshot
     from nn_bridge.tiling import matrix_to_weight, weight_to_matrix
 
     pat = NMPattern.parse(pattern)
@@ -214,33 +216,42 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
     batches = list(batches)
     if not batches:
         raise ValueError("batches: at least one calibration batch is required")
-    run = run or _default_run
+    run = run or block_oneshot._default_run
 
-    class _N:  # _forward_order only reads .name
+    class _N:  # the block path's streams only read .name
         def __init__(self, name):
             self.name = name
 
-    names = [t.name for t in _forward_order(model, [_N(x) for x in names], batches[0], run)]
+    order = block_oneshot._forward_order(model, [_N(x) for x in names], batches[0], run)
     dense = copy.deepcopy(model).eval()
     model.eval()
-    gram = _Grams(batches, run, row_masks)
-    res = NMOneShotResult(model, names, pat)
+    st = (block_oneshot._PrefixStreams(model, dense, batches, run, row_masks) if blocks is None else
+          block_oneshot._BlockStreams(model, dense, batches, run, row_masks, list(blocks)))
+    gram = block_oneshot._Grams()
+    res = NMOneShotResult(model, [t.name for t in order], pat)
     from tqdm.auto import tqdm
-    for name in tqdm(names, desc=f"N:M one-shot {method}", disable=not progress):
-        t0 = time.perf_counter()
-        mod, dmod = model.get_submodule(name), dense.get_submodule(name)
-        H, Cx, xs = gram(model, dense, mod, dmod)
-        Md = weight_to_matrix(dmod.weight.detach()).double()
-        Bm = Cx @ Md
-        dt = solver_dtype
-        beta, keep, info = solve_nm_layer(_damp(H, damp).to(dt), Bm.to(dt), pat.n, pat.m, method=method,
-                                          Md=Md.to(dt), **solver_kw)
-        with torch.no_grad():
-            w = mod.weight
-            w.copy_(matrix_to_weight(beta.to(w.dtype), tuple(w.shape)))
-        Mh32, Md32 = beta.float(), Md.float()
-        num = sum(float((xd @ Md32 - xp @ Mh32).pow(2).sum()) for xp, xd in xs)
-        den = sum(float((xd @ Md32).pow(2).sum()) for xp, xd in xs)
-        res.layer_rel_error[name] = num / max(den, 1e-30)
-        res.layer_seconds[name] = time.perf_counter() - t0
+    with tqdm(total=len(order), desc=f"N:M one-shot {method}", disable=not progress) as bar:
+        for group in st.groups(order):
+            xd_all = st.dense_inputs([t.name for t in group])
+            for t in group:
+                t0 = time.perf_counter()
+                name = t.name
+                mod, dmod = model.get_submodule(name), dense.get_submodule(name)
+                xs = list(zip(st.pruned_inputs(name), xd_all[name]))
+                H, Cx = gram(xs)
+                Md = weight_to_matrix(dmod.weight.detach()).double()
+                Bm = Cx @ Md
+                dt = solver_dtype
+                beta, keep, info = solve_nm_layer(block_oneshot._damp(H, damp).to(dt), Bm.to(dt), pat.n, pat.m,
+                                                  method=method, Md=Md.to(dt), **solver_kw)
+                with torch.no_grad():
+                    w = mod.weight
+                    w.copy_(matrix_to_weight(beta.to(w.dtype), tuple(w.shape)))
+                Mh32, Md32 = beta.float(), Md.float()
+                num = sum(float((xd @ Md32 - xp @ Mh32).pow(2).sum()) for xp, xd in xs)
+                den = sum(float((xd @ Md32).pow(2).sum()) for xp, xd in xs)
+                res.layer_rel_error[name] = num / max(den, 1e-30)
+                res.layer_seconds[name] = time.perf_counter() - t0
+                bar.update()
+            st.advance()
     return res
