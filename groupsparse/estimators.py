@@ -117,7 +117,11 @@ class _GroupSparseMixin:
     def _groups_for(self, n_features):
         if self.groups is None:
             return Groups.from_sizes(np.ones(n_features, dtype=np.int64))
-        return as_groups(self.groups, n_features)  # errors name ``groups``
+        try:
+            return as_groups(self.groups, n_features)
+        except ValueError as e:  # the core may name its own argument (sizes, labels): name ours
+            msg = str(e)
+            raise ValueError(msg if msg.startswith("groups:") else f"groups: {msg}") from None
 
     # ----------------------------------------------------------------- fit hook
     def _fit_coef(self, loss, groups):
