@@ -11,8 +11,14 @@ at 80% then fine-tune.  Metric: validation log loss on held-out rows, mean over 
 
 The full grid of the issue is the default (4 methods x B in {5, 10, 20} x 5 sparsities x 3 seeds):
     python benchmarks/bench_bridge_criteo.py
-A CPU-sized subset, e.g.:
-    python benchmarks/bench_bridge_criteo.py --blocks 10 --sparsities 0.9 0.98 --seeds 0 --steps 200 --batch 512
+``--cells B:s ...`` replaces the blocks x sparsities product by an explicit list of (block, sparsity) cells.
+The CPU subset measured for RESULTS.md (1000 steps so that every Criteo schedule phase -- 2% of training for SA++'s
+sparsification/sparse/dense thirds -- lasts 20 steps; fewer rows per step instead of fewer steps):
+    python benchmarks/bench_bridge_criteo.py --cells 10:0.9 10:0.95 10:0.98 5:0.95 20:0.95 --batch 128 \
+        --n-val 20000 --threads 1
+Every method sees the same stream for a given seed (batch of step t drawn with seed 10000 * seed + t) and is
+evaluated on the same validation rows.  The table is laid out like the paper's Table 2: rows block size x
+sparsity, columns methods, mean +- std (sample std) over seeds.
 """
 from __future__ import annotations
 
@@ -70,6 +76,8 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="+", default=METHODS)
     ap.add_argument("--blocks", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--sparsities", type=float, nargs="+", default=[0.9, 0.95, 0.97, 0.98, 0.99])
+    ap.add_argument("--cells", nargs="+", default=None, metavar="B:s",
+                    help="explicit (block, sparsity) cells, e.g. 10:0.95; overrides --blocks x --sparsities")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=1024)
@@ -78,6 +86,13 @@ def main(argv=None):
     ap.add_argument("--out", default="benchmarks/results/bridge.json")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.cells:
+        try:
+            cells = [(int(c.split(":")[0]), float(c.split(":")[1])) for c in a.cells]
+        except (IndexError, ValueError):
+            ap.error(f"--cells: expected BLOCK:SPARSITY items such as 10:0.95, got {a.cells}")
+    else:
+        cells = [(B, s) for B in a.blocks for s in a.sparsities]
     teacher = ClickTeacher(seed=1234)
     val = teacher.sample(a.n_val, seed=999_999_999)
     info = {"machine": platform.platform(), "cpu_threads": a.threads, "python": platform.python_version(),
@@ -92,36 +107,41 @@ def main(argv=None):
         rows.append({"method": "dense", "block": None, "sparsity": 0.0, "seed": seed, "val_logloss": vl,
                      "seconds": time.perf_counter() - t0})
         print(f"dense seed={seed} val_logloss={vl:.4f}", flush=True)
-    for s in a.sparsities:
+    for B, s in cells:
         for m in a.methods:
-            for B in a.blocks:
-                for seed in a.seeds:
-                    t0 = time.perf_counter()
-                    vl, ach = run_one(m, B, s, seed, a.steps, a.batch, teacher, val)
-                    rows.append({"method": m, "block": B, "sparsity": s, "seed": seed, "val_logloss": vl,
-                                 "achieved_block_sparsity": ach, "seconds": time.perf_counter() - t0})
-                    print(f"{m:10s} B={B:2d} s={s:.2f} seed={seed} val_logloss={vl:.4f} achieved={ach:.4f} "
-                          f"({rows[-1]['seconds']:.0f}s)", flush=True)
+            for seed in a.seeds:
+                t0 = time.perf_counter()
+                vl, ach = run_one(m, B, s, seed, a.steps, a.batch, teacher, val)
+                rows.append({"method": m, "block": B, "sparsity": s, "seed": seed, "val_logloss": vl,
+                             "achieved_block_sparsity": ach, "seconds": time.perf_counter() - t0})
+                print(f"{m:10s} B={B:2d} s={s:.2f} seed={seed} val_logloss={vl:.4f} achieved={ach:.4f} "
+                      f"({rows[-1]['seconds']:.0f}s)", flush=True)
 
-    def mean(sel):
-        v = [r["val_logloss"] for r in rows if sel(r)]
-        return sum(v) / len(v) if v else math.nan
+    def stats(sel):
+        v = torch.tensor([r["val_logloss"] for r in rows if sel(r)], dtype=torch.float64)
+        if not len(v):
+            return math.nan, math.nan
+        return float(v.mean()), float(v.std()) if len(v) > 1 else 0.0
 
-    dense = mean(lambda r: r["method"] == "dense")
-    print(f"\nValidation log loss, mean of {len(a.seeds)} seed(s); dense {dense:.4f}; "
+    dense, dense_sd = stats(lambda r: r["method"] == "dense")
+    print(f"\nValidation log loss, mean +- std over {len(a.seeds)} seed(s); dense {dense:.4f} +- {dense_sd:.4f}; "
           f"teacher (Bayes) {info['bayes_val_logloss']:.4f}")
-    print("| sparsity | method | " + " | ".join(f"B={B}" for B in a.blocks) + " |")
-    print("|---|---|" + "---|" * len(a.blocks))
+    print("| block | sparsity | " + " | ".join(a.methods) + " |")
+    print("|---|---|" + "---|" * len(a.methods))
     table = []
-    for s in a.sparsities:
-        for m in a.methods:
-            vals = [mean(lambda r, B=B: r["method"] == m and r["block"] == B and r["sparsity"] == s)
-                    for B in a.blocks]
-            table.append({"sparsity": s, "method": m, **{f"B{B}": v for B, v in zip(a.blocks, vals)}})
-            print(f"| {s:.0%} | {m} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+    for B, s in cells:
+        ms = {m: stats(lambda r, m=m: r["method"] == m and r["block"] == B and r["sparsity"] == s)
+              for m in a.methods}
+        table.append({"block": B, "sparsity": s, **{m: {"mean": v[0], "std": v[1]} for m, v in ms.items()}})
+        best = min(v[0] for v in ms.values())
+        print(f"| {B}x{B} | {s:.0%} | " + " | ".join(
+            ("**{:.4f}** ± {:.4f}" if v[0] == best else "{:.4f} ± {:.4f}").format(*v) for v in ms.values()) + " |")
+    seconds = sum(r["seconds"] for r in rows)
+    print(f"total training time {seconds:.0f} s over {len(rows)} runs")
     if a.out:
         data = json.load(open(a.out)) if os.path.exists(a.out) else {}
-        data["criteo_training"] = {"info": info, "dense_val_logloss": dense, "table": table, "rows": rows,
+        data["criteo_training"] = {"info": info, "dense_val_logloss": dense, "dense_val_logloss_std": dense_sd,
+                                   "cells": cells, "table": table, "rows": rows, "total_seconds": seconds,
                                    "command": "python benchmarks/bench_bridge_criteo.py " + " ".join(
                                        argv if argv is not None else __import__("sys").argv[1:])}
         os.makedirs(os.path.dirname(a.out), exist_ok=True)

@@ -30,6 +30,7 @@ model computes every layer's loss curve (sorted single-block OBS increments, ``o
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -277,6 +278,7 @@ class OneShotResult:
     layer_sparsity: dict = field(default_factory=dict)   # name -> block sparsity chosen
     layer_loss: dict = field(default_factory=dict)       # name -> relative reconstruction error on calibration
     params: list = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)         # wall time: forward passes, Gram products, solve
 
     def report(self) -> SparsityReport:
         return measure(self.model, self.tilings)
@@ -287,27 +289,21 @@ class OneShotResult:
 
 class _Grams:
     """Calibration Grams of one layer, H = X_p^T X_p / n and C = X_p^T X_d / n (X_p: inputs in the pruned model,
-    X_d: in the dense one), computed in float32 matmuls accumulated in float64.
+    X_d: in the dense one), computed in float32 matmuls accumulated in float64, once per layer.
 
     Layers fed the same input (e.g. query / key / value) reuse the previous layer's Grams: the captured inputs are
-    compared exactly, which costs a forward pass but saves the p x p products that dominate the run time.
+    compared exactly (cheap next to the p x p products that dominate the run time).
     """
 
-    def __init__(self, batches, run, row_masks):
-        self.batches, self.run, self.row_masks = batches, run, row_masks
+    def __init__(self):
         self._last = None
 
-    def __call__(self, model, dense, mod, dmod):
-        xs = []
-        for b, batch in enumerate(self.batches):
-            rows = None if self.row_masks is None else self.row_masks[b]
-            xd = _capture(dense, dmod, batch, self.run, rows)
-            xp = xd if model is dense else _capture(model, mod, batch, self.run, rows)
-            xs.append((xp, xd))
+    def __call__(self, xs):
+        """``xs``: list of (x_pruned, x_dense) row batches (``x_dense is x_pruned`` on the dense pass)."""
         if self._last is not None and len(self._last[0]) == len(xs) and all(
-                a[0].shape == b[0].shape and torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-                for a, b in zip(self._last[0], xs)):
-            return self._last[1], self._last[2], xs
+                a[0].shape == b[0].shape and a[1].shape == b[1].shape and torch.equal(a[0], b[0])
+                and torch.equal(a[1], b[1]) for a, b in zip(self._last[0], xs)):
+            return self._last[1], self._last[2]
         p = xs[0][0].shape[1]
         H = torch.zeros(p, p, dtype=torch.float64, device=xs[0][0].device)
         C = torch.zeros_like(H)
@@ -321,7 +317,153 @@ class _Grams:
             C = H.clone()
         H, C = H / n, C / n
         self._last = (xs, H, C)
-        return H, C, xs
+        return H, C
+
+
+class _PrefixStreams:
+    """Layer inputs by re-running the model from its input up to the layer (generic, any model; slow for deep
+    models: the prefix is re-run for every layer, dense and pruned)."""
+
+    def __init__(self, model, dense, batches, run, row_masks):
+        self.model, self.dense, self.batches, self.run, self.row_masks = model, dense, batches, run, row_masks
+
+    def _rows(self, b):
+        return None if self.row_masks is None else self.row_masks[b]
+
+    def dense_inputs(self, names):
+        """{name: [rows per batch]} for the dense model (one prefix run per layer)."""
+        return {n: [_capture(self.dense, self.dense.get_submodule(n), batch, self.run, self._rows(b))
+                    for b, batch in enumerate(self.batches)] for n in names}
+
+    def pruned_inputs(self, name):
+        return [_capture(self.model, self.model.get_submodule(name), batch, self.run, self._rows(b))
+                for b, batch in enumerate(self.batches)]
+
+    def groups(self, tilings):
+        return [tilings]
+
+    def advance(self):
+        pass
+
+
+def _block_input_capture(model, block_mod, batch, run):
+    box = {}
+
+    def hook(mod, args, kwargs):
+        box["in"] = (tuple(a.detach() if torch.is_tensor(a) else a for a in args), dict(kwargs))
+        raise _Stop
+
+    h = block_mod.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            run(model, batch)
+    except _Stop:
+        pass
+    finally:
+        h.remove()
+    if "in" not in box:
+        raise RuntimeError("blocks: the first block was not called by run(model, batch)")
+    return box["in"]
+
+
+def _call_block(block_mod, inp):
+    args, kwargs = inp
+    with torch.no_grad():
+        out = block_mod(*args, **kwargs)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+class _BlockStreams:
+    """Layer inputs by replaying one block (e.g. a transformer layer) on cached block inputs, as SparseGPT does.
+
+    ``blocks`` are the names of submodules called one after the other, block i+1 taking block i's output as its
+    first positional argument and the same remaining arguments as the first block (true of BERT-style encoders:
+    the attention mask).  The model runs once up to the first block; afterwards only one block is replayed at a
+    time, for the dense stream (once per block, capturing every pruned layer's input and the block output) and for
+    the pruned stream (once per layer, stopped at that layer, plus once for the block output).
+    """
+
+    def __init__(self, model, dense, batches, run, row_masks, blocks):
+        self.model, self.dense, self.row_masks, self.blocks = model, dense, row_masks, list(blocks)
+        first = dense.get_submodule(self.blocks[0])
+        self.d_in = [_block_input_capture(dense, first, batch, run) for batch in batches]
+        self.p_in = list(self.d_in)
+        self.i = 0
+        self._d_out = None
+
+    def _rows(self, b):
+        return None if self.row_masks is None else self.row_masks[b]
+
+    def groups(self, tilings):
+        out = [[] for _ in self.blocks]
+        for t in tilings:
+            owner = [i for i, b in enumerate(self.blocks) if t.name.startswith(b + ".")]
+            if not owner:
+                raise ValueError(f"blocks: layer {t.name!r} lies in none of the blocks {self.blocks}; restrict the "
+                                 f"layers with include= or pass blocks=None")
+            out[owner[0]].append(t)
+        return out
+
+    def dense_inputs(self, names):
+        block = self.dense.get_submodule(self.blocks[self.i])
+        caps = {n: [] for n in names}
+        self._d_out = []
+        for b, inp in enumerate(self.d_in):
+            box, hooks = {}, []
+            for n in names:
+                mod = self.dense.get_submodule(n)
+
+                def hook(m, args, n=n, rows=self._rows(b)):
+                    x = args[0].detach()
+                    if rows is not None and isinstance(m, nn.Linear):
+                        x = x[rows.to(x.device)]
+                    box[n] = layer_inputs(m, x).float()
+                hooks.append(mod.register_forward_pre_hook(hook))
+            try:
+                self._d_out.append(_call_block(block, inp))
+            finally:
+                for h in hooks:
+                    h.remove()
+            for n in names:
+                caps[n].append(box[n])
+        return caps
+
+    def pruned_inputs(self, name):
+        block = self.model.get_submodule(self.blocks[self.i])
+        mod = self.model.get_submodule(name)
+        out = []
+        for b, inp in enumerate(self.p_in):
+            box = {}
+
+            def hook(m, args, rows=self._rows(b)):
+                x = args[0].detach()
+                if rows is not None and isinstance(m, nn.Linear):
+                    x = x[rows.to(x.device)]
+                box["x"] = layer_inputs(m, x).float()
+                raise _Stop
+            h = mod.register_forward_pre_hook(hook)
+            try:
+                _call_block(block, inp)
+            except _Stop:
+                pass
+            finally:
+                h.remove()
+            out.append(box["x"])
+        return out
+
+    def advance(self):
+        """Move both streams past the current block (the dense output was computed by ``dense_inputs``)."""
+        if self._d_out is None:
+            self._d_out = [_call_block(self.dense.get_submodule(self.blocks[self.i]), inp) for inp in self.d_in]
+        if self.model is self.dense:
+            p_out = self._d_out
+        else:
+            block = self.model.get_submodule(self.blocks[self.i])
+            p_out = [_call_block(block, inp) for inp in self.p_in]
+        self.d_in = [((o,) + inp[0][1:], inp[1]) for o, inp in zip(self._d_out, self.d_in)]
+        self.p_in = [((o,) + inp[0][1:], inp[1]) for o, inp in zip(p_out, self.p_in)]
+        self._d_out = None
+        self.i += 1
 
 
 def _damp(H, damp):
@@ -331,13 +473,17 @@ def _damp(H, damp):
 
 def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str = "obs",
                   allocation: str = "uniform", run=None, row_masks=None, min_blocks: int = 100, pad: bool = False,
-                  include=None, damp: float = 0.01, max_layer_sparsity: float = 0.9,
+                  include=None, damp: float = 0.01, max_layer_sparsity: float = 0.9, blocks=None,
                   progress: bool = True) -> OneShotResult:
     """Prune ``model`` in place from calibration ``batches`` (see the module docstring).
 
     ``run(model, batch)`` calls the model (default: ``model(**batch)`` for dicts, ``model(*batch)`` for tuples);
     ``row_masks``: optional per-batch boolean (batch, seq) masks of the tokens to use (e.g. without padding).
+    ``blocks``: optional names of sequential submodules (e.g. ``['encoder.layer.0', ...]``) that contain every
+    pruned layer: their inputs are cached and only one block is replayed per layer (``_BlockStreams``) instead of
+    the whole prefix of the model; same result, far fewer forward passes.
     Masks are attached as ``BlockMask`` parametrizations holding the refit weights; call ``finalize()`` to bake.
+    ``result.seconds`` splits the wall time into forward passes, Gram products and selection/refit.
     """
     s = check_sparsity(sparsity)
     if method not in METHODS:
@@ -351,62 +497,98 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
     batches = list(batches)
     if not batches:
         raise ValueError("batches: at least one calibration batch is required")
+    if blocks is not None:
+        blocks = list(blocks)
+        if not blocks or not all(isinstance(b, str) for b in blocks):
+            raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}")
     run = run or _default_run
     tilings = find_prunable(model, block, min_blocks=min_blocks, pad=pad, include=include)
     tilings = _forward_order(model, tilings, batches[0], run)
     dense = copy.deepcopy(model).eval()
     model.eval()
     from tqdm.auto import tqdm
-    gram = _Grams(batches, run, row_masks)
+    clock = {"forward": 0.0, "gram": 0.0, "solve": 0.0}
+
+    def streams(m):
+        t0 = time.perf_counter()
+        st = (_PrefixStreams(m, dense, batches, run, row_masks) if blocks is None else
+              _BlockStreams(m, dense, batches, run, row_masks, blocks))
+        clock["forward"] += time.perf_counter() - t0
+        return st
+
+    def timed(key, f, *args):
+        t0 = time.perf_counter()
+        out = f(*args)
+        clock[key] += time.perf_counter() - t0
+        return out
 
     # --- per-layer number of blocks to remove
     if allocation == "uniform":
         n_remove = {t.name: int(round(s * t.n_blocks)) for t in tilings}
     else:
-        costs, owner = [], []
-        for li, t in enumerate(tqdm(tilings, desc="loss curves", disable=not progress)):
-            dmod = dense.get_submodule(t.name)
-            H, _, _ = gram(dense, dense, dmod, dmod)
-            M = weight_to_matrix(dmod.weight.detach()).double()
-            energy = 0.5 * float((M * (H @ M)).sum())
-            Hd, Bm = _pad_problem(_damp(H, damp), H @ M, t)
-            cap = int(np.floor(max_layer_sparsity * t.n_blocks))
-            c = obs_first_costs(Hd, Bm, t.block).reshape(-1).sort().values.cpu()
-            costs.append(c[:cap] / max(energy, 1e-30))
-            owner.append(torch.full((min(cap, c.numel()),), li))
-        costs, owner = torch.cat(costs), torch.cat(owner)
+        costs, owner = {}, {}
+        st, gram = streams(dense), _Grams()
+        with tqdm(total=len(tilings), desc="loss curves", disable=not progress) as bar:
+            for group in st.groups(tilings):
+                xd = timed("forward", st.dense_inputs, [t.name for t in group])
+                for t in group:
+                    H, _ = timed("gram", gram, [(x, x) for x in xd[t.name]])
+                    t0 = time.perf_counter()
+                    M = weight_to_matrix(dense.get_submodule(t.name).weight.detach()).double()
+                    energy = 0.5 * float((M * (H @ M)).sum())
+                    Hd, Bm = _pad_problem(_damp(H, damp), H @ M, t)
+                    cap = int(np.floor(max_layer_sparsity * t.n_blocks))
+                    c = obs_first_costs(Hd, Bm, t.block).reshape(-1).sort().values.cpu()
+                    costs[t.name] = c[:cap] / max(energy, 1e-30)
+                    clock["solve"] += time.perf_counter() - t0
+                    bar.update()
+                timed("forward", st.advance)
+        names = [t.name for t in tilings]
+        owner = torch.cat([torch.full((costs[n].numel(),), i) for i, n in enumerate(names)])
+        costs = torch.cat([costs[n] for n in names])
         total = int(round(s * sum(t.n_blocks for t in tilings)))
         # each layer's costs are non-decreasing, so the global smallest ``total`` take a prefix of every layer
         pick = owner[torch.argsort(costs, stable=True)[:total]]
         counts = torch.bincount(pick, minlength=len(tilings))
-        n_remove = {t.name: int(counts[i]) for i, t in enumerate(tilings)}
+        n_remove = {n: int(counts[i]) for i, n in enumerate(names)}
 
     # --- sequential pass: prune each layer against the dense target, feeding pruned activations forward
     res = OneShotResult(model, tilings)
-    for t in tqdm(tilings, desc=f"one-shot {method}", disable=not progress):
-        mod, dmod = model.get_submodule(t.name), dense.get_submodule(t.name)
-        H, Cx, xs = gram(model, dense, mod, dmod)
-        Md = weight_to_matrix(dmod.weight.detach()).double()
-        Bm = Cx @ Md
-        Hd, Bp = _pad_problem(_damp(H, damp), Bm, t)
-        r = n_remove[t.name]
-        Mdp = _pad_problem(H, Md, t)[1]
-        if method in ("magnitude", "activation", "activation_refit"):
-            keep, Mhat = _baseline(Hd, Mdp, t, t.n_blocks - r, method, Bp)
-        else:
-            keep, Mhat = _select_layer(Hd, Bp, t, r, method)
-        rr, cc = t.matrix_shape
-        Mhat = Mhat[:rr, :cc]
-        with torch.no_grad():
-            w = mod.weight
-            w.copy_(matrix_to_weight(Mhat.to(w.dtype), t.weight_shape))
-        (p,) = masking.attach(model, [t], "mask")
-        p.mask.copy_(keep.reshape(-1).to(p.mask.dtype))
-        res.params.append(p)
-        res.layer_sparsity[t.name] = r / t.n_blocks
-        # relative reconstruction error ||X_d M - X_p M^||^2 / ||X_d M||^2 on the calibration rows
-        Mh32, Md32 = Mhat.float(), Md.float()
-        num = sum(float((xd @ Md32 - xp @ Mh32).pow(2).sum()) for xp, xd in xs)
-        den = sum(float((xd @ Md32).pow(2).sum()) for xp, xd in xs)
-        res.layer_loss[t.name] = num / max(den, 1e-30)
+    res.seconds = clock
+    st, gram = streams(model), _Grams()
+    with tqdm(total=len(tilings), desc=f"one-shot {method}", disable=not progress) as bar:
+        for group in st.groups(tilings):
+            xd_all = timed("forward", st.dense_inputs, [t.name for t in group])
+            for t in group:
+                mod, dmod = model.get_submodule(t.name), dense.get_submodule(t.name)
+                xp = timed("forward", st.pruned_inputs, t.name)
+                xs = list(zip(xp, xd_all[t.name]))
+                H, Cx = timed("gram", gram, xs)
+                t0 = time.perf_counter()
+                Md = weight_to_matrix(dmod.weight.detach()).double()
+                Bm = Cx @ Md
+                Hd, Bp = _pad_problem(_damp(H, damp), Bm, t)
+                r = n_remove[t.name]
+                Mdp = _pad_problem(H, Md, t)[1]
+                if method in ("magnitude", "activation", "activation_refit"):
+                    keep, Mhat = _baseline(Hd, Mdp, t, t.n_blocks - r, method, Bp)
+                else:
+                    keep, Mhat = _select_layer(Hd, Bp, t, r, method)
+                rr, cc = t.matrix_shape
+                Mhat = Mhat[:rr, :cc]
+                with torch.no_grad():
+                    w = mod.weight
+                    w.copy_(matrix_to_weight(Mhat.to(w.dtype), t.weight_shape))
+                (p,) = masking.attach(model, [t], "mask")
+                p.mask.copy_(keep.reshape(-1).to(p.mask.dtype))
+                res.params.append(p)
+                res.layer_sparsity[t.name] = r / t.n_blocks
+                # relative reconstruction error ||X_d M - X_p M^||^2 / ||X_d M||^2 on the calibration rows
+                Mh32, Md32 = Mhat.float(), Md.float()
+                num = sum(float((xd @ Md32 - xp @ Mh32).pow(2).sum()) for xp, xd in xs)
+                den = sum(float((xd @ Md32).pow(2).sum()) for xp, xd in xs)
+                res.layer_loss[t.name] = num / max(den, 1e-30)
+                clock["solve"] += time.perf_counter() - t0
+                bar.update()
+            timed("forward", st.advance)
     return res

@@ -88,3 +88,41 @@ def test_oneshot_conv_model_runs_and_reports():
 def test_oneshot_bad_method_named():
     with pytest.raises(ValueError, match="^method"):
         oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, method="nope", min_blocks=100, progress=False)
+
+
+def test_block_replay_matches_prefix_reruns_on_a_tiny_bert():
+    """Caching each encoder layer's inputs and replaying only that layer gives the same masks and weights as
+    re-running the model prefix for every Linear (the slow generic path), dense and pruned streams alike."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=16)
+    dense = transformers.BertModel(cfg, add_pooling_layer=False).eval()
+    g = torch.Generator().manual_seed(0)
+    cal = []
+    for _ in range(2):
+        mask = torch.ones(8, 12, dtype=torch.long)
+        mask[:4, 9:] = 0  # padded rows: excluded from the Grams through row_masks
+        cal.append({"input_ids": torch.randint(0, 50, (8, 12), generator=g), "attention_mask": mask})
+    masks = [b["attention_mask"].bool() for b in cal]
+    out = {}
+    for blocks in [None, ["encoder.layer.0", "encoder.layer.1"]]:
+        m = transformers.BertModel(cfg, add_pooling_layer=False).eval()
+        m.load_state_dict(dense.state_dict())
+        res = oneshot_prune(m, cal, 0.5, 8, method="obs", allocation="loss", row_masks=masks, min_blocks=8,
+                            include=lambda n: n.startswith("encoder."), blocks=blocks, progress=False)
+        res.finalize()
+        out[blocks is None] = (res.layer_sparsity, res.layer_loss,
+                               {k: v.clone() for k, v in m.state_dict().items()})
+    (sp0, loss0, sd0), (sp1, loss1, sd1) = out[True], out[False]
+    assert len(sp0) == 12 and sp0 == sp1
+    assert max(loss0.values()) > 0  # the pruned stream differs from the dense one after the first layer
+    for k in loss0:
+        assert loss1[k] == pytest.approx(loss0[k], rel=1e-4, abs=1e-7)
+    for k in sd0:
+        torch.testing.assert_close(sd1[k], sd0[k], rtol=1e-4, atol=1e-6)
+
+
+def test_blocks_must_contain_every_pruned_layer():
+    with pytest.raises(ValueError, match="^blocks"):
+        oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, blocks=["fc1"], progress=False)
