@@ -7,8 +7,20 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def check_real(v, name):
+    """One real number (complex, strings and arrays are refused, naming the argument)."""
+    if isinstance(v, (str, bytes, complex, np.complexfloating)):  # float("1") or float(1+0j) would hide a slip
+        raise ValueError(f"{name}: expected a real number, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a real number, got {v!r}") from None
+
+
 def check_finite_array(a, name, ndim=(1, 2)):
     """A float ndarray with no NaN/inf and one of the allowed numbers of dimensions."""
+    if np.iscomplexobj(a):  # np.asarray(.., float) would drop the imaginary part with only a warning
+        raise ValueError(f"{name}: complex values are not supported")
     try:
         arr = np.asarray(a, dtype=float)
     except (TypeError, ValueError):
@@ -25,6 +37,8 @@ def check_finite_array(a, name, ndim=(1, 2)):
 def check_X(X):
     """Dense 2-D float array or scipy.sparse matrix, non-empty, finite."""
     if sp.issparse(X):
+        if np.iscomplexobj(X.data):
+            raise ValueError("X: complex values are not supported")
         X = X.astype(float)
         if X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"X: is empty, shape {X.shape}")

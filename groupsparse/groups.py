@@ -216,12 +216,14 @@ def as_groups(groups, n_features: int) -> Groups:
         g = Groups.from_sizes([size] * (n_features // size))
     else:
         arr = np.asarray(groups)
-        if arr.ndim == 1 and arr.size == n_features and arr.size != 0 and not (
-                np.issubdtype(arr.dtype, np.integer) and arr.sum() == n_features and arr.min() > 0
-                and arr.size < n_features):
+        if arr.ndim == 1 and arr.size == n_features:  # one label per column (all-ones too: one group)
             g = Groups.from_labels(arr)
+        elif arr.size == 0 or (np.issubdtype(arr.dtype, np.integer)
+                               and (arr.min() > 0 or arr.sum() == n_features)):
+            g = Groups.from_sizes(arr)  # from_sizes names a bad size; a wrong total is caught below
         else:
-            g = Groups.from_sizes(arr)
+            raise ValueError(f"groups: {arr.size} entries are neither one label per column ({n_features}) nor "
+                             f"positive group sizes")
     if g.n_features != n_features:
         raise ValueError(f"groups: cover {g.n_features} features but X has {n_features} columns")
     return g

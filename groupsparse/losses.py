@@ -294,6 +294,8 @@ class Multinomial(_GLM):
         K = int(Y.max()) + 1 if self._n_classes is None else int(self._n_classes)
         if K < 2:
             raise ValueError(f"y: multinomial needs at least 2 classes, got {K}")
+        if Y.max() >= K:
+            raise ValueError(f"y: label {int(Y.max())} is out of range for n_classes={K}")
         onehot = np.zeros((n, K))
         onehot[np.arange(n), Y.astype(int)] = 1.0
         return onehot

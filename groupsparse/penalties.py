@@ -16,15 +16,14 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import lambertw
 
+from ._validation import check_real
+
 __all__ = ["Penalty", "GroupLasso", "SparseGroupLasso", "GroupMCP", "GroupSCAD", "GroupLogSum", "GroupBridge",
            "ExpMaskPenalty", "CompositePenalty", "exp_mask_q", "global_min_1d"]
 
 
 def _check_lam(lam, name="lam"):
-    try:
-        v = float(lam)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a non-negative number, got {lam!r}") from None
+    v = check_real(lam, name)
     if not math.isfinite(v) or v < 0:
         raise ValueError(f"{name}: must be finite and >= 0, got {lam!r}")
     return v
@@ -155,7 +154,7 @@ class SparseGroupLasso(Penalty):
 
     def __init__(self, lam, l1_ratio=0.5):
         super().__init__(lam)
-        v = float(l1_ratio)
+        v = check_real(l1_ratio, "l1_ratio")
         if not (0.0 <= v <= 1.0):
             raise ValueError(f"l1_ratio: must lie in [0, 1], got {l1_ratio!r}")
         self.l1_ratio = v
@@ -232,7 +231,7 @@ class GroupMCP(Penalty):
 
     def __init__(self, lam, gamma=3.0):
         super().__init__(lam)
-        g = float(gamma)
+        g = check_real(gamma, "gamma")
         if not g > 1.0:
             raise ValueError(f"gamma: group MCP needs gamma > 1, got {gamma!r}")
         self.gamma = g
@@ -267,7 +266,7 @@ class GroupSCAD(Penalty):
 
     def __init__(self, lam, gamma=3.7):
         super().__init__(lam)
-        g = float(gamma)
+        g = check_real(gamma, "gamma")
         if not g > 2.0:
             raise ValueError(f"gamma: group SCAD needs gamma > 2, got {gamma!r}")
         self.gamma = g
@@ -314,7 +313,7 @@ class GroupLogSum(Penalty):
 
     def __init__(self, lam, eps=1.0):
         super().__init__(lam)
-        e = float(eps)
+        e = check_real(eps, "eps")
         if not e > 0:
             raise ValueError(f"eps: must be > 0, got {eps!r}")
         self.eps = e
@@ -350,7 +349,7 @@ class GroupBridge(Penalty):
 
     def __init__(self, lam, q=0.5):
         super().__init__(lam)
-        v = float(q)
+        v = check_real(q, "q")
         if not (0.0 < v < 1.0):
             raise ValueError(f"q: group bridge needs 0 < q < 1, got {q!r}")
         self.q = v

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._validation import check_finite_array
 from .groups import Groups, as_groups
 from .losses import Loss
 from .penalties import CompositePenalty, Penalty, SparseGroupLasso
@@ -108,12 +109,12 @@ class Problem:
 
     def from_user(self, coef, intercept=None):
         W = self.zeros()
-        c = np.asarray(coef, float).ravel()
+        c = check_finite_array(coef, "warm_start", ndim=(1, 2)).ravel()
         if c.size != self.loss.n_coef:
             raise ValueError(f"warm_start: expected {self.loss.n_coef} coefficients, got {c.size}")
         W[: self.loss.n_features] = c.reshape(-1, self.K)
         if intercept is not None and self.loss.fit_intercept:
-            W[-1] = np.asarray(intercept, float).ravel()
+            W[-1] = check_finite_array(np.atleast_1d(intercept), "warm_intercept", ndim=(1,))
         return W
 
     def split(self, W):

@@ -232,33 +232,27 @@ def test_classifier_targets(cls):
         cls().fit(X, np.ones(30))
 
 
-# ---------------------------------------------------------------- core gaps, reported to the core's owner
-# strict xfails: each turns into a failure (XPASS) once the core is fixed, as a reminder to drop the marker.
-@pytest.mark.xfail(strict=True, reason="core: a NaN warm_start is accepted and returns NaN coefficients")
+# ---------------------------------------------------------------- gaps found by this file, since fixed in the core
 def test_warm_start_nan():
     with pytest.raises(ValueError, match=r"^warm_start: "):
         gs.solve(LeastSquares(X, y), GroupLasso(0.1), [6], warm_start=np.full(6, np.nan))
 
 
-@pytest.mark.xfail(strict=True, reason="core: a label >= n_classes raises a bare IndexError")
 def test_multinomial_label_out_of_range():
     with pytest.raises(ValueError, match=r"^y: "):
         Multinomial(X, yb * 3, n_classes=2)
 
 
-@pytest.mark.xfail(strict=True, reason="core: labels of the wrong length are read as sizes ('sizes: ... >= 1')")
 def test_group_labels_wrong_length():
     with pytest.raises(ValueError, match=r"^groups: .*(6|columns)"):
         gs.solve(LeastSquares(X, y), GroupLasso(0.1), [0, 0, 1, 1])
 
 
-@pytest.mark.xfail(strict=True, reason="core: complex X is cast to real with only a ComplexWarning")
 def test_complex_X():
     with pytest.raises(ValueError, match=r"^X: "):
         LeastSquares(X + 1j, y)
 
 
-@pytest.mark.xfail(strict=True, reason="core: a non-numeric gamma gives 'could not convert string to float'")
 def test_gamma_not_a_number():
     with pytest.raises(ValueError, match=r"^gamma: "):
         GroupMCP(0.1, gamma="a")
