@@ -1,4 +1,5 @@
 """scikit-learn estimators: conformance (check_estimator), agreement with the core solver, CV choice, probabilities."""
+import importlib.util
 import warnings
 
 import numpy as np
@@ -31,7 +32,7 @@ def _data(n=120, seed=0, n_targets=None):
 
 @pytest.mark.parametrize("est", [GroupSparseRegressor(), GroupSparseClassifier(),
                                  GroupSparseRegressorCV(n_lambdas=5, cv=2),
-                                 GroupSparseClassifierCV(n_lambdas=4, cv=2)],
+                                 GroupSparseClassifierCV(n_lambdas=3, cv=2)],
                          ids=lambda e: type(e).__name__)
 def test_check_estimator(est):
     with warnings.catch_warnings():
@@ -40,7 +41,10 @@ def test_check_estimator(est):
     failed = [(r["check_name"], repr(r["exception"])[:200]) for r in res if r["status"] == "failed"]
     assert not failed, failed
     skipped = {r["check_name"] for r in res if r["status"] != "passed"}
-    assert skipped <= {"check_array_api_input"}, skipped  # skipped only without SCIPY_ARRAY_API
+    allowed = {"check_array_api_input"}  # skipped without SCIPY_ARRAY_API
+    if importlib.util.find_spec("pandas") is None:  # the DataFrame half of these checks needs pandas
+        allowed |= {"check_regressor_data_not_an_array", "check_classifier_data_not_an_array"}
+    assert skipped <= allowed, skipped
 
 
 @pytest.mark.parametrize("penalty,params", [("group_lasso", {}), ("mcp", {"gamma": 2.5}),
