@@ -13,13 +13,16 @@ CPython's ``pydoc_data.topics`` (fixed seed).  All methods run in the same proce
                         costs normalized by the layer's output energy), each layer capped at min(0.9, 1.5 x target):
                         uncapped, those first-step costs send 90% of the blocks of every FFN2 (1536-wide input,
                         where one block alone is nearly free) and the embedding gets worse (0.82 vs 0.88 uniform)
+* obs/...+refine     -- the same selection, then block reconstruction: after each encoder layer's Linears are
+                        pruned, --refine-steps Adam steps on that layer's parameters (masks fixed) fit its output
+                        on the pruned stream to the dense layer's output on the dense stream (calibration tokens)
 
 Speed: sentences are truncated to --max-len 128 tokens (padding tokens are excluded from the Grams); each encoder
 layer's inputs are cached for the dense and the pruned stream and only that layer is replayed per Linear
 (``oneshot_prune(blocks=...)``); Grams are formed once per Linear (query/key/value share theirs).
 
 Usage:  python benchmarks/bench_bridge_minilm_oneshot.py [--blocks 16 32] [--sparsities 0.3 0.5]
-        [--max-len 128] [--damp 0.01] [--layer-cap 1.5] [--no-replay]
+        [--max-len 128] [--damp 0.01] [--layer-cap 1.5] [--refine-steps 64] [--refine-lr 1e-4] [--no-replay]
         [--methods ...] [--threads 2] [--out benchmarks/results/bridge.json]
 """
 from __future__ import annotations
@@ -84,13 +87,17 @@ def main(argv=None):
     ap.add_argument("--blocks", type=int, nargs="+", default=[16, 32])
     ap.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5])
     ap.add_argument("--methods", nargs="+",
-                    default=["magnitude", "activation", "activation_refit", "obs/uniform", "obs/loss"])
+                    default=["magnitude", "activation", "activation_refit", "obs/uniform", "obs/loss",
+                             "obs/uniform+refine", "obs/loss+refine"])
     ap.add_argument("--n-calib", type=int, default=256)
     ap.add_argument("--n-eval", type=int, default=512)
     ap.add_argument("--max-len", type=int, default=128, help="tokens per sentence (truncation), calib and eval")
     ap.add_argument("--damp", type=float, default=0.01, help="H += damp * mean(diag H) * I")
     ap.add_argument("--layer-cap", type=float, default=1.5,
                     help="loss allocation: no layer above min(0.9, LAYER_CAP x target) block sparsity")
+    ap.add_argument("--refine-steps", type=int, default=64,
+                    help="Adam steps of block reconstruction per encoder layer for methods ending in '+refine'")
+    ap.add_argument("--refine-lr", type=float, default=1e-4)
     ap.add_argument("--no-replay", action="store_true",
                     help="re-run the model prefix for every layer instead of replaying one cached block (slow)")
     ap.add_argument("--threads", type=int, default=2)
@@ -113,20 +120,23 @@ def main(argv=None):
             "transformers": transformers.__version__, "n_calib": len(calib_s), "n_eval": len(eval_s),
             "calib_tokens": int(sum(int(m.sum()) for m in masks)), "max_len": a.max_len, "damp": a.damp, "layer_cap": a.layer_cap,
             "eval_tokens": int(sum(int(b["attention_mask"].sum()) for b in ev)),
-            "block_replay": not a.no_replay}
+            "block_replay": not a.no_replay, "refine_steps": a.refine_steps, "refine_lr": a.refine_lr}
     print(json.dumps(info, indent=1))
     rows = []
     import copy
     for B in a.blocks:
         for s in a.sparsities:
             for meth in a.methods:
-                method, _, alloc = meth.partition("/")
+                spec, _, extra = meth.partition("+")
+                method, _, alloc = spec.partition("/")
                 model = copy.deepcopy(dense)
                 t0 = time.perf_counter()
                 res = oneshot_prune(model, cal, s, B, method=method, allocation=alloc or "uniform",
                                     row_masks=masks, include=lambda n: n.startswith("encoder."),
                                     blocks=None if a.no_replay else layers, damp=a.damp, progress=False,
-                                    max_layer_sparsity=min(0.9, a.layer_cap * s))
+                                    max_layer_sparsity=min(0.9, a.layer_cap * s),
+                                    refine_steps=a.refine_steps if extra == "refine" else 0,
+                                    refine_lr=a.refine_lr)
                 rep = res.finalize()
                 secs = time.perf_counter() - t0
                 cos = float((embed(model, ev) * ref).sum(-1).mean())
@@ -134,7 +144,9 @@ def main(argv=None):
                        "seconds_split": {k: round(v, 2) for k, v in res.seconds.items()},
                        "achieved_block_sparsity": rep.block_sparsity,
                        "layer_sparsity": {k: round(v, 4) for k, v in res.layer_sparsity.items()},
-                       "layer_rel_error": {k: round(v, 5) for k, v in res.layer_loss.items()}}
+                       "layer_rel_error": {k: round(v, 5) for k, v in res.layer_loss.items()},
+                       "block_rel_error_before_after_refine": {k: [round(x, 5) for x in v]
+                                                               for k, v in res.block_error.items()}}
                 rows.append(row)
                 print(f"B={B:3d} s={s:.2f} {meth:18s} cosine={cos:.4f} achieved={rep.block_sparsity:.4f} "
                       f"time={secs:6.1f}s (" + ", ".join(f"{k} {v:.1f}" for k, v in res.seconds.items()) + ")", flush=True)

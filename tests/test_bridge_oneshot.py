@@ -90,9 +90,7 @@ def test_oneshot_bad_method_named():
         oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, method="nope", min_blocks=100, progress=False)
 
 
-def test_block_replay_matches_prefix_reruns_on_a_tiny_bert():
-    """Caching each encoder layer's inputs and replaying only that layer gives the same masks and weights as
-    re-running the model prefix for every Linear (the slow generic path), dense and pruned streams alike."""
+def _tiny_bert():
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -104,7 +102,14 @@ def test_block_replay_matches_prefix_reruns_on_a_tiny_bert():
         mask = torch.ones(8, 12, dtype=torch.long)
         mask[:4, 9:] = 0  # padded rows: excluded from the Grams through row_masks
         cal.append({"input_ids": torch.randint(0, 50, (8, 12), generator=g), "attention_mask": mask})
-    masks = [b["attention_mask"].bool() for b in cal]
+    return cfg, dense, cal, [b["attention_mask"].bool() for b in cal]
+
+
+def test_block_replay_matches_prefix_reruns_on_a_tiny_bert():
+    """Caching each encoder layer's inputs and replaying only that layer gives the same masks and weights as
+    re-running the model prefix for every Linear (the slow generic path), dense and pruned streams alike."""
+    cfg, dense, cal, masks = _tiny_bert()
+    import transformers
     out = {}
     for blocks in [None, ["encoder.layer.0", "encoder.layer.1"]]:
         m = transformers.BertModel(cfg, add_pooling_layer=False).eval()
@@ -126,3 +131,33 @@ def test_block_replay_matches_prefix_reruns_on_a_tiny_bert():
 def test_blocks_must_contain_every_pruned_layer():
     with pytest.raises(ValueError, match="^blocks"):
         oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, blocks=["fc1"], progress=False)
+
+
+def test_block_refine_lowers_every_block_error_and_keeps_the_masks():
+    import transformers
+    cfg, dense, cal, masks = _tiny_bert()
+    blocks = ["encoder.layer.0", "encoder.layer.1"]
+    kept = {}
+    for steps in (0, 40):
+        m = transformers.BertModel(cfg, add_pooling_layer=False).eval()
+        m.load_state_dict(dense.state_dict())
+        res = oneshot_prune(m, cal, 0.5, 8, row_masks=masks, min_blocks=8, include=lambda n: n.startswith("encoder."),
+                            blocks=blocks, refine_steps=steps, refine_lr=1e-3, progress=False)
+        kept[steps] = [p.mask.clone() for p in res.params]
+        if steps:
+            assert list(res.block_error) == blocks
+            for before, after in res.block_error.values():
+                assert 0 < after < 0.9 * before
+            rep = res.finalize()
+            assert rep.block_sparsity == pytest.approx(0.5, abs=0.01)
+    for a, b in zip(kept[0], kept[40]):
+        torch.testing.assert_close(a, b)  # selection is not revisited: same masks
+
+
+def test_refine_bad_input():
+    with pytest.raises(ValueError, match="^refine_steps: .*blocks="):
+        oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, refine_steps=5, progress=False)
+    with pytest.raises(ValueError, match="^refine_steps: "):
+        oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, refine_steps=-1, progress=False)
+    with pytest.raises(ValueError, match="^refine_lr: "):
+        oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, refine_lr=0.0, progress=False)
