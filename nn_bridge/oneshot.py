@@ -74,15 +74,15 @@ def layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return cols.permute(0, 2, 1).reshape(n * L, -1)
 
 
-def _capture(model, module, batch, run, rows):
-    """Run ``model`` on ``batch`` until ``module`` is called; return its GEMM input rows (float32)."""
+def _called_with(model, module, batch, run, who):
+    """Run ``model`` on ``batch`` until ``module`` is called; return the (args, kwargs) of that call, detached."""
     box = {}
 
-    def hook(mod, args):
-        box["x"] = args[0].detach()
+    def hook(mod, args, kwargs):
+        box["in"] = (tuple(a.detach() if torch.is_tensor(a) else a for a in args), dict(kwargs))
         raise _Stop
 
-    h = module.register_forward_pre_hook(hook)
+    h = module.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.no_grad():
             run(model, batch)
@@ -90,9 +90,14 @@ def _capture(model, module, batch, run, rows):
         pass
     finally:
         h.remove()
-    if "x" not in box:
-        raise RuntimeError("calibration: the layer was not called by run(model, batch)")
-    x = box["x"]
+    if "in" not in box:
+        raise RuntimeError(f"{who} was not called by run(model, batch)")
+    return box["in"]
+
+
+def _capture(model, module, batch, run, rows):
+    """Run ``model`` on ``batch`` until ``module`` is called; return its GEMM input rows (float32)."""
+    x = _called_with(model, module, batch, run, "calibration: the layer")[0][0]
     if rows is not None and isinstance(module, nn.Linear):
         x = x[rows.to(x.device)]
     return layer_inputs(module, x).float()
@@ -348,26 +353,6 @@ class _PrefixStreams:
         pass
 
 
-def _block_input_capture(model, block_mod, batch, run):
-    box = {}
-
-    def hook(mod, args, kwargs):
-        box["in"] = (tuple(a.detach() if torch.is_tensor(a) else a for a in args), dict(kwargs))
-        raise _Stop
-
-    h = block_mod.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            run(model, batch)
-    except _Stop:
-        pass
-    finally:
-        h.remove()
-    if "in" not in box:
-        raise RuntimeError("blocks: the first block was not called by run(model, batch)")
-    return box["in"]
-
-
 def _call_block(block_mod, inp):
     args, kwargs = inp
     with torch.no_grad():
@@ -388,7 +373,7 @@ class _BlockStreams:
     def __init__(self, model, dense, batches, run, row_masks, blocks):
         self.model, self.dense, self.row_masks, self.blocks = model, dense, row_masks, list(blocks)
         first = dense.get_submodule(self.blocks[0])
-        self.d_in = [_block_input_capture(dense, first, batch, run) for batch in batches]
+        self.d_in = [_called_with(dense, first, batch, run, "blocks: the first block") for batch in batches]
         self.p_in = list(self.d_in)
         self.i = 0
         self._d_out = None
@@ -514,7 +499,7 @@ def _damp(H, damp):
 def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str = "obs",
                   allocation: str = "uniform", run=None, row_masks=None, min_blocks: int = 100, pad: bool = False,
                   include=None, damp: float = 0.01, max_layer_sparsity: float = 0.9, blocks=None,
-                  refine_steps: int = 0, refine_lr: float = 1e-4, progress: bool = True) -> OneShotResult:
+                  refine_steps: int = 0, refine_lr: float = 1e-3, progress: bool = True) -> OneShotResult:
     """Prune ``model`` in place from calibration ``batches`` (see the module docstring).
 
     ``run(model, batch)`` calls the model (default: ``model(**batch)`` for dicts, ``model(*batch)`` for tuples);
