@@ -158,12 +158,23 @@ def main(argv=None):
                     for m in a.methods]
             print(f"| {B}x{B} | {s:.0%} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
     if a.out:
-        data = json.load(open(a.out)) if os.path.exists(a.out) else {}
-        data["minilm_oneshot"] = {"info": info, "rows": rows,
-                                  "command": "python benchmarks/bench_bridge_minilm_oneshot.py " + " ".join(
-                                      argv if argv is not None else __import__("sys").argv[1:])}
-        os.makedirs(os.path.dirname(a.out), exist_ok=True)
-        json.dump(data, open(a.out, "w"), indent=1)
+        save(a.out, info, rows, "python benchmarks/bench_bridge_minilm_oneshot.py " + " ".join(
+            argv if argv is not None else __import__("sys").argv[1:]))
+
+
+def save(out, info, rows, command):
+    """Add one run to ``out`` under "minilm_oneshot": its info and command go to "runs"; each row names its run and
+    replaces an earlier row of the same (block, sparsity, method), so partial runs accumulate into one table."""
+    data = json.load(open(out)) if os.path.exists(out) else {}
+    entry = data.get("minilm_oneshot", {})
+    runs = entry.get("runs", [])
+    runs.append({"info": info, "command": command})
+    key = lambda r: (r["block"], r["sparsity"], r["method"])
+    new = {key(r): dict(r, run=len(runs) - 1) for r in rows}
+    kept = [r for r in entry.get("rows", []) if key(r) not in new and "run" in r]
+    data["minilm_oneshot"] = {"runs": runs, "rows": sorted(kept + list(new.values()), key=key)}
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    json.dump(data, open(out, "w"), indent=1)
 
 
 if __name__ == "__main__":
