@@ -12,10 +12,8 @@ at 80% then fine-tune.  Metric: validation log loss on held-out rows, mean over 
 The full grid of the issue is the default (4 methods x B in {5, 10, 20} x 5 sparsities x 3 seeds):
     python benchmarks/bench_bridge_criteo.py
 ``--cells B:s ...`` replaces the blocks x sparsities product by an explicit list of (block, sparsity) cells.
-The CPU subset measured for RESULTS.md (1000 steps so that every Criteo schedule phase -- 2% of training for SA++'s
-sparsification/sparse/dense thirds -- lasts 20 steps; fewer rows per step instead of fewer steps):
-    python benchmarks/bench_bridge_criteo.py --cells 10:0.9 10:0.95 10:0.98 5:0.95 20:0.95 --batch 128 \
-        --n-val 20000 --threads 1
+What RESULTS.md reports (the full grid, 256 rows per step on CPU; about an hour on one core):
+    python benchmarks/bench_bridge_criteo.py --batch 256 --threads 1
 Every method sees the same stream for a given seed (batch of step t drawn with seed 10000 * seed + t) and is
 evaluated on the same validation rows.  The table is laid out like the paper's Table 2: rows block size x
 sparsity, columns methods, mean +- std (sample std) over seeds.
