@@ -89,7 +89,12 @@ class Problem:
         ids = np.asarray(ids, dtype=np.int64)
         todo = ids[np.isnan(self._lips[ids])]
         if todo.size:
+            # contiguous blocks are cached on the loss: a path builds one Problem per lambda over the same X
+            cache = self.loss.__dict__.setdefault("_block_lipschitz", {})
             batch = [g for g in todo if isinstance(self.rows[g], slice) and self.sel[g] is None]
+            for g in batch:
+                self._lips[g] = cache.get((self.rows[g].start, self.rows[g].stop), np.nan)
+            batch = [g for g in batch if np.isnan(self._lips[g])]
             sizes = {self.rows[g].stop - self.rows[g].start for g in batch}
             if hasattr(self.loss, "lipschitz_blocks") and len(sizes) == 1 and len(batch) > 1:
                 vals = self.loss.lipschitz_blocks([self.rows[g].start for g in batch], sizes.pop())
@@ -97,6 +102,8 @@ class Problem:
             for g in todo:
                 if np.isnan(self._lips[g]):
                     self._lips[g] = max(self.loss.lipschitz_rows(self.rows[g]), 1e-300)
+            for g in batch:
+                cache[(self.rows[g].start, self.rows[g].stop)] = self._lips[g]
         return self._lips
 
     @property

@@ -263,3 +263,37 @@ def test_gap_safe_screening_never_removes_an_active_group():
     b = gs.solve(loss, gs.GroupLasso(lam), groups, tol=1e-12, screening=False)
     np.testing.assert_allclose(a.coef, b.coef, atol=1e-8)
     assert a.info["screened"] > 0
+
+
+def test_jit_epoch_kernel_matches_numpy_epoch(monkeypatch):
+    """The group-lasso epoch kernel (run here as plain Python, the code numba compiles) and the numpy epoch take
+    the same steps; with numba present, whole solves agree with and without it."""
+    from groupsparse.problem import Problem
+    import importlib
+    from groupsparse.solvers import _jit
+    bcd_mod = importlib.import_module("groupsparse.solvers.bcd")  # the module (the package exports the function)
+    rng = np.random.default_rng(3)
+    X = np.asfortranarray(rng.normal(size=(60, 24)))
+    y = X[:, :6] @ rng.normal(size=6) + 0.1 * rng.normal(size=60)
+    loss, groups = gs.LeastSquares(X, y), gs.Groups.from_sizes([4] * 6)
+    prob = Problem(loss, gs.GroupLasso(0.05), groups)
+    Xs, bounds, lws, inv_n, _ = bcd_mod._fast_blocks(prob)
+    numpy_fast = (Xs, bounds, lws, inv_n, None)
+    ws = np.array([0, 2, 3, 5])
+    L = prob.lipschitz_of(ws)
+    W1, W2 = prob.zeros(), prob.zeros()
+    W1[:8, 0] = W2[:8, 0] = rng.normal(size=8)
+    s1, s2 = loss.init_state(W1), loss.init_state(W2)
+    starts = np.array([a for a, _ in bounds]); stops = np.array([b for _, b in bounds])
+    for _ in range(3):
+        r1 = bcd_mod._bcd_epoch_fast(prob, numpy_fast, W1, s1, ws, L)
+        r2 = _jit._group_lasso_epoch(X, starts, stops, ws, W2[:, 0], s2[:, 0], L, lws, inv_n)
+        assert r1 == pytest.approx(r2, rel=1e-12)
+    np.testing.assert_allclose(W2, W1, atol=1e-12)
+    np.testing.assert_allclose(s2, s1, atol=1e-12)
+    if _jit.group_lasso_epoch is None:
+        return
+    a = gs.solve(loss, gs.GroupLasso(0.05), groups, tol=1e-12)
+    monkeypatch.setattr(_jit, "group_lasso_epoch", None)
+    b = gs.solve(loss, gs.GroupLasso(0.05), groups, tol=1e-12)
+    np.testing.assert_allclose(a.coef, b.coef, atol=1e-9)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..losses import LeastSquares
 from ..penalties import CompositePenalty, GroupLasso, Penalty, SparseGroupLasso
+from . import _jit
 
 
 def _fast_blocks(prob):
@@ -29,14 +30,21 @@ def _fast_blocks(prob):
         prob._fast = None
         if ok:
             X = loss.X
+            jit = None
+            if _jit.group_lasso_epoch is not None and type(pen) is GroupLasso and X.flags.f_contiguous:
+                jit = (np.array([r.start for r in prob.rows], dtype=np.int64),
+                       np.array([r.stop for r in prob.rows], dtype=np.int64))
             prob._fast = ([X[:, r] for r in prob.rows], [(r.start, r.stop) for r in prob.rows],
-                          pen.lam * prob.weights, 1.0 / loss.n_samples)
+                          pen.lam * prob.weights, 1.0 / loss.n_samples, jit)
     return prob._fast
 
 
 def _bcd_epoch_fast(prob, fast, W, state, ws, L):
-    Xs, bounds, lws, inv_n = fast
+    Xs, bounds, lws, inv_n, jit = fast
     w, r = W[:, 0], state[:, 0]  # views
+    if jit is not None:  # w and r are views: the kernel writes through to W and state
+        return _jit.group_lasso_epoch(prob.loss.X, jit[0], jit[1], np.asarray(ws, dtype=np.int64), w, r,
+                                      np.asarray(L, dtype=float), np.asarray(lws, dtype=float), inv_n)
     prox = prob.penalty.prox_scalar
     worst = 0.0
     for g in ws:
@@ -134,8 +142,9 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
     composite = isinstance(prob.penalty, CompositePenalty)
     needs_fixpoint = composite or (prob.penalty is not None and
                                    bool(np.any(np.isinf(prob.penalty.drho0(prob.weights[prob.penalized])))))
-    G0 = loss.full_grad(loss.init_state(prob.zeros()), prob.zeros())
-    kkt_scale = max(1.0, float(np.max(prob.groups.norms(G0.ravel()))))
+    if not convex:  # the KKT stopping scale; convex problems stop on the duality gap
+        G0 = loss.full_grad(loss.init_state(prob.zeros()), prob.zeros())
+        kkt_scale = max(1.0, float(np.max(prob.groups.norms(G0.ravel()))))
     history, t0, n_epochs = [], time.perf_counter(), 0
     ws_size = p0
     cert, kind, converged = np.inf, ("duality_gap" if convex else "kkt"), False
@@ -235,7 +244,8 @@ def _refresh_state(prob, W):
     """Recompute the loss state from the nonzero rows only (W is zero elsewhere)."""
     loss = prob.loss
     rows = np.flatnonzero(np.any(W != 0, axis=1))
-    if rows.size == W.shape[0] or not hasattr(loss, "X"):
+    # gathering many columns of X copies them: past a quarter of them, one full product is cheaper
+    if 4 * rows.size >= W.shape[0] or not hasattr(loss, "X"):
         return loss.init_state(W)
     state = loss.init_state(np.zeros_like(W))
     if rows.size:
