@@ -141,6 +141,7 @@ def main(argv=None):
                 secs = time.perf_counter() - t0
                 cos = float((embed(model, ev) * ref).sum(-1).mean())
                 row = {"block": B, "sparsity": s, "method": meth, "cosine": cos, "seconds": secs,
+                       "refine_steps": a.refine_steps if extra == "refine" else 0,
                        "seconds_split": {k: round(v, 2) for k, v in res.seconds.items()},
                        "achieved_block_sparsity": rep.block_sparsity,
                        "layer_sparsity": {k: round(v, 4) for k, v in res.layer_sparsity.items()},
@@ -164,12 +165,12 @@ def main(argv=None):
 
 def save(out, info, rows, command):
     """Add one run to ``out`` under "minilm_oneshot": its info and command go to "runs"; each row names its run and
-    replaces an earlier row of the same (block, sparsity, method), so partial runs accumulate into one table."""
+    replaces an earlier row of the same (block, sparsity, method, refine steps), so partial runs accumulate."""
     data = json.load(open(out)) if os.path.exists(out) else {}
     entry = data.get("minilm_oneshot", {})
     runs = entry.get("runs", [])
     runs.append({"info": info, "command": command})
-    key = lambda r: (r["block"], r["sparsity"], r["method"])
+    key = lambda r: (r["block"], r["sparsity"], r["method"], r.get("refine_steps", 0))
     new = {key(r): dict(r, run=len(runs) - 1) for r in rows}
     kept = [r for r in entry.get("rows", []) if key(r) not in new and "run" in r]
     data["minilm_oneshot"] = {"runs": runs, "rows": sorted(kept + list(new.values()), key=key)}
