@@ -22,7 +22,7 @@ layer's inputs are cached for the dense and the pruned stream and only that laye
 (``oneshot_prune(blocks=...)``); Grams are formed once per Linear (query/key/value share theirs).
 
 Usage:  python benchmarks/bench_bridge_minilm_oneshot.py [--blocks 16 32] [--sparsities 0.3 0.5]
-        [--max-len 128] [--damp 0.01] [--layer-cap 1.5] [--refine-steps 64] [--refine-lr 1e-3] [--no-replay]
+        [--max-len 128] [--damp 0.01] [--layer-cap 1.5] [--refine-steps 256] [--refine-lr 1e-3] [--no-replay]
         [--methods ...] [--threads 2] [--out benchmarks/results/bridge.json]
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main(argv=None):
     ap.add_argument("--damp", type=float, default=0.01, help="H += damp * mean(diag H) * I")
     ap.add_argument("--layer-cap", type=float, default=1.5,
                     help="loss allocation: no layer above min(0.9, LAYER_CAP x target) block sparsity")
-    ap.add_argument("--refine-steps", type=int, default=64,
+    ap.add_argument("--refine-steps", type=int, default=256,
                     help="Adam steps of block reconstruction per encoder layer for methods ending in '+refine'")
     ap.add_argument("--refine-lr", type=float, default=1e-3)
     ap.add_argument("--no-replay", action="store_true",
