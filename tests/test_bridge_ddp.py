@@ -37,6 +37,7 @@ def _worker(rank, world, port, out_dir):
         p.step()
     torch.save({"masks": p.masks(), "logits": [q.logits.detach() for q in p.params]},
                os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.barrier()  # both ranks done before teardown: a rank leaving early can abort gloo's threads in the other
     dist.destroy_process_group()
 
 
