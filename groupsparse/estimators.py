@@ -204,7 +204,34 @@ class _RegressorBase(_GroupSparseMixin, RegressorMixin):
         return self._more_tags_into(tags)
 
 
-class GroupSparseRegressor(_RegressorBase, BaseEstimator):
+class _SingleFitMixin:
+    """One fit at a given alpha; the parameters shared by the regressor and the classifier (scikit-learn reads
+    them from this ``__init__``)."""
+
+    def __init__(self, groups=None, penalty="group_lasso", alpha=0.01, *, gamma=None, eps=None, q=None,
+                 l1_ratio=None, ridge=0.0, fit_intercept=True, tol=1e-6, max_iter=200, solver="auto"):
+        self.groups = groups
+        self.penalty = penalty
+        self.alpha = alpha
+        self.gamma = gamma
+        self.eps = eps
+        self.q = q
+        self.l1_ratio = l1_ratio
+        self.ridge = ridge
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+        self.solver = solver
+
+    def fit(self, X, y):
+        X, y_fit, loss, groups = self._prepare(X, y)  # y_fit: y, or the encoded labels for a classifier
+        _check_alpha(self.alpha)
+        sol = self._fit_coef(loss, groups)
+        self._set_solution(sol, groups, loss.n_outputs)
+        return self
+
+
+class GroupSparseRegressor(_SingleFitMixin, _RegressorBase, BaseEstimator):
     """Group-sparse linear regression: minimise (1/2n)||y - X b - c||^2 + sum_g pen_alpha(||b_g||).
 
     Parameters
@@ -229,28 +256,6 @@ class GroupSparseRegressor(_RegressorBase, BaseEstimator):
     support_ : ids of the selected (nonzero) groups.   n_iter_ : solver iterations.
     groups_ : the ``Groups`` used.   solution_ : the core ``Solution`` (objective, certificate, ...).
     """
-
-    def __init__(self, groups=None, penalty="group_lasso", alpha=0.01, *, gamma=None, eps=None, q=None,
-                 l1_ratio=None, ridge=0.0, fit_intercept=True, tol=1e-6, max_iter=200, solver="auto"):
-        self.groups = groups
-        self.penalty = penalty
-        self.alpha = alpha
-        self.gamma = gamma
-        self.eps = eps
-        self.q = q
-        self.l1_ratio = l1_ratio
-        self.ridge = ridge
-        self.fit_intercept = fit_intercept
-        self.tol = tol
-        self.max_iter = max_iter
-        self.solver = solver
-
-    def fit(self, X, y):
-        X, y, loss, groups = self._prepare(X, y)
-        _check_alpha(self.alpha)
-        sol = self._fit_coef(loss, groups)
-        self._set_solution(sol, groups, loss.n_outputs)
-        return self
 
 
 def _check_alpha(alpha):
@@ -325,16 +330,26 @@ class _ClassifierBase(_GroupSparseMixin, ClassifierMixin):
         return self._more_tags_into(tags)
 
 
-class GroupSparseClassifier(_ClassifierBase, BaseEstimator):
+class GroupSparseClassifier(_SingleFitMixin, _ClassifierBase, BaseEstimator):
     """Group-sparse logistic regression: binary (mean log-loss) for two classes, multinomial for more (a group
     then spans all classes).  Parameters and attributes as ``GroupSparseRegressor``; also ``classes_``, and
     ``coef_`` of shape (1, n_features) for two classes, (n_classes, n_features) otherwise."""
 
-    def __init__(self, groups=None, penalty="group_lasso", alpha=0.01, *, gamma=None, eps=None, q=None,
-                 l1_ratio=None, ridge=0.0, fit_intercept=True, tol=1e-6, max_iter=200, solver="auto"):
+
+# ====================================================================== cross-validation over the path
+class _CVMixin:
+    """lambda by K-fold CV over a warm-started path; the path is then refitted on all the data."""
+
+    def __init__(self, groups=None, penalty="group_lasso", *, lambdas=None, n_lambdas=30, lambda_min_ratio=1e-2,
+                 cv=5, scoring=None, gamma=None, eps=None, q=None, l1_ratio=None, ridge=0.0, fit_intercept=True,
+                 tol=1e-6, max_iter=200, solver="auto"):
         self.groups = groups
         self.penalty = penalty
-        self.alpha = alpha
+        self.lambdas = lambdas
+        self.n_lambdas = n_lambdas
+        self.lambda_min_ratio = lambda_min_ratio
+        self.cv = cv
+        self.scoring = scoring
         self.gamma = gamma
         self.eps = eps
         self.q = q
@@ -346,16 +361,9 @@ class GroupSparseClassifier(_ClassifierBase, BaseEstimator):
         self.solver = solver
 
     def fit(self, X, y):
-        X, y_enc, loss, groups = self._prepare(X, y)
-        _check_alpha(self.alpha)
-        sol = self._fit_coef(loss, groups)
-        self._set_solution(sol, groups, loss.n_outputs)
-        return self
-
-
-# ====================================================================== cross-validation over the path
-class _CVMixin:
-    """lambda by K-fold CV over a warm-started path; the path is then refitted on all the data."""
+        self._check_cv_params()
+        X, y_fit, loss, groups = self._prepare(X, y)  # y_fit: y, or the encoded labels for a classifier
+        return self._cv_fit(X, y_fit, y_fit, loss, groups)
 
     def _lambda_grid(self, loss, groups):
         if self.lambdas is not None:
@@ -442,59 +450,10 @@ class GroupSparseRegressorCV(_CVMixin, _RegressorBase, BaseEstimator):
     """
     _base_cls = GroupSparseRegressor
 
-    def __init__(self, groups=None, penalty="group_lasso", *, lambdas=None, n_lambdas=30, lambda_min_ratio=1e-2,
-                 cv=5, scoring=None, gamma=None, eps=None, q=None, l1_ratio=None, ridge=0.0, fit_intercept=True,
-                 tol=1e-6, max_iter=200, solver="auto"):
-        self.groups = groups
-        self.penalty = penalty
-        self.lambdas = lambdas
-        self.n_lambdas = n_lambdas
-        self.lambda_min_ratio = lambda_min_ratio
-        self.cv = cv
-        self.scoring = scoring
-        self.gamma = gamma
-        self.eps = eps
-        self.q = q
-        self.l1_ratio = l1_ratio
-        self.ridge = ridge
-        self.fit_intercept = fit_intercept
-        self.tol = tol
-        self.max_iter = max_iter
-        self.solver = solver
-
-    def fit(self, X, y):
-        self._check_cv_params()
-        X, y, loss, groups = self._prepare(X, y)
-        return self._cv_fit(X, y, y, loss, groups)
-
 
 class GroupSparseClassifierCV(_CVMixin, _ClassifierBase, BaseEstimator):
     """``GroupSparseClassifier`` with alpha chosen by stratified K-fold cross-validation over a warm-started
     lambda path; parameters and attributes as ``GroupSparseRegressorCV`` (``scoring`` None: accuracy)."""
     _base_cls = GroupSparseClassifier
 
-    def __init__(self, groups=None, penalty="group_lasso", *, lambdas=None, n_lambdas=30, lambda_min_ratio=1e-2,
-                 cv=5, scoring=None, gamma=None, eps=None, q=None, l1_ratio=None, ridge=0.0, fit_intercept=True,
-                 tol=1e-6, max_iter=200, solver="auto"):
-        self.groups = groups
-        self.penalty = penalty
-        self.lambdas = lambdas
-        self.n_lambdas = n_lambdas
-        self.lambda_min_ratio = lambda_min_ratio
-        self.cv = cv
-        self.scoring = scoring
-        self.gamma = gamma
-        self.eps = eps
-        self.q = q
-        self.l1_ratio = l1_ratio
-        self.ridge = ridge
-        self.fit_intercept = fit_intercept
-        self.tol = tol
-        self.max_iter = max_iter
-        self.solver = solver
-
-    def fit(self, X, y):
-        self._check_cv_params()
-        X, y_enc, loss, groups = self._prepare(X, y)
-        return self._cv_fit(X, y_enc, y_enc, loss, groups)
 

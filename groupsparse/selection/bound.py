@@ -22,18 +22,24 @@ from .._array import to_numpy
 __all__ = ["lower_bound"]
 
 
-def _gram(bp):
-    """(H, b, c) of the feature part of a one-output least-squares loss, intercept profiled out (numpy)."""
-    loss = bp.loss
-    if bp.gram:
-        return to_numpy(loss.H).astype(float), to_numpy(loss.B)[:, 0].astype(float), float(loss.c)
-    X = loss.X[:, : bp.p]
+def _centered_Xy(loss, p):
+    """Dense feature columns and target of a one-output least-squares loss, centered when it fits an intercept
+    (which profiles the intercept out)."""
+    X = loss.X[:, :p]
     X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
     y = loss.Y[:, 0]
     if loss.fit_intercept:
         X = X - X.mean(axis=0)
         y = y - y.mean()
-    n = loss.n_samples
+    return X, y, loss.n_samples
+
+
+def _gram(bp):
+    """(H, b, c) of the feature part of a one-output least-squares loss, intercept profiled out (numpy)."""
+    loss = bp.loss
+    if bp.gram:
+        return to_numpy(loss.H).astype(float), to_numpy(loss.B)[:, 0].astype(float), float(loss.c)
+    X, y, n = _centered_Xy(loss, bp.p)
     return X.T @ X / n, X.T @ y / n, float(y @ y) / (2 * n)
 
 
@@ -45,13 +51,7 @@ def _unconstrained(bp):
         H = H + loss.ridge * np.eye(H.shape[0])
         w = np.linalg.lstsq(H, b, rcond=None)[0]
         return c - 0.5 * float(w @ b)
-    X = loss.X[:, : bp.p]
-    X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
-    y = loss.Y[:, 0]
-    if loss.fit_intercept:
-        X = X - X.mean(axis=0)
-        y = y - y.mean()
-    n = loss.n_samples
+    X, y, n = _centered_Xy(loss, bp.p)
     if loss.ridge:
         Xa = np.vstack([X, np.sqrt(n * loss.ridge) * np.eye(X.shape[1])])
         ya = np.concatenate([y, np.zeros(X.shape[1])])
