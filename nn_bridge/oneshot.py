@@ -443,16 +443,20 @@ class _BlockStreams:
             self._d_out = [_call_block(self.dense.get_submodule(self.blocks[self.i]), inp) for inp in self.d_in]
         return self._d_out
 
-    def refine(self, steps: int, lr: float):
+    def refine(self, steps: int, lr: float, val: int = 0, every: int = 16):
         """Block reconstruction after the current block's layers are pruned: Adam on the block's parameters (masks
         fixed: pruned weights get no gradient through the mask) so that the pruned block fed the pruned stream
         reproduces the dense block fed the dense stream, on the calibration tokens.  Selection is not revisited;
         this corrects what layer-by-layer least squares cannot see (the nonlinearities between the layers, and the
-        error the earlier blocks pass on).  Returns the relative block-output error before and after."""
+        error the earlier blocks pass on).  With ``val`` > 0 the last ``val`` batches are not trained on: their
+        error is checked every ``every`` steps and the block keeps its best parameters (early stopping: with few
+        calibration tokens the fit overfits).  Returns the relative block-output error (all batches) before and
+        after."""
         block = self.model.get_submodule(self.blocks[self.i])
         target = self._dense_out()
         params = [q for q in block.parameters() if q.requires_grad]
         opt = torch.optim.Adam(params, lr=lr)
+        n_train = len(self.p_in) - val
 
         def rel_err(b):
             out = block(*self.p_in[b][0], **self.p_in[b][1])
@@ -463,19 +467,29 @@ class _BlockStreams:
                 d, t = d[rows.to(d.device)], t[rows.to(t.device)]
             return d.pow(2).sum(), t.pow(2).sum()
 
-        def total():
+        def total(bs):
             with torch.no_grad():
-                num, den = zip(*(rel_err(b) for b in range(len(self.p_in))))
+                num, den = zip(*(rel_err(b) for b in bs))
             return float(sum(num) / sum(den))
 
-        before = total()
+        before = total(range(len(self.p_in)))
+        held = range(n_train, len(self.p_in))
+        best = (total(held), [q.detach().clone() for q in params]) if val else None
         with torch.enable_grad():
-            for step in range(steps):
-                num, den = rel_err(step % len(self.p_in))
+            for step in range(1, steps + 1):
+                num, den = rel_err((step - 1) % n_train)
                 (num / den).backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-        return before, total()
+                if val and (step % every == 0 or step == steps):
+                    e = total(held)
+                    if e < best[0]:
+                        best = (e, [q.detach().clone() for q in params])
+        if val:
+            with torch.no_grad():
+                for q, b in zip(params, best[1]):
+                    q.copy_(b)
+        return before, total(range(len(self.p_in)))
 
     def advance(self):
         """Move both streams past the current block (the dense output was computed by ``dense_inputs``)."""
@@ -491,15 +505,19 @@ class _BlockStreams:
         self.i += 1
 
 
-def _damp(H, damp):
+def _damped(H, Bm, M, damp):
+    """Ridge toward the dense weights M: H + d I and Bm + d M (d = damp * mean diag H), i.e. the loss gains
+    d/2 ||M^ - M||^2.  Shrinking toward M rather than 0 keeps the refit unbiased: with no pruning and no drift it
+    returns M exactly, and with few calibration tokens it stays near the dense weights where H is ill-determined."""
     d = H.diagonal().mean() * damp
-    return H + d * torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+    return H + d * torch.eye(H.shape[0], dtype=H.dtype, device=H.device), Bm + d * M
 
 
 def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str = "obs",
                   allocation: str = "uniform", run=None, row_masks=None, min_blocks: int = 100, pad: bool = False,
                   include=None, damp: float = 0.01, max_layer_sparsity: float = 0.9, blocks=None,
-                  refine_steps: int = 0, refine_lr: float = 1e-3, progress: bool = True) -> OneShotResult:
+                  refine_steps: int = 0, refine_lr: float = 1e-3, refine_val: int = 0,
+                  progress: bool = True) -> OneShotResult:
     """Prune ``model`` in place from calibration ``batches`` (see the module docstring).
 
     ``run(model, batch)`` calls the model (default: ``model(**batch)`` for dicts, ``model(*batch)`` for tuples);
@@ -509,7 +527,11 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
     the whole prefix of the model; same result, far fewer forward passes.
     ``refine_steps``: with ``blocks``, after each block's layers are pruned, that many Adam steps (``refine_lr``)
     of block reconstruction on the calibration batches, masks fixed (``_BlockStreams.refine``); 0 = pure
-    layer-by-layer solve.  ``result.block_error`` holds each block's relative output error before and after.
+    layer-by-layer solve.  ``refine_val``: calibration batches held out of the refine to stop it early (the block
+    keeps the parameters with the least held-out error; they still serve the selection).
+    ``result.block_error`` holds each block's relative output error before and after.
+    ``damp``: ridge weight, relative to the mean diagonal of H, pulling the refit toward the dense weights
+    (``_damped``); more damping trusts the calibration data less.
     Masks are attached as ``BlockMask`` parametrizations holding the refit weights; call ``finalize()`` to bake.
     ``result.seconds`` splits the wall time into forward passes, Gram products and selection/refit.
     """
@@ -519,8 +541,9 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
         if not hasattr(groupsparse, "select"):
             raise ValueError(f"method: expected one of {METHODS} (groupsparse.select is not available), "
                              f"got {method!r}")
-    if allocation not in ("uniform", "loss"):
-        raise ValueError(f"allocation: expected 'uniform' or 'loss', got {allocation!r}")
+    if not isinstance(allocation, dict) and allocation not in ("uniform", "loss"):
+        raise ValueError(f"allocation: expected 'uniform', 'loss' or a dict of per-layer block sparsities, "
+                         f"got {allocation!r}")
     max_layer_sparsity = check_sparsity(max_layer_sparsity, "max_layer_sparsity")
     if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
         raise ValueError(f"refine_steps: expected an integer >= 0, got {refine_steps!r}")
@@ -528,9 +551,14 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
         raise ValueError("refine_steps: block reconstruction needs blocks= (the block inputs and outputs it fits)")
     if not (isinstance(refine_lr, (int, float)) and math.isfinite(refine_lr) and refine_lr > 0):
         raise ValueError(f"refine_lr: expected a positive finite number, got {refine_lr!r}")
+    if not (isinstance(damp, (int, float)) and math.isfinite(damp) and damp >= 0):
+        raise ValueError(f"damp: expected a finite number >= 0, got {damp!r}")
     batches = list(batches)
     if not batches:
         raise ValueError("batches: at least one calibration batch is required")
+    if isinstance(refine_val, bool) or not isinstance(refine_val, int) or not 0 <= refine_val < len(batches):
+        raise ValueError(f"refine_val: expected an integer in [0, {len(batches)}) (batches held out of the "
+                         f"refine; at least one must be left to train on), got {refine_val!r}")
     if blocks is not None:
         blocks = list(blocks)
         if not blocks or not all(isinstance(b, str) for b in blocks):
@@ -557,7 +585,13 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
         return out
 
     # --- per-layer number of blocks to remove
-    if allocation == "uniform":
+    if isinstance(allocation, dict):
+        unknown = set(allocation) - {t.name for t in tilings}
+        if unknown:
+            raise ValueError(f"allocation: no prunable layer named {sorted(unknown)[0]!r}")
+        n_remove = {t.name: int(round(check_sparsity(allocation.get(t.name, s), f"allocation[{t.name!r}]")
+                                      * t.n_blocks)) for t in tilings}
+    elif allocation == "uniform":
         n_remove = {t.name: int(round(s * t.n_blocks)) for t in tilings}
     else:
         costs, owner = {}, {}
@@ -570,7 +604,7 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
                     t0 = time.perf_counter()
                     M = weight_to_matrix(dense.get_submodule(t.name).weight.detach()).double()
                     energy = 0.5 * float((M * (H @ M)).sum())
-                    Hd, Bm = _pad_problem(_damp(H, damp), H @ M, t)
+                    Hd, Bm = _pad_problem(*_damped(H, H @ M, M, damp), t)
                     cap = int(np.floor(max_layer_sparsity * t.n_blocks))
                     c = obs_first_costs(Hd, Bm, t.block).reshape(-1).sort().values.cpu()
                     costs[t.name] = c[:cap] / max(energy, 1e-30)
@@ -601,7 +635,7 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
                 t0 = time.perf_counter()
                 Md = weight_to_matrix(dmod.weight.detach()).double()
                 Bm = Cx @ Md
-                Hd, Bp = _pad_problem(_damp(H, damp), Bm, t)
+                Hd, Bp = _pad_problem(*_damped(H, Bm, Md, damp), t)
                 r = n_remove[t.name]
                 Mdp = _pad_problem(H, Md, t)[1]
                 if method in ("magnitude", "activation", "activation_refit"):
@@ -626,7 +660,7 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
                 bar.update()
             if refine_steps and group:
                 t0 = time.perf_counter()
-                res.block_error[st.blocks[st.i]] = st.refine(refine_steps, refine_lr)
+                res.block_error[st.blocks[st.i]] = st.refine(refine_steps, refine_lr, refine_val)
                 clock["refine"] = clock.get("refine", 0.0) + time.perf_counter() - t0
             timed("forward", st.advance)
     return res

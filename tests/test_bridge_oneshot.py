@@ -74,6 +74,21 @@ def test_oneshot_obs_beats_baselines_and_hits_sparsity(alloc):
     assert errs["obs"] < errs["magnitude"]
 
 
+@pytest.mark.parametrize("damp", [0.01, 1.0])
+def test_damping_pulls_toward_the_dense_weights(damp):
+    """The ridge term pulls the refit toward the dense weights, not toward 0: with nothing pruned (so no drift)
+    the one-shot pass returns the dense weights whatever the damping."""
+    torch.manual_seed(0)
+    dense = MLP(64, 128, 8)
+    m = MLP(64, 128, 8)
+    m.load_state_dict(dense.state_dict())
+    oneshot_prune(m, _calib(), 0.0, 8, damp=damp, min_blocks=100, progress=False).finalize()
+    got, want = m.state_dict(), dense.state_dict()
+    assert got.keys() == want.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5)
+
+
 def test_oneshot_conv_model_runs_and_reports():
     torch.manual_seed(0)
     m = SmallCNN(16, 32, 10)
@@ -154,6 +169,24 @@ def test_block_refine_lowers_every_block_error_and_keeps_the_masks():
         torch.testing.assert_close(a, b)  # selection is not revisited: same masks
 
 
+def test_refine_held_out_batches_stop_a_diverging_refine():
+    """With a learning rate far too large the refine makes every block worse; holding out a batch
+    (``refine_val``) keeps the best parameters seen on it, here the starting ones."""
+    import transformers
+    cfg, dense, cal, masks = _tiny_bert()
+    blocks = ["encoder.layer.0", "encoder.layer.1"]
+    errs = {}
+    for val in (0, 1):
+        m = transformers.BertModel(cfg, add_pooling_layer=False).eval()
+        m.load_state_dict(dense.state_dict())
+        res = oneshot_prune(m, cal, 0.5, 8, row_masks=masks, min_blocks=8, include=lambda n: n.startswith("encoder."),
+                            blocks=blocks, refine_steps=16, refine_lr=10.0, refine_val=val, progress=False)
+        errs[val] = res.block_error
+    for b in blocks:
+        assert errs[0][b][1] > errs[0][b][0]
+        assert errs[1][b][1] == pytest.approx(errs[1][b][0], rel=1e-6)
+
+
 def test_refine_bad_input():
     with pytest.raises(ValueError, match="^refine_steps: .*blocks="):
         oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, refine_steps=5, progress=False)
@@ -161,3 +194,10 @@ def test_refine_bad_input():
         oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, refine_steps=-1, progress=False)
     with pytest.raises(ValueError, match="^refine_lr: "):
         oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, refine_lr=0.0, progress=False)
+    with pytest.raises(ValueError, match="^refine_val: "):
+        oneshot_prune(MLP(64, 128, 8), _calib(2), 0.5, 8, min_blocks=100, refine_val=2, progress=False)
+    with pytest.raises(ValueError, match="^damp: "):
+        oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, damp=-1.0, progress=False)
+    with pytest.raises(ValueError, match="^allocation: no prunable layer"):
+        oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, allocation={"nope": 0.5},
+                      progress=False)
