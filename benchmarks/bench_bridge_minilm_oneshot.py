@@ -22,7 +22,8 @@ layer's inputs are cached for the dense and the pruned stream and only that laye
 (``oneshot_prune(blocks=...)``); Grams are formed once per Linear (query/key/value share theirs).
 
 Usage:  python benchmarks/bench_bridge_minilm_oneshot.py [--blocks 16 32] [--sparsities 0.3 0.5]
-        [--max-len 128] [--damp 0.01] [--layer-cap 1.5] [--refine-steps 256] [--refine-lr 1e-3] [--no-replay]
+        [--max-len 128] [--damp 0.01] [--layer-cap 1.5] [--refine-steps 256] [--refine-lr 1e-3] [--refine-val 0]
+        [--n-calib 256] [--no-replay]
         [--methods ...] [--threads 2] [--out benchmarks/results/bridge.json]
 """
 from __future__ import annotations
@@ -92,12 +93,14 @@ def main(argv=None):
     ap.add_argument("--n-calib", type=int, default=256)
     ap.add_argument("--n-eval", type=int, default=512)
     ap.add_argument("--max-len", type=int, default=128, help="tokens per sentence (truncation), calib and eval")
-    ap.add_argument("--damp", type=float, default=0.01, help="H += damp * mean(diag H) * I")
+    ap.add_argument("--damp", type=float, default=0.01, help="ridge toward the dense weights: H += d I, Bm += d M, d = damp * mean(diag H)")
     ap.add_argument("--layer-cap", type=float, default=1.5,
                     help="loss allocation: no layer above min(0.9, LAYER_CAP x target) block sparsity")
     ap.add_argument("--refine-steps", type=int, default=256,
                     help="Adam steps of block reconstruction per encoder layer for methods ending in '+refine'")
     ap.add_argument("--refine-lr", type=float, default=1e-3)
+    ap.add_argument("--refine-val", type=int, default=0,
+                    help="calibration batches (of 32 sentences) held out of the refine for early stopping")
     ap.add_argument("--no-replay", action="store_true",
                     help="re-run the model prefix for every layer instead of replaying one cached block (slow)")
     ap.add_argument("--threads", type=int, default=2)
@@ -109,7 +112,12 @@ def main(argv=None):
 
     tok, dense = load()
     sents = sentences()
-    calib_s, eval_s = sents[:a.n_calib], sents[a.n_calib:a.n_calib + a.n_eval]
+    # the issue's split: calibration = the first 256 sentences, evaluation = the next 512; a larger --n-calib (a
+    # data study, not the issue's setting) adds sentences after those, so the evaluation set never changes
+    calib_s = sents[:min(a.n_calib, 256)] + sents[256 + a.n_eval:256 + a.n_eval + max(0, a.n_calib - 256)]
+    eval_s = sents[256:256 + a.n_eval]
+    if len(calib_s) < a.n_calib:
+        raise SystemExit(f"--n-calib: only {len(calib_s)} calibration sentences are available")
     assert not set(calib_s) & set(eval_s)
     cal, ev = batches(tok, calib_s, max_len=a.max_len), batches(tok, eval_s, max_len=a.max_len)
     layers = [f"encoder.layer.{i}" for i in range(len(dense.encoder.layer))]
@@ -120,7 +128,8 @@ def main(argv=None):
             "transformers": transformers.__version__, "n_calib": len(calib_s), "n_eval": len(eval_s),
             "calib_tokens": int(sum(int(m.sum()) for m in masks)), "max_len": a.max_len, "damp": a.damp, "layer_cap": a.layer_cap,
             "eval_tokens": int(sum(int(b["attention_mask"].sum()) for b in ev)),
-            "block_replay": not a.no_replay, "refine_steps": a.refine_steps, "refine_lr": a.refine_lr}
+            "block_replay": not a.no_replay, "refine_steps": a.refine_steps, "refine_lr": a.refine_lr,
+            "refine_val": a.refine_val}
     print(json.dumps(info, indent=1))
     rows = []
     import copy
@@ -136,12 +145,13 @@ def main(argv=None):
                                     blocks=None if a.no_replay else layers, damp=a.damp, progress=False,
                                     max_layer_sparsity=min(0.9, a.layer_cap * s),
                                     refine_steps=a.refine_steps if extra == "refine" else 0,
-                                    refine_lr=a.refine_lr)
+                                    refine_lr=a.refine_lr, refine_val=a.refine_val if extra == "refine" else 0)
                 rep = res.finalize()
                 secs = time.perf_counter() - t0
                 cos = float((embed(model, ev) * ref).sum(-1).mean())
                 row = {"block": B, "sparsity": s, "method": meth, "cosine": cos, "seconds": secs,
-                       "refine_steps": a.refine_steps if extra == "refine" else 0,
+                       "refine_steps": a.refine_steps if extra == "refine" else 0, "n_calib": len(calib_s),
+                       "damp": a.damp, "refine_val": a.refine_val if extra == "refine" else 0,
                        "seconds_split": {k: round(v, 2) for k, v in res.seconds.items()},
                        "achieved_block_sparsity": rep.block_sparsity,
                        "layer_sparsity": {k: round(v, 4) for k, v in res.layer_sparsity.items()},
@@ -165,12 +175,13 @@ def main(argv=None):
 
 def save(out, info, rows, command):
     """Add one run to ``out`` under "minilm_oneshot": its info and command go to "runs"; each row names its run and
-    replaces an earlier row of the same (block, sparsity, method, refine steps), so partial runs accumulate."""
+    replaces an earlier row of the same (block, sparsity, method, refine steps, calibration size), so partial runs
+    accumulate."""
     data = json.load(open(out)) if os.path.exists(out) else {}
     entry = data.get("minilm_oneshot", {})
     runs = entry.get("runs", [])
     runs.append({"info": info, "command": command})
-    key = lambda r: (r["block"], r["sparsity"], r["method"], r.get("refine_steps", 0))
+    key = lambda r: (r["block"], r["sparsity"], r["method"], r.get("refine_steps", 0), r.get("n_calib", 256))
     new = {key(r): dict(r, run=len(runs) - 1) for r in rows}
     kept = [r for r in entry.get("rows", []) if key(r) not in new and "run" in r]
     data["minilm_oneshot"] = {"runs": runs, "rows": sorted(kept + list(new.values()), key=key)}

@@ -1,0 +1,27 @@
+"""``python -m nn_bridge prune``: every method runs end to end from the command line, reaches the asked sparsity,
+and writes its table, JSON report and plot."""
+import json
+
+import pytest
+
+from nn_bridge.__main__ import main
+
+
+@pytest.mark.parametrize("method", ["magnitude", "powerprop", "acdc", "sapp", "oneshot"])
+def test_prune_command_end_to_end(method, tmp_path, capsys):
+    out, png = tmp_path / "r.json", tmp_path / "p.png"
+    rc = main(["prune", "--model", "mlp", "--method", method, "--block", "16", "--sparsity", "0.5", "--steps", "40",
+               "--calib", "512", "--batch-size", "128", "--json", str(out), "--plot", str(png), "--no-progress"])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["args"]["method"] == method
+    assert rep["block_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert png.stat().st_size > 1000
+    text = capsys.readouterr().out
+    assert "validation loss" in text and "plot:" in text
+
+
+def test_prune_command_bad_sparsity_is_named():
+    with pytest.raises(ValueError, match="sparsity"):
+        main(["prune", "--model", "mlp", "--method", "magnitude", "--sparsity", "1.5", "--steps", "2", "--plot", "",
+              "--no-progress"])
