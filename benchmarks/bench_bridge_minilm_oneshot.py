@@ -184,7 +184,8 @@ def save(out, info, rows, command):
     key = lambda r: (r["block"], r["sparsity"], r["method"], r.get("refine_steps", 0), r.get("n_calib", 256))
     new = {key(r): dict(r, run=len(runs) - 1) for r in rows}
     kept = [r for r in entry.get("rows", []) if key(r) not in new and "run" in r]
-    data["minilm_oneshot"] = {"runs": runs, "rows": sorted(kept + list(new.values()), key=key)}
+    entry.update(runs=runs, rows=sorted(kept + list(new.values()), key=key))  # other keys (superseded rows) stay
+    data["minilm_oneshot"] = entry
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     json.dump(data, open(out, "w"), indent=1)
 

@@ -148,16 +148,24 @@ def test_blocks_must_contain_every_pruned_layer():
         oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, blocks=["fc1"], progress=False)
 
 
-def test_block_refine_lowers_every_block_error_and_keeps_the_masks():
+_TINY_BLOCKS = ["encoder.layer.0", "encoder.layer.1"]
+
+
+def _refined_tiny_bert(**kw):
+    """One-shot 50% of the tiny BERT's encoder in 8x8 blocks with block replay, a fresh copy each call."""
+    cfg, dense, cal, masks = _tiny_bert()  # skips without transformers
     import transformers
-    cfg, dense, cal, masks = _tiny_bert()
-    blocks = ["encoder.layer.0", "encoder.layer.1"]
+    m = transformers.BertModel(cfg, add_pooling_layer=False).eval()
+    m.load_state_dict(dense.state_dict())
+    return oneshot_prune(m, cal, 0.5, 8, row_masks=masks, min_blocks=8, include=lambda n: n.startswith("encoder."),
+                         blocks=_TINY_BLOCKS, progress=False, **kw)
+
+
+def test_block_refine_lowers_every_block_error_and_keeps_the_masks():
+    blocks = _TINY_BLOCKS
     kept = {}
     for steps in (0, 40):
-        m = transformers.BertModel(cfg, add_pooling_layer=False).eval()
-        m.load_state_dict(dense.state_dict())
-        res = oneshot_prune(m, cal, 0.5, 8, row_masks=masks, min_blocks=8, include=lambda n: n.startswith("encoder."),
-                            blocks=blocks, refine_steps=steps, refine_lr=1e-3, progress=False)
+        res = _refined_tiny_bert(refine_steps=steps, refine_lr=1e-3)
         kept[steps] = [p.mask.clone() for p in res.params]
         if steps:
             assert list(res.block_error) == blocks
@@ -172,17 +180,8 @@ def test_block_refine_lowers_every_block_error_and_keeps_the_masks():
 def test_refine_held_out_batches_stop_a_diverging_refine():
     """With a learning rate far too large the refine makes every block worse; holding out a batch
     (``refine_val``) keeps the best parameters seen on it, here the starting ones."""
-    import transformers
-    cfg, dense, cal, masks = _tiny_bert()
-    blocks = ["encoder.layer.0", "encoder.layer.1"]
-    errs = {}
-    for val in (0, 1):
-        m = transformers.BertModel(cfg, add_pooling_layer=False).eval()
-        m.load_state_dict(dense.state_dict())
-        res = oneshot_prune(m, cal, 0.5, 8, row_masks=masks, min_blocks=8, include=lambda n: n.startswith("encoder."),
-                            blocks=blocks, refine_steps=16, refine_lr=10.0, refine_val=val, progress=False)
-        errs[val] = res.block_error
-    for b in blocks:
+    errs = {val: _refined_tiny_bert(refine_steps=16, refine_lr=10.0, refine_val=val).block_error for val in (0, 1)}
+    for b in _TINY_BLOCKS:
         assert errs[0][b][1] > errs[0][b][0]
         assert errs[1][b][1] == pytest.approx(errs[1][b][0], rel=1e-6)
 

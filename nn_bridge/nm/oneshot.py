@@ -242,7 +242,8 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
                 Md = weight_to_matrix(dmod.weight.detach()).double()
                 Bm = Cx @ Md
                 dt = solver_dtype
-                beta, keep, info = solve_nm_layer(block_oneshot._damp(H, damp).to(dt), Bm.to(dt), pat.n, pat.m,
+                Hd, Bm = block_oneshot._damped(H, Bm, Md, damp)  # ridge toward the dense weights
+                beta, keep, info = solve_nm_layer(Hd.to(dt), Bm.to(dt), pat.n, pat.m,
                                                   method=method, Md=Md.to(dt), **solver_kw)
                 with torch.no_grad():
                     w = mod.weight
