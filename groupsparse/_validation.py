@@ -58,7 +58,7 @@ def check_positive_int(v, name, low=1, high=None):
 
 
 def check_tol(v, name="tol"):
-    x = float(v)
+    x = check_real(v, name)
     if not (x > 0 and np.isfinite(x)):
         raise ValueError(f"{name}: must be a positive finite number, got {v!r}")
     return x

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from groupsparse._validation import check_positive_int, check_tol
 from groupsparse.schedules import check_sparsity
 
 from . import masking
@@ -547,20 +548,16 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
         raise ValueError(f"allocation: expected 'uniform', 'loss' or a dict of per-layer block sparsities, "
                          f"got {allocation!r}")
     max_layer_sparsity = check_sparsity(max_layer_sparsity, "max_layer_sparsity")
-    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
-        raise ValueError(f"refine_steps: expected an integer >= 0, got {refine_steps!r}")
+    refine_steps = check_positive_int(refine_steps, "refine_steps", low=0)
     if refine_steps and blocks is None:
         raise ValueError("refine_steps: block reconstruction needs blocks= (the block inputs and outputs it fits)")
-    if not (isinstance(refine_lr, (int, float)) and math.isfinite(refine_lr) and refine_lr > 0):
-        raise ValueError(f"refine_lr: expected a positive finite number, got {refine_lr!r}")
+    refine_lr = check_tol(refine_lr, "refine_lr")
     if not (isinstance(damp, (int, float)) and math.isfinite(damp) and damp >= 0):
         raise ValueError(f"damp: expected a finite number >= 0, got {damp!r}")
     batches = list(batches)
     if not batches:
         raise ValueError("batches: at least one calibration batch is required")
-    if isinstance(refine_val, bool) or not isinstance(refine_val, int) or not 0 <= refine_val < len(batches):
-        raise ValueError(f"refine_val: expected an integer in [0, {len(batches)}) (batches held out of the "
-                         f"refine; at least one must be left to train on), got {refine_val!r}")
+    refine_val = check_positive_int(refine_val, "refine_val", low=0, high=len(batches) - 1)  # one batch to train on
     if blocks is not None:
         blocks = list(blocks)
         if not blocks or not all(isinstance(b, str) for b in blocks):
