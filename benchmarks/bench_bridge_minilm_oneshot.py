@@ -17,13 +17,17 @@ CPython's ``pydoc_data.topics`` (fixed seed).  All methods run in the same proce
                         pruned, --refine-steps Adam steps on that layer's parameters (masks fixed) fit its output
                         on the pruned stream to the dense layer's output on the dense stream (calibration tokens)
 
+Data study (not the issue's protocol): ``--select-n-calib N`` chooses the masks on N calibration sentences and then
+refits (and refines) those fixed masks on the --n-calib ones (``oneshot_prune(keep=...)``), to tell how much of the
+loss comes from the selection and how much from the refit.
+
 Speed: sentences are truncated to --max-len 128 tokens (padding tokens are excluded from the Grams); each encoder
 layer's inputs are cached for the dense and the pruned stream and only that layer is replayed per Linear
 (``oneshot_prune(blocks=...)``); Grams are formed once per Linear (query/key/value share theirs).
 
 Usage:  python benchmarks/bench_bridge_minilm_oneshot.py [--blocks 16 32] [--sparsities 0.3 0.5]
         [--max-len 128] [--damp 0.01] [--layer-cap 1.5] [--refine-steps 256] [--refine-lr 1e-3] [--refine-val 0]
-        [--n-calib 256] [--no-replay]
+        [--n-calib 256] [--select-n-calib N] [--no-replay]
         [--methods ...] [--threads 2] [--out benchmarks/results/bridge.json]
 """
 from __future__ import annotations
@@ -91,6 +95,8 @@ def main(argv=None):
                     default=["magnitude", "activation", "activation_refit", "obs/uniform", "obs/loss",
                              "obs/uniform+refine", "obs/loss+refine"])
     ap.add_argument("--n-calib", type=int, default=256)
+    ap.add_argument("--select-n-calib", type=int, default=None,
+                    help="choose the masks on this many calibration sentences, then refit them on --n-calib")
     ap.add_argument("--n-eval", type=int, default=512)
     ap.add_argument("--max-len", type=int, default=128, help="tokens per sentence (truncation), calib and eval")
     ap.add_argument("--damp", type=float, default=0.01, help="ridge toward the dense weights: H += d I, Bm += d M, d = damp * mean(diag H)")
@@ -114,12 +120,18 @@ def main(argv=None):
     sents = sentences()
     # the issue's split: calibration = the first 256 sentences, evaluation = the next 512; a larger --n-calib (a
     # data study, not the issue's setting) adds sentences after those, so the evaluation set never changes
-    calib_s = sents[:min(a.n_calib, 256)] + sents[256 + a.n_eval:256 + a.n_eval + max(0, a.n_calib - 256)]
-    eval_s = sents[256:256 + a.n_eval]
-    if len(calib_s) < a.n_calib:
-        raise SystemExit(f"--n-calib: only {len(calib_s)} calibration sentences are available")
-    assert not set(calib_s) & set(eval_s)
+    def calib_sents(n, flag):
+        out = sents[:min(n, 256)] + sents[256 + a.n_eval:256 + a.n_eval + max(0, n - 256)]
+        if len(out) < n:
+            raise SystemExit(f"{flag}: only {len(out)} calibration sentences are available")
+        return out
+
+    calib_s, eval_s = calib_sents(a.n_calib, "--n-calib"), sents[256:256 + a.n_eval]
+    n_select = a.n_calib if a.select_n_calib is None else a.select_n_calib
+    select_s = calib_sents(n_select, "--select-n-calib")
+    assert not (set(calib_s) | set(select_s)) & set(eval_s)
     cal, ev = batches(tok, calib_s, max_len=a.max_len), batches(tok, eval_s, max_len=a.max_len)
+    sel = cal if select_s == calib_s else batches(tok, select_s, max_len=a.max_len)
     layers = [f"encoder.layer.{i}" for i in range(len(dense.encoder.layer))]
     masks = [b["attention_mask"].bool() for b in cal]
     ref = embed(dense, ev)
@@ -129,7 +141,7 @@ def main(argv=None):
             "calib_tokens": int(sum(int(m.sum()) for m in masks)), "max_len": a.max_len, "damp": a.damp, "layer_cap": a.layer_cap,
             "eval_tokens": int(sum(int(b["attention_mask"].sum()) for b in ev)),
             "block_replay": not a.no_replay, "refine_steps": a.refine_steps, "refine_lr": a.refine_lr,
-            "refine_val": a.refine_val}
+            "refine_val": a.refine_val, "select_n_calib": len(select_s)}
     print(json.dumps(info, indent=1))
     rows = []
     import copy
@@ -138,12 +150,16 @@ def main(argv=None):
             for meth in a.methods:
                 spec, _, extra = meth.partition("+")
                 method, _, alloc = spec.partition("/")
-                model = copy.deepcopy(dense)
                 t0 = time.perf_counter()
-                res = oneshot_prune(model, cal, s, B, method=method, allocation=alloc or "uniform",
-                                    row_masks=masks, include=lambda n: n.startswith("encoder."),
-                                    blocks=None if a.no_replay else layers, damp=a.damp, progress=False,
-                                    max_layer_sparsity=min(0.9, a.layer_cap * s),
+                common = dict(method=method, allocation=alloc or "uniform", include=lambda n: n.startswith("encoder."),
+                              blocks=None if a.no_replay else layers, damp=a.damp, progress=False,
+                              max_layer_sparsity=min(0.9, a.layer_cap * s))
+                keep = None
+                if sel is not cal:  # masks chosen on the selection sentences, refit below on the calibration ones
+                    keep = oneshot_prune(copy.deepcopy(dense), sel, s, B, row_masks=[b["attention_mask"].bool()
+                                                                                    for b in sel], **common).keep
+                model = copy.deepcopy(dense)
+                res = oneshot_prune(model, cal, s, B, row_masks=masks, keep=keep, **common,
                                     refine_steps=a.refine_steps if extra == "refine" else 0,
                                     refine_lr=a.refine_lr, refine_val=a.refine_val if extra == "refine" else 0)
                 rep = res.finalize()
@@ -151,6 +167,7 @@ def main(argv=None):
                 cos = float((embed(model, ev) * ref).sum(-1).mean())
                 row = {"block": B, "sparsity": s, "method": meth, "cosine": cos, "seconds": secs,
                        "refine_steps": a.refine_steps if extra == "refine" else 0, "n_calib": len(calib_s),
+                       "select_n_calib": len(select_s),
                        "damp": a.damp, "refine_val": a.refine_val if extra == "refine" else 0,
                        "seconds_split": {k: round(v, 2) for k, v in res.seconds.items()},
                        "achieved_block_sparsity": rep.block_sparsity,
@@ -175,13 +192,14 @@ def main(argv=None):
 
 def save(out, info, rows, command):
     """Add one run to ``out`` under "minilm_oneshot": its info and command go to "runs"; each row names its run and
-    replaces an earlier row of the same (block, sparsity, method, refine steps, calibration size), so partial runs
-    accumulate."""
+    replaces an earlier row of the same (block, sparsity, method, refine steps, calibration size, selection
+    calibration size), so partial runs accumulate."""
     data = json.load(open(out)) if os.path.exists(out) else {}
     entry = data.get("minilm_oneshot", {})
     runs = entry.get("runs", [])
     runs.append({"info": info, "command": command})
-    key = lambda r: (r["block"], r["sparsity"], r["method"], r.get("refine_steps", 0), r.get("n_calib", 256))
+    key = lambda r: (r["block"], r["sparsity"], r["method"], r.get("refine_steps", 0), r.get("n_calib", 256),
+                     r.get("select_n_calib", r.get("n_calib", 256)))
     new = {key(r): dict(r, run=len(runs) - 1) for r in rows}
     kept = [r for r in entry.get("rows", []) if key(r) not in new and "run" in r]
     entry.update(runs=runs, rows=sorted(kept + list(new.values()), key=key))  # other keys (superseded rows) stay

@@ -289,6 +289,7 @@ class OneShotResult:
     params: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)         # wall time: forward passes, Gram products, solve
     block_error: dict = field(default_factory=dict)     # block -> relative output error before, after refine
+    keep: dict = field(default_factory=dict)            # name -> (R, C) bool block keep-mask (reusable as keep=)
 
     def report(self) -> SparsityReport:
         return measure(self.model, self.tilings)
@@ -516,10 +517,29 @@ def _damped(H, Bm, M, damp):
     return H + d * torch.eye(H.shape[0], dtype=H.dtype, device=H.device), Bm + d * M
 
 
+def _check_keep(keep, tilings):
+    """``keep`` as {name: (R, C) bool cpu tensor}, one for every prunable layer, each the shape of its grid."""
+    if not isinstance(keep, dict):
+        raise ValueError(f"keep: expected a dict {{layer name: (R, C) bool mask}}, got {type(keep).__name__}")
+    names = {t.name for t in tilings}
+    if set(keep) - names:
+        raise ValueError(f"keep: no prunable layer named {sorted(set(keep) - names)[0]!r}")
+    if names - set(keep):
+        raise ValueError(f"keep: no mask for the prunable layer {sorted(names - set(keep))[0]!r}")
+    out = {}
+    for t in tilings:
+        k = torch.as_tensor(keep[t.name]).cpu()
+        if tuple(k.shape) != tuple(t.grid) or k.dtype != torch.bool:
+            raise ValueError(f"keep[{t.name!r}]: expected a bool mask of shape {tuple(t.grid)} (row blocks x column "
+                             f"blocks), got {k.dtype} of shape {tuple(k.shape)}")
+        out[t.name] = k
+    return out
+
+
 def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str = "obs",
                   allocation: str = "uniform", run=None, row_masks=None, min_blocks: int = 100, pad: bool = False,
                   include=None, damp: float = 0.01, max_layer_sparsity: float = 0.9, blocks=None,
-                  refine_steps: int = 0, refine_lr: float = 1e-3, refine_val: int = 0,
+                  refine_steps: int = 0, refine_lr: float = 1e-3, refine_val: int = 0, keep=None,
                   progress: bool = True) -> OneShotResult:
     """Prune ``model`` in place from calibration ``batches`` (see the module docstring).
 
@@ -537,6 +557,9 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
     (``_damped``); more damping trusts the calibration data less.
     Masks are attached as ``BlockMask`` parametrizations holding the refit weights; call ``finalize()`` to bake.
     ``result.seconds`` splits the wall time into forward passes, Gram products and selection/refit.
+    ``keep``: fixed block masks, {layer name: (R, C) bool, True = kept} for every prunable layer (e.g. a previous
+    result's ``result.keep``): selection and allocation are skipped and only the refit (and refine) runs on these
+    batches -- to refit a known pattern on other calibration data, or to tell selection from refit apart.
     """
     s = check_sparsity(sparsity)
     if method not in METHODS:
@@ -565,6 +588,8 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
     run = run or _default_run
     tilings = find_prunable(model, block, min_blocks=min_blocks, pad=pad, include=include)
     tilings = _forward_order(model, tilings, batches[0], run)
+    if keep is not None:
+        keep = _check_keep(keep, tilings)
     dense = copy.deepcopy(model).eval()
     model.eval()
     from tqdm.auto import tqdm
@@ -584,7 +609,9 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
         return out
 
     # --- per-layer number of blocks to remove
-    if isinstance(allocation, dict):
+    if keep is not None:
+        n_remove = {n: int((~k).sum()) for n, k in keep.items()}
+    elif isinstance(allocation, dict):
         unknown = set(allocation) - {t.name for t in tilings}
         if unknown:
             raise ValueError(f"allocation: no prunable layer named {sorted(unknown)[0]!r}")
@@ -637,18 +664,22 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
                 Hd, Bp = _pad_problem(*_damped(H, Bm, Md, damp), t)
                 r = n_remove[t.name]
                 Mdp = _pad_problem(H, Md, t)[1]
-                if method in ("magnitude", "activation", "activation_refit"):
-                    keep, Mhat = _baseline(Hd, Mdp, t, t.n_blocks - r, method, Bp)
+                if keep is not None:
+                    kept = keep[t.name]
+                    Mhat = _refit(Hd, Bp, kept, t.block)
+                elif method in ("magnitude", "activation", "activation_refit"):
+                    kept, Mhat = _baseline(Hd, Mdp, t, t.n_blocks - r, method, Bp)
                 else:
-                    keep, Mhat = _select_layer(Hd, Bp, t, r, method)
+                    kept, Mhat = _select_layer(Hd, Bp, t, r, method)
                 rr, cc = t.matrix_shape
                 Mhat = Mhat[:rr, :cc]
                 with torch.no_grad():
                     w = mod.weight
                     w.copy_(matrix_to_weight(Mhat.to(w.dtype), t.weight_shape))
                 (p,) = masking.attach(model, [t], "mask")
-                p.mask.copy_(keep.reshape(-1).to(p.mask.dtype))
+                p.mask.copy_(kept.reshape(-1).to(p.mask.dtype))
                 res.params.append(p)
+                res.keep[t.name] = kept.cpu().clone()
                 res.layer_sparsity[t.name] = r / t.n_blocks
                 # relative reconstruction error ||X_d M - X_p M^||^2 / ||X_d M||^2 on the calibration rows
                 Mh32, Md32 = Mhat.float(), Md.float()

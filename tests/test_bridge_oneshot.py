@@ -74,6 +74,43 @@ def test_oneshot_obs_beats_baselines_and_hits_sparsity(alloc):
     assert errs["obs"] < errs["magnitude"]
 
 
+def test_fixed_masks_reproduce_a_selection_and_refit_on_other_data():
+    """``keep=result.keep`` skips selection: on the same batches it reproduces the result exactly; on other
+    batches it keeps the masks and refits the weights to those batches."""
+    torch.manual_seed(0)
+    dense = MLP(64, 128, 8)
+    runs = {}
+    plan = [("select", _calib(), None), ("same", _calib(), "select"), ("other", _calib(3, 64)[1:], "select")]
+    for name, cal, keep in plan:
+        m = MLP(64, 128, 8)
+        m.load_state_dict(dense.state_dict())
+        res = oneshot_prune(m, cal, 0.5, 8, allocation="loss", min_blocks=100, progress=False,
+                            keep=None if keep is None else runs[keep][1].keep)
+        runs[name] = ({k: v.detach().clone() for k, v in m.state_dict().items()}, res)
+    (w0, r0), (w1, r1), (w2, r2) = runs["select"], runs["same"], runs["other"]
+    assert r0.keep and all(torch.equal(r0.keep[n], r[n]) for r in (r1.keep, r2.keep) for n in r0.keep)
+    assert r1.layer_sparsity == r0.layer_sparsity
+    for k in w0:
+        torch.testing.assert_close(w1[k], w0[k])
+    moved = [k for k in w0 if k.endswith("original") and not torch.allclose(w2[k], w0[k])]
+    assert moved  # the refit followed the other batches
+
+
+def test_fixed_masks_bad_input_named():
+    m = MLP(64, 128, 8)
+    res = oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, progress=False)
+    good = res.keep
+    name = next(iter(good))
+    cases = [({}, "^keep: no mask for the prunable layer"),
+             (dict(good, nope=good[name]), "^keep: no prunable layer named 'nope'"),
+             (dict(good, **{name: good[name].float()}), rf"^keep\['{name}'\]: expected a bool mask"),
+             (dict(good, **{name: good[name][:1]}), rf"^keep\['{name}'\]: expected a bool mask of shape"),
+             ([good[name]], "^keep: expected a dict")]
+    for keep, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            oneshot_prune(m, _calib(1), 0.5, 8, min_blocks=100, progress=False, keep=keep)
+
+
 @pytest.mark.parametrize("damp", [0.01, 1.0])
 def test_damping_pulls_toward_the_dense_weights(damp):
     """The ridge term pulls the refit toward the dense weights, not toward 0: with nothing pruned (so no drift)
