@@ -74,6 +74,8 @@ def build_parser():
     ap.add_argument("--allocation", default="loss", choices=["uniform", "loss"], help="oneshot allocation")
     ap.add_argument("--damp", type=float, default=0.01,
                     help="oneshot: ridge pulling the refit toward the dense weights (relative to mean diag H)")
+    ap.add_argument("--max-layer-sparsity", type=float, default=0.9,
+                    help="oneshot, loss allocation: no layer above this block sparsity")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
@@ -146,7 +148,7 @@ def main(argv=None) -> int:
         n_b = max(1, a.calib // a.batch_size)
         calib = [task.batch(i, seed_offset=1)[0] for i in range(n_b)]
         res = oneshot_prune(model, calib, a.sparsity, a.block, allocation=a.allocation, min_blocks=a.min_blocks,
-                            pad=a.pad, damp=a.damp, progress=progress)
+                            pad=a.pad, damp=a.damp, max_layer_sparsity=a.max_layer_sparsity, progress=progress)
         report, trace = res.finalize(), []
     else:
         pruner = make_pruner(a.method, model, a.sparsity, a.block, total_steps=a.steps, preset=preset,

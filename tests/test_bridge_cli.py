@@ -25,3 +25,15 @@ def test_prune_command_bad_sparsity_is_named():
     with pytest.raises(ValueError, match="sparsity"):
         main(["prune", "--model", "mlp", "--method", "magnitude", "--sparsity", "1.5", "--steps", "2", "--plot", "",
               "--no-progress"])
+
+
+def test_prune_command_oneshot_layer_cap(tmp_path):
+    """--max-layer-sparsity caps every layer of the loss allocation (uncapped, this MLP sends ~90% to fc2)."""
+    out = tmp_path / "r.json"
+    rc = main(["prune", "--model", "mlp", "--method", "oneshot", "--block", "16", "--sparsity", "0.5", "--steps", "40",
+               "--calib", "512", "--batch-size", "128", "--max-layer-sparsity", "0.55", "--json", str(out),
+               "--plot", "", "--no-progress"])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["block_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert max(r["block_sparsity"] for r in rep["rows"]) <= 0.55
