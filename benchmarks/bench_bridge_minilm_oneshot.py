@@ -167,7 +167,7 @@ def main(argv=None):
                 cos = float((embed(model, ev) * ref).sum(-1).mean())
                 row = {"block": B, "sparsity": s, "method": meth, "cosine": cos, "seconds": secs,
                        "refine_steps": a.refine_steps if extra == "refine" else 0, "n_calib": len(calib_s),
-                       "select_n_calib": len(select_s),
+                       "select_n_calib": len(select_s), "layer_cap": a.layer_cap,
                        "damp": a.damp, "refine_val": a.refine_val if extra == "refine" else 0,
                        "seconds_split": {k: round(v, 2) for k, v in res.seconds.items()},
                        "achieved_block_sparsity": rep.block_sparsity,
@@ -193,13 +193,13 @@ def main(argv=None):
 def save(out, info, rows, command):
     """Add one run to ``out`` under "minilm_oneshot": its info and command go to "runs"; each row names its run and
     replaces an earlier row of the same (block, sparsity, method, refine steps, calibration size, selection
-    calibration size), so partial runs accumulate."""
+    calibration size, layer cap), so partial runs accumulate."""
     data = json.load(open(out)) if os.path.exists(out) else {}
     entry = data.get("minilm_oneshot", {})
     runs = entry.get("runs", [])
     runs.append({"info": info, "command": command})
     key = lambda r: (r["block"], r["sparsity"], r["method"], r.get("refine_steps", 0), r.get("n_calib", 256),
-                     r.get("select_n_calib", r.get("n_calib", 256)))
+                     r.get("select_n_calib", r.get("n_calib", 256)), r.get("layer_cap", 1.5))
     new = {key(r): dict(r, run=len(runs) - 1) for r in rows}
     kept = [r for r in entry.get("rows", []) if key(r) not in new and "run" in r]
     entry.update(runs=runs, rows=sorted(kept + list(new.values()), key=key))  # other keys (superseded rows) stay
