@@ -57,6 +57,14 @@ def check_positive_int(v, name, low=1, high=None):
     return int(v)
 
 
+def check_nonneg(v, name):
+    """A finite real number >= 0 (a penalty or ridge weight)."""
+    x = check_real(v, name)
+    if not (x >= 0 and np.isfinite(x)):
+        raise ValueError(f"{name}: must be a finite number >= 0, got {v!r}")
+    return x
+
+
 def check_tol(v, name="tol"):
     x = check_real(v, name)
     if not (x > 0 and np.isfinite(x)):

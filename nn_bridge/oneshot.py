@@ -32,7 +32,6 @@ model computes every layer's loss curve (sorted single-block OBS increments, ``o
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -41,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from groupsparse._validation import check_positive_int, check_tol
+from groupsparse._validation import check_nonneg, check_positive_int, check_tol
 from groupsparse.schedules import check_sparsity
 
 from . import masking
@@ -517,13 +516,19 @@ def _damped(H, Bm, M, damp):
     return H + d * torch.eye(H.shape[0], dtype=H.dtype, device=H.device), Bm + d * M
 
 
+def _check_layer_names(per_layer: dict, tilings, arg):
+    """Every key of a per-layer dict argument names a prunable layer."""
+    unknown = set(per_layer) - {t.name for t in tilings}
+    if unknown:
+        raise ValueError(f"{arg}: no prunable layer named {sorted(unknown)[0]!r}")
+
+
 def _check_keep(keep, tilings):
     """``keep`` as {name: (R, C) bool cpu tensor}, one for every prunable layer, each the shape of its grid."""
     if not isinstance(keep, dict):
         raise ValueError(f"keep: expected a dict {{layer name: (R, C) bool mask}}, got {type(keep).__name__}")
+    _check_layer_names(keep, tilings, "keep")
     names = {t.name for t in tilings}
-    if set(keep) - names:
-        raise ValueError(f"keep: no prunable layer named {sorted(set(keep) - names)[0]!r}")
     if names - set(keep):
         raise ValueError(f"keep: no mask for the prunable layer {sorted(names - set(keep))[0]!r}")
     out = {}
@@ -575,8 +580,7 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
     if refine_steps and blocks is None:
         raise ValueError("refine_steps: block reconstruction needs blocks= (the block inputs and outputs it fits)")
     refine_lr = check_tol(refine_lr, "refine_lr")
-    if not (isinstance(damp, (int, float)) and math.isfinite(damp) and damp >= 0):
-        raise ValueError(f"damp: expected a finite number >= 0, got {damp!r}")
+    damp = check_nonneg(damp, "damp")
     batches = list(batches)
     if not batches:
         raise ValueError("batches: at least one calibration batch is required")
@@ -612,9 +616,7 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
     if keep is not None:
         n_remove = {n: int((~k).sum()) for n, k in keep.items()}
     elif isinstance(allocation, dict):
-        unknown = set(allocation) - {t.name for t in tilings}
-        if unknown:
-            raise ValueError(f"allocation: no prunable layer named {sorted(unknown)[0]!r}")
+        _check_layer_names(allocation, tilings, "allocation")
         n_remove = {t.name: int(round(check_sparsity(allocation.get(t.name, s), f"allocation[{t.name!r}]")
                                       * t.n_blocks)) for t in tilings}
     elif allocation == "uniform":

@@ -98,6 +98,9 @@ def test_model_oneshot_linear_and_conv():
     assert errs["iht"] < 0.5 * errs["magnitude"]  # calibration-set output error (reconstruction, same data)
     with pytest.raises(ValueError, match="method"):
         nm_oneshot(model, batches, "2:4", method="nope", progress=False)
+    for damp in (-0.1, float("nan"), "0.1"):
+        with pytest.raises(ValueError, match="^damp: "):
+            nm_oneshot(model, batches, "2:4", damp=damp, progress=False)
 
 
 def test_block_replay_gives_the_same_result():

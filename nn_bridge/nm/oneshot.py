@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from groupsparse import Groups
+from groupsparse._validation import check_nonneg
 
 from .groups import NMPattern
 from .presets import select_layers
@@ -213,6 +214,7 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
         if not (isinstance(mod, nn.Linear) or (isinstance(mod, nn.Conv2d) and mod.groups == 1)):
             raise ValueError(f"layers: one-shot handles Linear and Conv2d (groups=1) layers; {nm_!r} is "
                              f"{type(mod).__name__}")
+    damp = check_nonneg(damp, "damp")
     batches = list(batches)
     if not batches:
         raise ValueError("batches: at least one calibration batch is required")
