@@ -9,16 +9,19 @@ Example:  python -m nn_bridge prune --model criteo --method sapp --block 10 --sp
 """
 from __future__ import annotations
 
-import argparse
 import json
 
 import torch
 from torch import nn
 
+from ._cli_common import (ArgumentParser, fraction_in_0_1, nonneg_float, positive_float, positive_int, run_cli,
+                          save_torch_file, writable_path)
 from .models import ClickTeacher, build_model, MODEL_PRESETS
 from .pruners import PRUNERS, make_pruner
 
-__all__ = ["main", "build_parser", "Task", "make_task"]
+__all__ = ["main", "build_parser", "Task"]
+
+PROG = "python -m nn_bridge prune"
 
 
 class Task:
@@ -60,28 +63,29 @@ class Task:
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="python -m nn_bridge prune", description="Block-prune a preset model.")
+    ap = ArgumentParser(prog=PROG, description="Block-prune a preset model.")
     ap.add_argument("--model", default="mlp", choices=sorted(MODEL_PRESETS))
     ap.add_argument("--method", default="sapp", choices=sorted(PRUNERS) + ["oneshot"])
-    ap.add_argument("--block", type=int, default=16)
-    ap.add_argument("--sparsity", type=float, default=0.9)
-    ap.add_argument("--steps", type=int, default=200, help="training steps (for oneshot: dense pre-training)")
-    ap.add_argument("--calib", type=int, default=1024, help="calibration rows for oneshot")
+    ap.add_argument("--block", type=positive_int, default=16)
+    ap.add_argument("--sparsity", type=fraction_in_0_1, default=0.9)
+    ap.add_argument("--steps", type=positive_int, default=200, help="training steps (for oneshot: dense pre-training)")
+    ap.add_argument("--calib", type=positive_int, default=1024,
+                    help="calibration rows for oneshot (a multiple of --batch-size)")
     ap.add_argument("--preset", default=None, choices=["imagenet", "criteo"], help="schedule preset")
-    ap.add_argument("--min-blocks", type=int, default=100)
+    ap.add_argument("--min-blocks", type=positive_int, default=100)
     ap.add_argument("--pad", action="store_true", help="zero-pad layers the block does not tile")
     ap.add_argument("--scope", default="uniform", choices=["uniform", "global"])
     ap.add_argument("--allocation", default="loss", choices=["uniform", "loss"], help="oneshot allocation")
-    ap.add_argument("--damp", type=float, default=0.01,
+    ap.add_argument("--damp", type=nonneg_float, default=0.01,
                     help="oneshot: ridge pulling the refit toward the dense weights (relative to mean diag H)")
-    ap.add_argument("--max-layer-sparsity", type=float, default=0.9,
+    ap.add_argument("--max-layer-sparsity", type=fraction_in_0_1, default=0.9,
                     help="oneshot, loss allocation: no layer above this block sparsity")
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--lr", type=positive_float, default=2e-3)
+    ap.add_argument("--batch-size", type=positive_int, default=256)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--plot", default="nn_bridge_prune.png", help="plot file ('' for none)")
-    ap.add_argument("--json", default="", help="write the report as JSON here")
-    ap.add_argument("--save", default="", help="save the finalized model's state_dict here")
+    ap.add_argument("--plot", type=writable_path, default="nn_bridge_prune.png", help="plot file ('' for none)")
+    ap.add_argument("--json", type=writable_path, default="", help="write the report as JSON here")
+    ap.add_argument("--save", type=writable_path, default="", help="save the finalized model's state_dict here")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -136,7 +140,23 @@ def _plot(path, trace, report, title):
 
 
 def main(argv=None) -> int:
+    """Exit code 0 on success; wrong arguments give one line ``python -m nn_bridge prune: error: ...`` and exit 2
+    (``--debug``: the traceback instead)."""
+    return run_cli(_main, argv, prog=PROG)
+
+
+def _check_counts(a):
+    """Checks between options (each alone is checked by its argparse type), before any work."""
+    if a.model == "cnn" and a.batch_size < 8:
+        raise ValueError(f"--batch-size: the cnn task draws batch-size // 8 images, so it needs >= 8, "
+                         f"got {a.batch_size}")
+    if a.method == "oneshot" and a.calib % a.batch_size:
+        raise ValueError(f"--calib: expected a multiple of --batch-size ({a.batch_size}), got {a.calib}")
+
+
+def _main(argv) -> int:
     a = build_parser().parse_args(argv)
+    _check_counts(a)
     torch.manual_seed(a.seed)
     model = build_model(a.model)
     task = Task(a.model, a.seed, a.batch_size)
@@ -145,7 +165,7 @@ def main(argv=None) -> int:
     if a.method == "oneshot":
         from .oneshot import oneshot_prune
         _train(model, task, a.steps, a.lr, progress=progress, desc="dense pre-training")
-        n_b = max(1, a.calib // a.batch_size)
+        n_b = a.calib // a.batch_size
         calib = [task.batch(i, seed_offset=1)[0] for i in range(n_b)]
         res = oneshot_prune(model, calib, a.sparsity, a.block, allocation=a.allocation, min_blocks=a.min_blocks,
                             pad=a.pad, damp=a.damp, max_layer_sparsity=a.max_layer_sparsity, progress=progress)
@@ -168,5 +188,5 @@ def main(argv=None) -> int:
         with open(a.json, "w") as f:
             json.dump({"args": vars(a), "validation_loss": val, **report.to_dict()}, f, indent=1)
     if a.save:
-        torch.save(model.state_dict(), a.save)
+        save_torch_file(model.state_dict(), a.save)
     return 0

@@ -21,10 +21,13 @@ def test_prune_command_end_to_end(method, tmp_path, capsys):
     assert "validation loss" in text and "plot:" in text
 
 
-def test_prune_command_bad_sparsity_is_named():
-    with pytest.raises(ValueError, match="sparsity"):
-        main(["prune", "--model", "mlp", "--method", "magnitude", "--sparsity", "1.5", "--steps", "2", "--plot", "",
-              "--no-progress"])
+def test_prune_command_bad_sparsity_is_named(capsys):
+    rc = main(["prune", "--model", "mlp", "--method", "magnitude", "--sparsity", "1.5", "--steps", "2", "--plot", "",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--sparsity" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="sparsity"):  # --debug: the exception itself
+        main(["prune", "--model", "mlp", "--sparsity", "1.5", "--plot", "", "--debug"])
 
 
 def test_prune_command_oneshot_layer_cap(tmp_path):

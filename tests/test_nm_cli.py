@@ -18,7 +18,8 @@ def test_check_command(tmp_path, capsys):
     torch.save(nn.Sequential(nn.Linear(16, 8)).state_dict(), bad)
     assert main(["check", str(bad), "--pattern", "2:4", "--strict"]) == 1
     assert main(["check", str(bad), "--pattern", "4:4"]) == 2  # clear error, exit 2
-    assert "N >= M" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "N >= M" in err and "--pattern" in err and err.count("\n") == 1
 
 
 def test_count_command_json(capsys):

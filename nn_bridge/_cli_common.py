@@ -1,0 +1,167 @@
+"""What every ``python -m nn_bridge <subcommand>`` shares: one-line errors, argparse ``type=`` checks, torch files.
+
+API (stable; the subcommands ``prune``, ``nm`` and ``oneshot`` use it):
+
+* ``ArgumentParser(prog=..., ...)`` -- argparse's parser whose usage errors raise :class:`UsageError` (a
+  ``ValueError``) instead of printing the usage block and exiting, and which accepts ``--debug`` (show the full
+  traceback on errors).  Sub-parsers made by ``add_subparsers`` are of the same class.
+* ``run_cli(main, argv, prog=...)`` -- call ``main(argv)`` and return its exit code (``None`` -> 0); a
+  ``ValueError`` / ``TypeError`` / ``OSError`` (``FileNotFoundError`` ...) / ``EOFError`` becomes one line
+  ``<prog>: error: <message>`` on stderr and exit code 2, unless ``--debug`` is in ``argv`` (then it propagates).
+  ``SystemExit`` (``--help``) becomes its exit code.  A CLI module's public entry point is
+  ``def main(argv=None): return run_cli(_main, argv, prog="python -m nn_bridge <cmd>")``.
+* ``type=`` functions, each raising ``argparse.ArgumentTypeError`` (argparse prefixes the option name):
+  ``positive_int`` (>= 1), ``nonneg_int`` (>= 0), ``positive_float`` (finite > 0), ``nonneg_float`` (finite >= 0),
+  ``fraction_in_0_1`` (a sparsity: finite, 0 <= x < 1), ``existing_file`` (a readable regular file),
+  ``writable_path`` (an output file: its folder exists and is writable, the path is not a folder; ``''`` passes
+  through and means "do not write").  All run at parse time, i.e. before any work.
+* ``load_torch_file(path, name)`` -- ``torch.load(path, map_location='cpu', weights_only=True)`` (a checkpoint is
+  data, not code); an empty, truncated, garbage or code-carrying file is a ``ValueError`` naming ``name`` and the
+  file.  ``save_torch_file(obj, path)`` -- ``torch.save`` to a unique temporary name in the same folder, then an
+  atomic ``os.replace`` (a crash or a concurrent writer never leaves a half-written file under ``path``).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+
+__all__ = ["ArgumentParser", "UsageError", "run_cli", "positive_int", "nonneg_int", "positive_float",
+           "nonneg_float", "fraction_in_0_1", "existing_file", "writable_path", "load_torch_file",
+           "save_torch_file"]
+
+#: the exceptions a CLI reports as a one-line error (anything else is a bug and keeps its traceback)
+CLI_ERRORS = (ValueError, TypeError, OSError, EOFError)
+
+
+class UsageError(ValueError):
+    """Wrong command-line arguments (argparse's message, naming the option)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.add_argument("--debug", action="store_true", help="on errors, show the full traceback")
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def run_cli(main, argv=None, prog: str = "python -m nn_bridge") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # --help, or a main that exits itself
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except CLI_ERRORS as e:
+        if "--debug" in argv:
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the message held
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+    return 0 if rc is None else int(rc)
+
+
+def _number(s, kind):
+    try:
+        v = kind(s)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {s!r}")
+    if kind is float and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+    return v
+
+
+def positive_int(s) -> int:
+    v = _number(s, int)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {s!r}")
+    return v
+
+
+def nonneg_int(s) -> int:
+    v = _number(s, int)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {s!r}")
+    return v
+
+
+def positive_float(s) -> float:
+    v = _number(s, float)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {s!r}")
+    return v
+
+
+def nonneg_float(s) -> float:
+    v = _number(s, float)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {s!r}")
+    return v
+
+
+def fraction_in_0_1(s) -> float:
+    v = _number(s, float)
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {s!r}")
+    return v
+
+
+def existing_file(s) -> str:
+    if not os.path.isfile(s):
+        raise argparse.ArgumentTypeError(f"no such file: {s!r}")
+    if not os.access(s, os.R_OK):
+        raise argparse.ArgumentTypeError(f"file not readable: {s!r}")
+    return s
+
+
+def writable_path(s) -> str:
+    if s == "":
+        return s
+    if os.path.isdir(s):
+        raise argparse.ArgumentTypeError(f"{s!r} is a folder, expected a file path")
+    parent = os.path.dirname(os.path.abspath(s))
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"folder {parent!r} does not exist (for {s!r})")
+    if not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"folder {parent!r} is not writable (for {s!r})")
+    return s
+
+
+def load_torch_file(path, name: str = "path"):
+    import pickle
+
+    import torch
+    if not os.path.isfile(path):
+        raise ValueError(f"{name}: no such file: {str(path)!r}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{name}: {str(path)!r} is empty, not a torch.save file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused a global: the file holds code, not only tensors
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"{name}: {str(path)!r} is not a plain torch state file (weights_only load refused "
+                         f"it: {first})") from None
+    except (EOFError, RuntimeError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+        raise ValueError(f"{name}: {str(path)!r} is not a readable torch.save file (truncated or corrupt: "
+                         f"{type(e).__name__})") from None
+
+
+def save_torch_file(obj, path) -> None:
+    import torch
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
