@@ -26,6 +26,8 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
+from ._validation import (check_bool, check_choice, check_finite_real, check_nonneg, check_open_unit,
+                          check_positive_int, check_tol, _as_array)
 from .api import lambda_max, solve, solve_path
 from .groups import Groups, as_groups
 from .losses import LeastSquares, Logistic, Multinomial
@@ -47,28 +49,16 @@ PENALTIES = {
 }
 
 
-def _check_real(value, name, default=None):
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}: expected a real number, got {value!r}")
-    v = float(value)
-    if not np.isfinite(v):
-        raise ValueError(f"{name}: must be finite, got {value!r}")
-    return v
-
-
 class _GroupSparseMixin:
     """Shared parameter checks, the loss/penalty/groups construction and the fit hook."""
 
     # ----------------------------------------------------------------- validation
     def _penalty_spec(self):
-        if not isinstance(self.penalty, str) or self.penalty not in PENALTIES:
-            raise ValueError(f"penalty: expected one of {sorted(PENALTIES)}, got {self.penalty!r}")
-        cls, defaults = PENALTIES[self.penalty]
+        cls, defaults = PENALTIES[check_choice(self.penalty, "penalty", PENALTIES)]
         kwargs = {}
         for name, default in defaults.items():
-            kwargs[name] = _check_real(getattr(self, name), name, default)
+            v = getattr(self, name)
+            kwargs[name] = default if v is None else check_finite_real(v, name)  # the penalty checks the range
         return cls, kwargs
 
     def _make_penalty(self, lam):
@@ -77,18 +67,11 @@ class _GroupSparseMixin:
 
     def _check_params(self):
         self._make_penalty(1.0)  # penalty name and its shape parameters
-        if not isinstance(self.fit_intercept, (bool, np.bool_)):
-            raise ValueError(f"fit_intercept: expected True or False, got {self.fit_intercept!r}")
-        ridge = _check_real(self.ridge, "ridge")
-        if ridge is None or ridge < 0:
-            raise ValueError(f"ridge: must be a finite number >= 0, got {self.ridge!r}")
-        tol = _check_real(self.tol, "tol")
-        if tol is None or tol <= 0:
-            raise ValueError(f"tol: must be a positive number, got {self.tol!r}")
-        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
-            raise ValueError(f"max_iter: must be an integer >= 1, got {self.max_iter!r}")
-        if self.solver not in ("auto", "bcd", "fista"):
-            raise ValueError(f"solver: expected one of ['auto', 'bcd', 'fista'], got {self.solver!r}")
+        check_bool(self.fit_intercept, "fit_intercept")
+        check_nonneg(self.ridge, "ridge")
+        check_tol(self.tol, "tol")
+        check_positive_int(self.max_iter, "max_iter")
+        check_choice(self.solver, "solver", ("auto", "bcd", "fista"))
 
     def _validate_X_y(self, X, y):
         if y is None:
@@ -117,11 +100,7 @@ class _GroupSparseMixin:
     def _groups_for(self, n_features):
         if self.groups is None:
             return Groups.from_sizes(np.ones(n_features, dtype=np.int64))
-        try:
-            return as_groups(self.groups, n_features)
-        except ValueError as e:  # the core may name its own argument (sizes, labels): name ours
-            msg = str(e)
-            raise ValueError(msg if msg.startswith("groups:") else f"groups: {msg}") from None
+        return as_groups(self.groups, n_features)  # its errors start with "groups:"
 
     # ----------------------------------------------------------------- fit hook
     def _fit_coef(self, loss, groups):
@@ -259,10 +238,7 @@ class GroupSparseRegressor(_SingleFitMixin, _RegressorBase, BaseEstimator):
 
 
 def _check_alpha(alpha):
-    a = _check_real(alpha, "alpha")
-    if a is None or a < 0:
-        raise ValueError(f"alpha: must be a finite number >= 0, got {alpha!r}")
-    return a
+    return check_nonneg(alpha, "alpha")
 
 
 # ====================================================================== classification
@@ -367,15 +343,14 @@ class _CVMixin:
 
     def _lambda_grid(self, loss, groups):
         if self.lambdas is not None:
-            lams = np.asarray(self.lambdas, dtype=float).ravel()
-            if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams < 0):
-                raise ValueError(f"lambdas: must be a non-empty sequence of finite values >= 0, got {self.lambdas!r}")
-            return np.sort(lams)[::-1]  # decreasing: warm starts go from sparse to dense
-        if isinstance(self.n_lambdas, bool) or not isinstance(self.n_lambdas, numbers.Integral) or self.n_lambdas < 1:
-            raise ValueError(f"n_lambdas: must be an integer >= 1, got {self.n_lambdas!r}")
-        r = _check_real(self.lambda_min_ratio, "lambda_min_ratio")
-        if r is None or not 0 < r < 1:
-            raise ValueError(f"lambda_min_ratio: must lie in (0, 1), got {self.lambda_min_ratio!r}")
+            lams = _as_array(self.lambdas, "lambdas")
+            if lams.ndim != 1 or lams.size == 0 or lams.dtype.kind not in "iuf" or \
+                    not np.all(np.isfinite(lams)) or np.any(lams < 0):
+                raise ValueError(f"lambdas: must be a non-empty 1-D sequence of finite values >= 0, got "
+                                 f"{self.lambdas!r}"[:300])
+            return np.sort(lams.astype(float))[::-1]  # decreasing: warm starts go from sparse to dense
+        check_positive_int(self.n_lambdas, "n_lambdas")
+        r = check_open_unit(self.lambda_min_ratio, "lambda_min_ratio")
         try:
             with np.errstate(divide="ignore"):  # exp_mask: zero slope at 0, lambda_max = inf
                 lmax = lambda_max(loss, self._make_penalty(1.0), groups)
@@ -394,10 +369,13 @@ class _CVMixin:
 
     def _cv_fit(self, X, y_fit, y_split, loss, groups):
         lams = self._lambda_grid(loss, groups)
-        cv = check_cv(self.cv, y_split, classifier=self._is_classifier)
+        cv = check_cv(self._checked_cv(y_split.shape[0]), y_split, classifier=self._is_classifier)
         scorer = check_scoring(self._base_estimator(), scoring=self.scoring)
         fold_scores = []
-        for train, test in cv.split(X, y_split):
+        for i, (train, test) in enumerate(cv.split(X, y_split)):
+            if self._is_classifier and np.unique(y_fit[train]).size < 2:
+                raise ValueError(f"cv: the training part of fold {i} holds samples of one class only "
+                                 f"({self.classes_[y_fit[train][0]]!r}); use fewer folds or more samples per class")
             fold_loss = self._loss_on(X[train], y_fit[train])
             sols = self._path(fold_loss, groups, lams)
             self._warn_convergence(sols)
@@ -432,6 +410,15 @@ class _CVMixin:
         params = {k: getattr(self, k) for k in ("groups", "penalty", "gamma", "eps", "q", "l1_ratio", "ridge",
                                                   "fit_intercept", "tol", "max_iter", "solver")}
         return self._base_cls(alpha=0.0, **params)
+
+    def _checked_cv(self, n_samples):
+        """An int cv (None: 5) is a number of folds in [2, n_samples]; scikit-learn's own error does not name cv."""
+        if self.cv is not None and not isinstance(self.cv, (numbers.Integral, np.bool_)):
+            return self.cv  # a splitter or an iterable of (train, test): scikit-learn checks them
+        folds = 5 if self.cv is None else check_positive_int(self.cv, "cv", low=2)
+        if folds > n_samples:
+            raise ValueError(f"cv: {folds} folds need at least {folds} samples, got n_samples={n_samples}")
+        return self.cv
 
     def _check_cv_params(self):
         if self.scoring is not None and not (isinstance(self.scoring, str) or callable(self.scoring)):

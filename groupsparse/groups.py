@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Groups"]
+from ._validation import _as_array, _is_bool, check_finite_array, check_positive_int
+
+__all__ = ["Groups", "as_groups"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +37,9 @@ class Groups:
     @classmethod
     def from_indices(cls, indices, n_features=None, weights=None) -> "Groups":
         """Build from a list of index lists.  Groups must be non-empty, disjoint and cover ``range(n_features)``."""
-        idx = [np.asarray(g, dtype=np.int64).ravel() for g in indices]
+        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__"):
+            raise ValueError(f"groups: expected a list of index lists, got {indices!r}")
+        idx = [_index_list(g, i) for i, g in enumerate(indices)]
         if len(idx) == 0:
             raise ValueError("groups: at least one group is required, got none")
         for i, g in enumerate(idx):
@@ -44,8 +48,9 @@ class Groups:
         allidx = np.concatenate(idx)
         if n_features is None:
             n_features = int(allidx.max()) + 1
+        n_features = check_positive_int(n_features, "n_features")
         if allidx.min() < 0 or allidx.max() >= n_features:
-            raise ValueError(f"groups: indices must lie in [0, {n_features}), got range "
+            raise ValueError(f"groups: indices must lie in [0, n_features={n_features}), got range "
                              f"[{allidx.min()}, {allidx.max()}]")
         counts = np.bincount(allidx, minlength=n_features)
         if np.any(counts > 1):
@@ -61,11 +66,13 @@ class Groups:
         if weights is None:
             w = np.sqrt(sizes.astype(float))
         else:
-            w = np.asarray(weights, dtype=float).ravel()
-            if w.shape != (len(idx),):
-                raise ValueError(f"weights: expected {len(idx)} group weights, got shape {w.shape}")
-            if not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise ValueError("weights: group weights must be finite and >= 0")
+            w = _as_array(weights, "weights")
+            if w.ndim > 1 or w.size != len(idx):
+                raise ValueError(f"weights: expected {len(idx)} group weights (one per group), got shape {w.shape}")
+            w = check_finite_array(w.ravel(), "weights", ndim=(1,)).copy()
+            if np.any(w < 0):
+                raise ValueError(f"weights: group weights must be >= 0 (0 leaves a group unpenalized), got "
+                                 f"{w[w < 0][:5].tolist()}")
         order = np.concatenate(idx)
         indptr = np.concatenate([[0], np.cumsum(sizes)])
         label = np.empty(n_features, dtype=np.int64)
@@ -76,11 +83,13 @@ class Groups:
     @classmethod
     def from_sizes(cls, sizes, weights=None) -> "Groups":
         """Consecutive groups of the given sizes: ``from_sizes([2, 3])`` is {0,1}, {2,3,4}."""
-        s = np.asarray(sizes).ravel()
+        s = _as_array(sizes, "sizes")
+        if s.ndim != 1:
+            raise ValueError(f"sizes: expected a 1-D list of group sizes, got shape {s.shape}")
         if s.size == 0:
             raise ValueError("sizes: at least one group size is required")
-        if not np.issubdtype(s.dtype, np.integer) and not np.all(s == np.round(s)):
-            raise ValueError(f"sizes: group sizes must be integers, got {s[:5]}")
+        if s.dtype.kind not in "iu":  # 2.5 would be truncated, True read as 1
+            raise ValueError(f"sizes: group sizes must be integers, got {s[:5].tolist()}")
         s = s.astype(np.int64)
         if np.any(s <= 0):
             raise ValueError(f"sizes: group sizes must be >= 1, got {s[s <= 0][:5].tolist()}")
@@ -91,9 +100,17 @@ class Groups:
     @classmethod
     def from_labels(cls, labels, weights=None) -> "Groups":
         """One group per distinct label, in order of the sorted labels; columns may come in any order."""
-        lab = np.asarray(labels).ravel()
+        lab = _as_array(labels, "labels")
+        if lab.ndim != 1:
+            raise ValueError(f"labels: expected one label per feature (1-D), got shape {lab.shape}")
         if lab.size == 0:
             raise ValueError("labels: at least one label is required")
+        if lab.dtype.kind == "f" and not np.all(np.isfinite(lab)):  # np.unique gives each NaN its own group
+            raise ValueError("labels: contains NaN or inf")
+        if lab.dtype.kind not in "biuUS":
+            if lab.dtype.kind != "f" or not np.all(lab == np.round(lab)):
+                raise ValueError(f"labels: expected integer or string labels, got dtype {lab.dtype} "
+                                 f"({lab[:5].tolist()})")
         uniq, inv = np.unique(lab, return_inverse=True)
         order = np.argsort(inv, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(inv, minlength=uniq.size))])
@@ -106,14 +123,8 @@ class Groups:
         Group ``i * (cols // bc) + j`` holds tile (i, j), i.e. rows i*br..(i+1)*br-1 and columns j*bc..(j+1)*bc-1
         of the matrix, as indices into ``matrix.ravel()``.  Blocks must tile the shape exactly; pad first otherwise.
         """
-        if len(tuple(shape)) != 2:
-            raise ValueError(f"shape: expected (rows, cols), got {shape!r}")
-        rows, cols = (int(v) for v in shape)
-        br, bc = (int(block), int(block)) if np.isscalar(block) else (int(v) for v in block)
-        if rows <= 0 or cols <= 0:
-            raise ValueError(f"shape: dimensions must be positive, got {shape!r}")
-        if br <= 0 or bc <= 0:
-            raise ValueError(f"block: block sides must be positive, got {block!r}")
+        rows, cols = _int_pair(shape, "shape", pair_only=True)
+        br, bc = _int_pair(block, "block")
         if rows % br or cols % bc:
             raise ValueError(f"block: {br}x{bc} blocks do not tile a {rows}x{cols} matrix "
                              f"({rows} % {br} = {rows % br}, {cols} % {bc} = {cols % bc}); pad the matrix first")
@@ -188,6 +199,7 @@ class Groups:
 
     def append(self, size: int, weight: float = 0.0) -> "Groups":
         """A copy with one more group of ``size`` new trailing indices (e.g. an unpenalized intercept)."""
+        size = check_positive_int(size, "size")
         new = np.arange(self.n_features, self.n_features + size)
         return Groups.from_indices(list(self.indices) + [new], self.n_features + size,
                                    np.append(self.weights, weight))
@@ -195,35 +207,104 @@ class Groups:
     def expand_outputs(self, n_outputs: int) -> "Groups":
         """Feature groups to coefficient groups of a (n_features, n_outputs) matrix flattened row-major:
         each group takes its features' rows across all outputs (the usual multi-task / multinomial grouping)."""
-        K = int(n_outputs)
+        K = check_positive_int(n_outputs, "n_outputs")
         if K == 1:
             return self
         return Groups.from_indices([(g[:, None] * K + np.arange(K)).ravel() for g in self.indices],
                                    self.n_features * K, self.weights * np.sqrt(K))
 
 
+def _index_list(g, i):
+    """Group ``i`` of ``from_indices``: a 1-D list of integer indices."""
+    arr = _as_array(g, f"groups: group {i}")
+    if arr.ndim > 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ValueError(f"groups: group {i} must be a list of integer indices, got {g!r}"[:200])
+    return arr.ravel().astype(np.int64)
+
+
+def _int_pair(v, name, pair_only=False):
+    """(a, b) of positive ints from a pair, or (v, v) from one int (a block side)."""
+    vals = (v, v) if (isinstance(v, (int, np.integer)) and not pair_only) else v
+    try:
+        vals = tuple(vals)
+    except TypeError:
+        vals = ()
+    what = "(rows, cols)" if pair_only else "one int or a pair (rows, cols)"
+    if len(vals) != 2:
+        raise ValueError(f"{name}: expected {what} of positive integers, got {v!r}")
+    for x in vals:
+        if _is_bool(x) or not isinstance(x, (int, np.integer)) or x <= 0:
+            raise ValueError(f"{name}: expected {what} of positive integers, got {v!r}")
+    return int(vals[0]), int(vals[1])
+
+
+GROUPS_RULE = ("a Groups; an int s (consecutive groups of s features); one label per feature (length n_features); "
+               "a list of group sizes (consecutive groups, summing to n_features, any other length); or a list of "
+               "index lists")
+
+
 def as_groups(groups, n_features: int) -> Groups:
-    """Accept a Groups, a list of sizes, or one label per feature; check it covers ``n_features``."""
+    """The ``groups`` argument of ``solve``, ``select`` and the estimators, read by one rule:
+
+    - a ``Groups``: used as is;
+    - an int ``s`` >= 1: consecutive groups of ``s`` features (``s`` must divide ``n_features``);
+    - a flat sequence of length ``n_features``: one label per feature (any ints or strings; columns in any order),
+      as scikit-learn's ``groups`` are labels;
+    - a flat sequence of positive ints of any other length: consecutive group sizes, summing to ``n_features``;
+    - a sequence of sequences: the index lists of the groups (``Groups.from_indices``).
+
+    The one input that fits two readings, ``[1] * n_features`` (sizes: one group per feature; labels: a single
+    group), is refused with an error that says how to write either.  Anything else is refused naming ``groups``.
+    """
+    n_features = check_positive_int(n_features, "n_features")
     if isinstance(groups, Groups):
         g = groups
     elif groups is None:
-        raise ValueError("groups: required (a Groups, a list of group sizes, or one label per feature)")
-    elif np.isscalar(groups):
+        raise ValueError(f"groups: required: {GROUPS_RULE}")
+    elif isinstance(groups, (int, np.integer)) and not _is_bool(groups):
         size = int(groups)
         if size <= 0 or n_features % size:
-            raise ValueError(f"groups: an int means equal groups of that size and must divide n_features="
+            raise ValueError(f"groups: an int means consecutive groups of that size and must divide n_features="
                              f"{n_features}, got {groups}")
         g = Groups.from_sizes([size] * (n_features // size))
-    else:
-        arr = np.asarray(groups)
-        if arr.ndim == 1 and arr.size == n_features:  # one label per column (all-ones too: one group)
-            g = Groups.from_labels(arr)
-        elif arr.size == 0 or (np.issubdtype(arr.dtype, np.integer)
-                               and (arr.min() > 0 or arr.sum() == n_features)):
-            g = Groups.from_sizes(arr)  # from_sizes names a bad size; a wrong total is caught below
-        else:
-            raise ValueError(f"groups: {arr.size} entries are neither one label per column ({n_features}) nor "
-                             f"positive group sizes")
+    elif hasattr(groups, "__len__") and not isinstance(groups, (str, bytes, dict, set, frozenset)):
+        g = _groups_from_sequence(groups, n_features)
+    else:  # floats (2.5 is no group size), bools, strings, unordered containers
+        raise ValueError(f"groups: expected {GROUPS_RULE}; got {groups!r}")
     if g.n_features != n_features:
         raise ValueError(f"groups: cover {g.n_features} features but X has {n_features} columns")
     return g
+
+
+def _groups_from_sequence(groups, n):
+    items = list(groups)
+    if len(items) == 0:
+        raise ValueError(f"groups: is empty; expected {GROUPS_RULE}")
+    nested = [np.ndim(v) > 0 and not isinstance(v, (str, bytes)) for v in items]
+    if all(nested):
+        return Groups.from_indices(items, n)
+    if any(nested):
+        raise ValueError("groups: mixes lists and scalars; give one label per feature, a list of sizes, or a "
+                         "list of index lists")
+    arr = _as_array(items, "groups")
+    if arr.dtype.kind == "b":
+        raise ValueError("groups: booleans are neither group labels nor group sizes (a mask is not a grouping)")
+    if arr.size == n:
+        if n > 1 and arr.dtype.kind in "iu" and np.all(arr == 1):
+            raise ValueError(f"groups: [1] * {n} reads both as {n} group sizes of 1 and as one label shared by "
+                             f"all features; write groups=1 (one group per feature) or "
+                             f"groups=Groups.from_labels(labels) / groups={n} (a single group)")
+        try:
+            return Groups.from_labels(arr)
+        except ValueError as e:
+            raise ValueError(f"groups: read as one label per feature: {e}") from None
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"groups: {arr.size} entries for {n} features: not one label per feature, and group "
+                         f"sizes must be positive integers, got {arr[:5].tolist()}")
+    if np.any(arr <= 0):
+        raise ValueError(f"groups: read as group sizes ({arr.size} entries for {n} features); group sizes must be "
+                         f">= 1, got {arr[arr <= 0][:5].tolist()}")
+    if arr.sum() != n:
+        raise ValueError(f"groups: cover {int(arr.sum())} features but X has {n} columns (read as {arr.size} "
+                         f"group sizes; give sizes summing to {n}, or one label per feature)")
+    return Groups.from_sizes(arr)
