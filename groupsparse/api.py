@@ -111,7 +111,9 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
     lambdas = np.asarray(lambdas, dtype=float).ravel()
     if lambdas.size == 0 or np.any(~np.isfinite(lambdas)) or np.any(lambdas < 0):
         raise ValueError("lambdas: must be a non-empty sequence of finite values >= 0")
-    sols = _load_checkpoint(checkpoint, lambdas) if checkpoint else []
+    key = _checkpoint_key(checkpoint, loss, penalty, groups, lambdas, solver=solver, tol=tol, **options) \
+        if checkpoint is not None else None
+    sols = _load_checkpoint(checkpoint, lambdas, key) if checkpoint is not None else []
     warm, warm_b = (sols[-1].coef, sols[-1].intercept) if sols else (None, None)
     it = range(len(sols), lambdas.size)
     if progress:
@@ -123,25 +125,61 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
         sol.lam = float(lambdas[i])
         sols.append(sol)
         warm, warm_b = sol.coef, sol.intercept
-        if checkpoint:
-            _save_checkpoint(checkpoint, lambdas, sols)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, lambdas, sols, key)
     return sols
 
 
-def _save_checkpoint(path, lambdas, sols):
-    import pickle, os
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump({"lambdas": lambdas, "solutions": sols}, f)
-    os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
+_CKPT_FORMAT, _CKPT_VERSION = "groupsparse.solve_path", 1
 
 
-def _load_checkpoint(path, lambdas):
-    import pickle, os
+def _checkpoint_key(path, loss, penalty, groups, lambdas, **options):
+    """Fingerprint of everything that determines the path: data and loss options, penalty class and parameters
+    (lam aside: the grid sets it), groups, lambdas, solver options (``checkpoint.fingerprint``).  Also checks
+    ``path`` before any work: a file path whose folder exists."""
+    import os
+    from .checkpoint import fingerprint
+    from .groups import Groups, as_groups
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise ValueError(f"checkpoint: expected a file path, got {path!r}") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint: folder {folder} of {path} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint: {path} is a folder, expected a file path")
+    g = groups if isinstance(groups, Groups) else as_groups(groups, loss.n_features)
+    opts = {k: v for k, v in options.items() if k not in ("verbose", "max_time")}  # limits of this run only
+    return fingerprint(_CKPT_FORMAT, loss, penalty.with_lam(1.0), g, np.asarray(lambdas, float), opts)
+
+
+def _save_checkpoint(path, lambdas, sols, key):
+    from .checkpoint import save_npz_json, solution_record
+    meta = {"format": _CKPT_FORMAT, "version": _CKPT_VERSION, "fingerprint": key, "solutions": []}
+    arrays = {"lambdas": np.asarray(lambdas, dtype=float)}
+    for i, sol in enumerate(sols):
+        rec, arr = solution_record(sol, f"sol{i}.")
+        meta["solutions"].append(rec)
+        arrays.update(arr)
+    save_npz_json(path, meta, arrays)  # atomic, under a unique temporary name
+
+
+def _load_checkpoint(path, lambdas, key):
+    """The solutions saved at ``path`` (none if it does not exist yet); a checkpoint of another problem, another
+    lambda grid, or a damaged file raises ``CheckpointError`` (a ValueError) naming the path."""
+    import os
+    from .checkpoint import CheckpointError, load_npz_json, solution_from_record
     if not os.path.exists(path):
         return []
-    with open(path, "rb") as f:
-        data = pickle.load(f)
-    if not np.array_equal(data["lambdas"], lambdas):
-        raise ValueError(f"checkpoint: {path} was written for a different lambda grid")
-    return list(data["solutions"])
+    meta, arrays = load_npz_json(path, _CKPT_FORMAT, _CKPT_VERSION)
+    saved = arrays.get("lambdas")
+    if saved is None or saved.shape != np.shape(lambdas) or not np.array_equal(saved, lambdas):
+        raise CheckpointError(f"checkpoint: {path} was written for a different lambda grid")
+    if meta.get("fingerprint") != key:
+        raise CheckpointError(f"checkpoint: {path} was written for another problem (the data, loss options, "
+                              f"penalty, groups or solver options differ); delete it or use another path")
+    recs = meta.get("solutions")
+    if not isinstance(recs, list) or len(recs) > len(lambdas):
+        raise CheckpointError(f"checkpoint: {path} is damaged (solutions record)")
+    return [solution_from_record(r, arrays, f"sol{i}.", f"{path}, solution {i}") for i, r in enumerate(recs)]
