@@ -6,7 +6,17 @@ fail.  ``python -m proofs_checks`` runs them all and writes a Markdown report wi
 """
 from importlib import import_module
 
-from .framework import REGISTRY, Claim, ClaimResult, Control, Outcome, run_claim, run_control
+try:
+    from .framework import (REGISTRY, Claim, ClaimResult, Control, Outcome, run_claim, run_claim_limited,
+                            run_control)
+except ModuleNotFoundError as e:  # hypothesis is a test extra: say so in one line instead of a traceback
+    if e.name != "hypothesis":
+        raise
+    MISSING = "hypothesis"
+    INSTALL_HINT = ("proofs_checks needs hypothesis: pip install hypothesis "
+                    "(or the test extra: pip install 'groupsparse[test]')")
+else:
+    MISSING = None
 
 MODULES = [
     "identity_mask_group_lasso",
@@ -25,11 +35,18 @@ MODULES = [
     "mcp_scad_orthonormal",
     "group_lasso_kkt_lambda_max",
     "duality_gap",
+    "penalty_prox",
+    "penalty_consistency",
+    "selection_steps",
+    "selection_bound",
+    "solver_certificate",
 ]
 
 
 def load_all():
     """Import every claim module (each registers its claims); returns the registry."""
+    if MISSING:
+        raise ModuleNotFoundError(INSTALL_HINT, name=MISSING)
     import importlib.util
     for m in MODULES:
         if importlib.util.find_spec(f"{__name__}.{m}") is not None:
@@ -37,5 +54,5 @@ def load_all():
     return REGISTRY
 
 
-__all__ = ["REGISTRY", "Claim", "ClaimResult", "Control", "Outcome", "run_claim", "run_control", "load_all",
-           "MODULES"]
+__all__ = ["REGISTRY", "Claim", "ClaimResult", "Control", "Outcome", "run_claim", "run_claim_limited", "run_control",
+           "load_all", "MODULES"]

@@ -18,6 +18,8 @@ A ``Claim`` is one theoretical statement made executable:
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from hypothesis import seed as hseed
 from hypothesis import strategies as st
 
 __all__ = ["Outcome", "Control", "Claim", "ClaimResult", "ControlResult", "REGISTRY", "register",
-           "run_claim", "run_control", "seeds", "st"]
+           "run_claim", "run_claim_limited", "run_control", "seeds", "st"]
 
 
 @dataclass
@@ -95,9 +97,12 @@ class ClaimResult:
     controls: list
     seconds: float
     error: str | None = None
+    timed_out: bool = False
 
     @property
     def verdict(self) -> str:
+        if self.timed_out:
+            return "TIMED OUT"
         if self.error:
             return "ERROR"
         if self.counterexample is not None:
@@ -195,15 +200,36 @@ def _run_control(ctrl, seed, budget):
 
 
 def run_claim(claim: Claim, n_examples: int = 100, seed: int = 0, progress: bool = False,
-              control_budget: int | None = None) -> ClaimResult:
+              control_budget: int | None = None, controls: bool = True) -> ClaimResult:
+    """Run one claim (and its negative controls unless ``controls=False``).  ``progress``: a tqdm bar on a
+    terminal; ``"lines"``: a plain line to stderr at every quarter of the budget (logs, CI, pipes)."""
     with _one_thread():
-        return _run_claim(claim, n_examples, seed, progress, control_budget)
+        return _run_claim(claim, n_examples, seed, progress, control_budget, controls)
 
 
-def _run_claim(claim, n_examples, seed, progress, control_budget):
+class _Lines:
+    """Plain progress lines (no terminal needed): one per quarter of the budget."""
+
+    def __init__(self, name, total):
+        self.name, self.total, self.n, self.t0 = name, total, 0, time.perf_counter()
+        self.every = max(1, total // 4)
+
+    def update(self, k=1):
+        self.n += k
+        if self.n % self.every == 0 and self.n < self.total:
+            print(f"  {self.name}: {self.n}/{self.total} instances ({time.perf_counter() - self.t0:.1f}s)",
+                  file=sys.stderr, flush=True)
+
+    def close(self):
+        pass
+
+
+def _run_claim(claim, n_examples, seed, progress, control_budget, controls=True):
     t0 = time.perf_counter()
     bar = None
-    if progress:
+    if progress == "lines":
+        bar = _Lines(claim.name, n_examples)
+    elif progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=n_examples, desc=claim.name, leave=False)
     err = None
@@ -218,14 +244,60 @@ def _run_claim(claim, n_examples, seed, progress, control_budget):
         recs, _, _ = _drive(claim.strategy, claim.check, n_examples, seed, shrink=False, stop_on_violation=False)
     if bar:
         bar.close()
-    controls = [run_control(c, seed, control_budget) for c in claim.controls]
+    ctl = [run_control(c, seed, control_budget) for c in claim.controls] if controls else []
     if recs:
         i = int(np.argmin([s for _, s, _ in recs]))
         worst, wp, wi = recs[i][1], recs[i][0], recs[i][2]
     else:
         worst, wp, wi = math.nan, None, None
     return ClaimResult(claim, len(recs), worst, wp, wi, fail, fail_info, [r[2] for r in recs],
-                       [r[1] for r in recs], controls, time.perf_counter() - t0, err)
+                       [r[1] for r in recs], ctl, time.perf_counter() - t0, err)
+
+
+def run_claim_limited(claim: Claim, time_limit: float | None, **kw) -> ClaimResult:
+    """``run_claim`` in a forked worker that is killed after ``time_limit`` seconds: a claim that runs past it
+    (a solver that hangs, a slow mutant) gives a "TIMED OUT" result instead of hanging the run.  Without a limit,
+    or where fork is unavailable (Windows), the claim runs in this process."""
+    if not time_limit or not hasattr(os, "fork"):
+        return run_claim(claim, **kw)
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")  # fork: the claim (with its lambdas) is inherited, never pickled
+    recv, send = ctx.Pipe(duplex=False)
+    t0 = time.perf_counter()
+    proc = ctx.Process(target=_worker, args=(claim, kw, send), daemon=True)
+    proc.start()
+    send.close()
+    payload, err = None, None
+    try:
+        if recv.poll(time_limit):
+            payload = recv.recv()
+    except EOFError:  # the worker died without a result (crash, out of memory)
+        err = "worker exited without a result"
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
+    if payload is not None:
+        return ClaimResult(claim=claim, **payload)
+    timed_out = err is None
+    msg = f"timed out after {time_limit:g}s" if timed_out else f"{err} (exit code {proc.exitcode})"
+    return ClaimResult(claim, 0, math.nan, None, None, None, None, [], [], [], time.perf_counter() - t0, msg,
+                       timed_out=timed_out)
+
+
+def _worker(claim, kw, send):
+    try:
+        r = run_claim(claim, **kw)
+        payload = {k: v for k, v in r.__dict__.items() if k != "claim"}
+        try:
+            send.send(payload)
+        except Exception:  # noqa: BLE001 - an info dict that does not pickle: send the verdict without records
+            payload.update(records=[], worst_info=None, counterexample_info=None)
+            send.send(payload)
+    finally:
+        send.close()
+        os._exit(0)  # skip atexit handlers inherited from the parent
 
 
 def rel(a, b, floor=1.0):

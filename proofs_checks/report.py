@@ -52,34 +52,42 @@ def _jsonable(d):
     return out
 
 
-def write(results, outdir, args):
+def write(results, outdir, args, figures=True, done=None):
+    """report.md and summary.json for ``results``; ``done = (claims finished, claims planned)`` marks a partial
+    report (written after every claim, figures only at the end).  Files are replaced atomically."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / ".gitignore").write_text("*\n")  # generated: never committed
     figs = {}
     for r in results:
-        if r.claim.figure is not None and r.records:
+        if figures and r.claim.figure is not None and r.records:
             try:
                 figs[r.claim.name] = [Path(p).name for p in r.claim.figure(r, outdir)]
             except Exception as e:  # noqa: BLE001 - a broken figure must not hide the results
                 figs[r.claim.name] = [f"(figure failed: {e})"]
-    figs["_slacks"] = [_slack_figure(results, outdir)]
-    md = [f"# proofs_checks report", "",
+    figs["_slacks"] = [_slack_figure(results, outdir)] if figures else []
+    partial = done is not None and done[0] < done[1]
+    md = [f"# proofs_checks report" + (f" (PARTIAL: {done[0]} of {done[1]} claims done)" if partial else ""), "",
           f"Run {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({platform.processor() or platform.machine()}), "
           f"python {platform.python_version()}, numpy {np.__version__}. "
           f"Command: `python -m proofs_checks --examples {args.examples} --seed {args.seed}"
-          f"{' --only ' + args.only if args.only else ''}`.", "",
+          f"{' --only ' + args.only if getattr(args, 'only', None) else ''}"
+          f"{' --skip ' + args.skip if getattr(args, 'skip', None) else ''}"
+          f"{' --no-controls' if getattr(args, 'no_controls', False) else ''}`.", "",
           "Slack: how far an instance is from violating the claim after its numerical tolerance (>= 0 holds). "
           "Verdicts: **holds** (no violation, every negative control flagged), **VIOLATED** (a counterexample, "
           "shrunk by hypothesis, below), **CONTROL MISSED** (a negative control was not flagged: the check lacks "
-          "teeth), **informational** (constants unconfirmed: reported, never a verdict).", "",
+          "teeth), **informational** (constants unconfirmed: reported, never a verdict), **TIMED OUT** (the claim "
+          "ran past the per-claim time limit), **ERROR** (the check crashed).", "",
           "| claim | source | instances | worst slack | verdict | controls flagged | time |",
           "|---|---|---|---|---|---|---|"]
     for r in results:
         nflag = sum(c.flagged for c in r.controls)
         md.append(f"| {r.claim.name} | {r.claim.source} | {r.instances} | {_fmt(r.worst_slack)} | {r.verdict} | "
                   f"{nflag}/{len(r.controls)} | {r.seconds:.1f}s |")
-    md += ["", f"Total time {sum(r.seconds for r in results):.1f}s.", "", f"![worst slacks]({figs['_slacks'][0]})", ""]
+    md += ["", f"Total time {sum(r.seconds for r in results):.1f}s.", ""]
+    if figs["_slacks"]:
+        md += [f"![worst slacks]({figs['_slacks'][0]})", ""]
     # claims false / vacuous / needing assumptions
     md += ["## Claims that are false, vacuous or need an extra assumption as printed", ""]
     for r in results:
@@ -120,12 +128,18 @@ def write(results, outdir, args):
                    "", "</details>"]
         md.append("")
     path = outdir / "report.md"
-    path.write_text("\n".join(md))
+    _atomic_write(path, "\n".join(md))
     summary = [dict(claim=r.claim.name, source=r.claim.source, instances=r.instances, worst_slack=r.worst_slack,
-                    verdict=r.verdict, seconds=r.seconds,
+                    verdict=r.verdict, seconds=r.seconds, error=r.error,
                     controls={c.name: c.flagged for c in r.controls}) for r in results]
-    (outdir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    _atomic_write(outdir / "summary.json", json.dumps(summary, indent=1, default=str))
     return path
+
+
+def _atomic_write(path, text):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _slack_figure(results, outdir):

@@ -1,0 +1,478 @@
+"""Mutation testing of the numerical core: does ``proofs_checks`` (and do the related tests) catch injected bugs?
+
+    python benchmarks/mutation.py [--n 130] [--seed 0] [--out benchmarks/results/mutation.json]
+
+A small AST mutator (mutmut and cosmic-ray assume one test command per project and mutate in place; here the shared
+checkout must never be touched): every mutant is one small edit of one of
+
+    groupsparse/penalties.py, groupsparse/problem.py, groupsparse/selection/*.py, groupsparse/solvers/*.py
+
+Operators: arithmetic swaps (+ <-> -, * <-> /), comparison flips (< <-> >, <= <-> >=, == <-> !=) and boundary
+shifts (< <-> <=, > <-> >=), numeric constants (c -> c + 1, c * 2, 0), min <-> max (also np.minimum/np.maximum,
+np.min/np.max, argmin/argmax), and <-> or, return-value negation (-x, or ``not`` for a boolean expression), and
+dropping one statement of a small body (<= 3 statements -> ``pass``).  Not mutated: strings and docstrings,
+``__repr__``, ``if verbose:`` bodies and the arguments of ``raise`` (presentation, not numerics).
+
+The candidates of all files are enumerated in a fixed order and ``--n`` of them are drawn with ``random.Random(seed)``.
+The repository (``git archive HEAD``: committed code only, never other people's work in progress) is unpacked once
+into a scratch directory placed first on PYTHONPATH; each mutant rewrites one file there, runs, and restores it.
+Per mutant, with a time limit each (a timeout counts as killed, recorded as "timeout"):
+
+ (a) ``python -m proofs_checks`` in a fast configuration (few examples, no negative controls, stop at the first
+     claim that fails) on the claims related to the mutated file;
+ (b) only if (a) did not kill it: the related tests (pytest -x), test_proofs_checks.py included.
+
+Results are written after every mutant to ``--out`` (resumable: finished mutants of the same configuration are
+skipped), with the score overall, per category and for proofs_checks alone, and the surviving mutants.
+Run it alone, under ``nice``: it is a benchmark, not part of CI.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ["groupsparse/penalties.py", "groupsparse/problem.py", "groupsparse/selection", "groupsparse/solvers"]
+
+# claims of proofs_checks related to each mutated file (name substrings, cheap ones first: --fail-fast)
+CLAIMS = {
+    "penalties": ["penalty_prox", "penalty_consistency", "mcp_scad_orthonormal", "solver_certificate",
+                  "lemma_2_5", "lemma_2_4", "group_lasso_kkt", "duality_gap", "axiotis_yasuda",
+                  "identity_mask_group_lasso.whole", "lemma_2_3_powerprop.whole", "lemma_2_1_exp_mask.whole",
+                  "lemma_2_2_l1_mask.whole", "theorem_1_1"],
+    "problem": ["penalty_prox", "penalty_consistency", "solver_certificate", "duality_gap", "group_lasso_kkt",
+                "mcp_scad_orthonormal.solver", "axiotis_yasuda", "selection_steps", "selection_bound",
+                "identity_mask_group_lasso.whole", "lemma_2_3_powerprop.whole", "theorem_1_1"],
+    "solvers": ["solver_certificate", "duality_gap", "group_lasso_kkt", "mcp_scad_orthonormal.solver",
+                "penalty_consistency", "axiotis_yasuda", "identity_mask_group_lasso.whole",
+                "lemma_2_3_powerprop.whole", "theorem_1_1", "lemma_2_1_exp_mask.whole"],
+    "selection": ["selection_steps", "selection_bound", "greedy_submodularity_ratio.group_omp",
+                  "rsc_implies_weak", "iht_guarantee.descent", "arht_guarantee", "theorem_b3"],
+}
+TESTS = {
+    "penalties": ["tests/test_penalties.py", "tests/test_solvers.py", "tests/test_bad_input.py"],
+    "problem": ["tests/test_solvers.py", "tests/test_penalties.py", "tests/test_selection.py",
+                "tests/test_bad_input.py"],
+    "solvers": ["tests/test_solvers.py", "tests/test_penalties.py", "tests/test_bad_input.py"],
+    "selection": ["tests/test_selection.py", "tests/test_selection_gram.py", "tests/test_bad_input.py"],
+}
+# "prox/penalty/bound" category (the acceptance figure for proofs_checks alone): these files and Problem methods
+PPB_FILES = ("groupsparse/penalties.py", "groupsparse/selection/bound.py")
+PPB_FUNCS = ("kkt", "duality_gap", "_dual_point", "penalty_value", "objective", "prox", "fixpoint_scores")
+
+SWAP_BIN = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
+FLIP_CMP = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
+EDGE_CMP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt}
+MINMAX = {"min": "max", "max": "min", "minimum": "maximum", "maximum": "minimum", "argmin": "argmax",
+          "argmax": "argmin", "amin": "amax", "amax": "amin", "nanmin": "nanmax", "nanmax": "nanmin"}
+
+
+# ---------------------------------------------------------------------------------------------- mutants
+def _key(path):
+    p = path.replace("\\", "/")
+    for k in ("penalties", "problem", "solvers", "selection"):
+        if f"/{k}" in p:
+            return k
+    raise ValueError(path)
+
+
+class _Collector(ast.NodeVisitor):
+    """Every mutation site of one module, as (line, col, end_line, end_col, replacement text, operator, func)."""
+
+    def __init__(self, src):
+        self.src, self.out, self.func = src, [], []
+        self.lines = src.splitlines(keepends=True)
+
+    def _seg(self, node):
+        return ast.get_source_segment(self.src, node)
+
+    def _add(self, node, new_text, op):
+        self.out.append(dict(line=node.lineno, col=node.col_offset, end_line=node.end_lineno,
+                             end_col=node.end_col_offset, original=self._seg(node), mutated=new_text, operator=op,
+                             function=".".join(self.func)))
+
+    def visit_FunctionDef(self, node):
+        if node.name == "__repr__":
+            return
+        self.func.append(node.name)
+        self._small_body(node.body)
+        for s in node.body:
+            if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)):
+                self.visit(s)
+        self.func.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node):
+        self.func.append(node.name)
+        for s in node.body:
+            if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)):
+                self.visit(s)
+        self.func.pop()
+
+    def visit_If(self, node):
+        if isinstance(node.test, ast.Name) and node.test.id == "verbose":
+            return  # printing only
+        self._small_body(node.body)
+        self._small_body(node.orelse)
+        self.generic_visit(node)
+
+    def visit_For(self, node):
+        self._small_body(node.body)
+        self.generic_visit(node)
+
+    visit_While = visit_For
+
+    def visit_Raise(self, node):
+        return  # error messages: presentation
+
+    def visit_JoinedStr(self, node):
+        return
+
+    def visit_arguments(self, node):
+        for d in node.defaults + node.kw_defaults:  # default values are mutated like any constant
+            if d is not None:
+                self.visit(d)
+
+    def visit_AnnAssign(self, node):
+        if node.value is not None:
+            self.visit(node.value)
+
+    def _small_body(self, body):
+        stmts = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+        if 1 <= len(stmts) <= 3:
+            for s in stmts:
+                if isinstance(s, (ast.Assign, ast.AugAssign, ast.Expr, ast.Return, ast.Break, ast.Continue)):
+                    self._add(s, "pass", "drop statement")
+
+    def visit_BinOp(self, node):
+        if type(node.op) in SWAP_BIN:
+            m = copy.copy(node)
+            m.op = SWAP_BIN[type(node.op)]()
+            self._replace_op(node, m, "arithmetic swap")
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node):
+        if type(node.op) in SWAP_BIN:
+            m = copy.copy(node)
+            m.op = SWAP_BIN[type(node.op)]()
+            self._add(node, ast.unparse(m), "arithmetic swap")
+        self.generic_visit(node)
+
+    def _replace_op(self, node, m, op):
+        # keep the operands' original text (and comments/formatting inside them): only the operator changes
+        left, right = self._seg(node.left), self._seg(node.right)
+        if left is None or right is None:
+            return
+        whole = self._seg(node)
+        a = whole.find(left) + len(left)
+        b = whole.rfind(right)
+        mid = whole[a:b]
+        sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+        old_sym, new_sym = sym[type(node.op)], sym[type(m.op)]
+        if mid.count(old_sym) != 1:
+            return
+        self._add(node, whole[:a] + mid.replace(old_sym, new_sym) + whole[b:], op)
+
+    def visit_Compare(self, node):
+        if len(node.ops) == 1:
+            t = type(node.ops[0])
+            for table, name in ((FLIP_CMP, "comparison flip"), (EDGE_CMP, "comparison boundary")):
+                if t in table:
+                    m = copy.copy(node)
+                    m.ops = [table[t]()]
+                    self._add(node, ast.unparse(m), name)
+        self.generic_visit(node)
+
+    def visit_BoolOp(self, node):
+        m = copy.copy(node)
+        m.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+        self._add(node, ast.unparse(m), "and/or swap")
+        self.generic_visit(node)
+
+    def visit_Call(self, node):
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else (f.attr if isinstance(f, ast.Attribute) else None)
+        if name in MINMAX:
+            if isinstance(f, ast.Name):
+                self._add(f, MINMAX[name], "min/max swap")
+            else:
+                seg = self._seg(f)
+                self._add(f, seg[: seg.rfind(name)] + MINMAX[name], "min/max swap")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node):
+        v = node.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return
+        for new, op in ((v + 1, "constant c+1"), (v * 2, "constant c*2"), (0, "constant 0")):
+            if new != v:
+                self._add(node, repr(type(v)(new)) if not isinstance(new, float) or new == new else repr(new), op)
+
+    def visit_Return(self, node):
+        if node.value is not None and not (isinstance(node.value, ast.Constant) and node.value.value is None):
+            v = node.value
+            boolean = isinstance(v, (ast.Compare, ast.BoolOp)) or (isinstance(v, ast.UnaryOp) and
+                                                                    isinstance(v.op, ast.Not))
+            seg = self._seg(v)
+            if seg is not None and not isinstance(v, ast.Tuple):
+                self._add(v, f"(not ({seg}))" if boolean else f"(-({seg}))", "return negation")
+        self.generic_visit(node)
+
+
+def candidates(root):
+    files = []
+    for t in TARGETS:
+        p = root / t
+        files += sorted(p.glob("*.py")) if p.is_dir() else [p]
+    out = []
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        if f.name == "__init__.py" and rel.startswith("groupsparse/solvers"):
+            continue  # registry only
+        src = f.read_text()
+        c = _Collector(src)
+        c.visit(ast.parse(src))
+        for m in c.out:
+            m["file"] = rel
+            if m["original"] is None:
+                continue
+            out.append(m)
+    out.sort(key=lambda m: (m["file"], m["line"], m["col"], m["operator"], m["mutated"]))
+    for i, m in enumerate(out):
+        m["uid"] = hashlib.sha1(json.dumps([m[k] for k in ("file", "line", "col", "end_line", "end_col",
+                                                            "operator", "mutated")]).encode()).hexdigest()[:12]
+        m["category"] = category(m)
+    return out
+
+
+def category(m):
+    if m["file"] in PPB_FILES or (m["file"] == "groupsparse/problem.py" and m["function"].split(".")[-1] in PPB_FUNCS):
+        return "prox/penalty/bound"
+    return {"penalties": "penalty", "problem": "problem", "solvers": "solver", "selection": "selection"}[_key(m["file"])]
+
+
+def apply(src, m):
+    lines = src.splitlines(keepends=True)
+    starts = [0]
+    for ln in lines:
+        starts.append(starts[-1] + len(ln))
+    # ast offsets are in UTF-8 bytes; the files are ASCII in the mutated regions (checked by compile below)
+    a = starts[m["line"] - 1] + _char_col(lines[m["line"] - 1], m["col"])
+    b = starts[m["end_line"] - 1] + _char_col(lines[m["end_line"] - 1], m["end_col"])
+    assert src[a:b] == m["original"], (m["file"], m["line"], src[a:b], m["original"])
+    new = src[:a] + m["mutated"] + src[b:]
+    compile(new, m["file"], "exec")
+    return new
+
+
+def _char_col(line, byte_col):
+    return len(line.encode()[:byte_col].decode(errors="ignore"))
+
+
+# ---------------------------------------------------------------------------------------------- running
+def snapshot(work):
+    """Unpack the committed repository (git archive HEAD) into ``work``."""
+    data = subprocess.run(["git", "archive", "HEAD", "groupsparse", "proofs_checks", "tests", "pyproject.toml"],
+                          cwd=ROOT, check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=BytesIO(data)) as tar:
+        tar.extractall(work)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def _env(work):
+    env = dict(os.environ, PYTHONPATH=str(work), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+    return env
+
+
+def run_cmd(cmd, work, timeout):
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(["nice", "-n", "10", *cmd], cwd=work, env=_env(work), capture_output=True, text=True,
+                           timeout=timeout, start_new_session=True)
+        rc, out = p.returncode, (p.stdout + p.stderr)
+    except subprocess.TimeoutExpired as e:
+        rc, out = "timeout", ((e.stdout or b"").decode(errors="ignore") if isinstance(e.stdout, bytes)
+                              else (e.stdout or ""))
+    return rc, time.perf_counter() - t0, out
+
+
+def proofs_cmd(key, args):
+    return [sys.executable, "-m", "proofs_checks", "--examples", str(args.examples), "--seed", "0", "--no-controls",
+            "--fail-fast", "--no-figures", "--time-limit", str(args.claim_limit), "--only", ",".join(CLAIMS[key]),
+            "--out", "pc_report"]
+
+
+def tests_cmd(key):
+    return [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *TESTS[key],
+            "tests/test_proofs_checks.py"]
+
+
+def _first_failure(out, kind):
+    for line in out.splitlines():
+        if kind == "pc" and (": VIOLATED" in line or ": ERROR" in line or ": TIMED OUT" in line):
+            return line.split("] ", 1)[-1][:200]
+        if kind == "tests" and (line.startswith("FAILED") or line.startswith("ERROR")):
+            return line[:200]
+    return out.strip().splitlines()[-1][:200] if out.strip() else ""
+
+
+def run_mutant(m, work, args):
+    path = work / m["file"]
+    orig = path.read_text()
+    key = _key(m["file"])
+    rec = {k: m[k] for k in ("uid", "file", "line", "function", "operator", "category", "original", "mutated")}
+    try:
+        path.write_text(apply(orig, m))
+        rc, sec, out = run_cmd(proofs_cmd(key, args), work, args.pc_timeout)
+        rec["proofs_checks"] = dict(rc=rc, seconds=round(sec, 1), first_failure=_first_failure(out, "pc")
+                                    if rc != 0 else "")
+        if rc != 0:
+            rec["status"] = "timeout" if rc == "timeout" else "killed"
+            rec["killed_by"] = "proofs_checks"
+            return rec
+        rc, sec, out = run_cmd(tests_cmd(key), work, args.tests_timeout)
+        rec["tests"] = dict(rc=rc, seconds=round(sec, 1), first_failure=_first_failure(out, "tests") if rc else "")
+        if rc == 0:
+            rec["status"] = "survived"
+        else:
+            rec["status"] = "timeout" if rc == "timeout" else "killed"
+            rec["killed_by"] = "tests"
+        return rec
+    finally:
+        path.write_text(orig)
+
+
+def summarize(recs, explained):
+    def score(rs):
+        n = len(rs)
+        k = sum(r["status"] in ("killed", "timeout") for r in rs)
+        return dict(mutants=n, killed=k, score=round(k / n, 4) if n else None)
+
+    def pc_score(rs):
+        n = len(rs)
+        k = sum(r.get("killed_by") == "proofs_checks" for r in rs)
+        return dict(mutants=n, killed=k, score=round(k / n, 4) if n else None)
+
+    cats = sorted({r["category"] for r in recs})
+    surv = [r for r in recs if r["status"] == "survived"]
+    eq = [r for r in surv if r["uid"] in explained]
+    nonequiv = [r for r in recs if r["uid"] not in explained]
+    return dict(
+        overall=score(recs),
+        overall_excluding_equivalent=score(nonequiv),
+        proofs_checks_alone=pc_score(recs),
+        per_category={c: dict(combined=score([r for r in recs if r["category"] == c]),
+                              proofs_checks_alone=pc_score([r for r in recs if r["category"] == c]))
+                      for c in cats},
+        timeouts=sum(r["status"] == "timeout" for r in recs),
+        survivors=len(surv), survivors_explained_equivalent=len(eq),
+    )
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=130, help="number of mutants to draw")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    ap.add_argument("--examples", type=int, default=12, help="proofs_checks instances per claim")
+    ap.add_argument("--claim-limit", type=float, default=60.0, help="seconds per claim inside proofs_checks")
+    ap.add_argument("--pc-timeout", type=float, default=180.0, help="seconds for the proofs_checks run of a mutant")
+    ap.add_argument("--tests-timeout", type=float, default=240.0, help="seconds for the test run of a mutant")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/mutation.json"))
+    ap.add_argument("--work", default=None, help="scratch directory (default: a new temporary one)")
+    ap.add_argument("--list", action="store_true", help="print the drawn mutants and exit")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated baseline run")
+    args = ap.parse_args(argv)
+    for name in ("n", "examples"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name}: must be >= 1")
+
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="groupsparse_mutation_"))
+    work.mkdir(parents=True, exist_ok=True)
+    commit = snapshot(work)
+    allm = candidates(work)
+    drawn = random.Random(args.seed).sample(allm, min(args.n, len(allm)))
+    if args.list:
+        for m in drawn:
+            print(f"{m['uid']} {m['file']}:{m['line']} [{m['category']}] {m['operator']}: {m['original']!r} -> "
+                  f"{m['mutated']!r}")
+        print(f"{len(drawn)} of {len(allm)} candidates")
+        return 0
+    config = dict(n=args.n, seed=args.seed, examples=args.examples, claim_limit=args.claim_limit,
+                  pc_timeout=args.pc_timeout, tests_timeout=args.tests_timeout, commit=commit,
+                  n_candidates=len(allm), targets=TARGETS)
+    out = Path(args.out)
+    state = json.loads(out.read_text()) if out.exists() else {}
+    same = {k: v for k, v in state.get("config", {}).items() if k != "commit"} == \
+        {k: v for k, v in config.items() if k != "commit"}
+    done = {r["uid"]: r for r in state.get("mutants", [])} if same else {}
+    explained = state.get("equivalent", {})
+    state = dict(command="python benchmarks/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                 config=config, started=state.get("started") if same else time.strftime("%Y-%m-%d %H:%M:%S"),
+                 claims=CLAIMS, tests=TESTS, equivalent=explained, baseline=state.get("baseline") if same else None,
+                 mutants=[done[m["uid"]] for m in drawn if m["uid"] in done])
+
+    def save():
+        state["summary"] = summarize(state["mutants"], explained)
+        state["survivors"] = [dict(uid=r["uid"], file=r["file"], line=r["line"], function=r["function"],
+                                   operator=r["operator"], original=r["original"], mutated=r["mutated"],
+                                   equivalent=explained.get(r["uid"]))
+                              for r in state["mutants"] if r["status"] == "survived"]
+        state["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(out)
+
+    print(f"work dir {work}; commit {commit[:10]}; {len(allm)} candidates, {len(drawn)} drawn, "
+          f"{len(state['mutants'])} already done", file=sys.stderr, flush=True)
+    if not args.no_baseline and state["baseline"] is None:
+        base = {}
+        for key in CLAIMS:
+            rc, sec, o = run_cmd(proofs_cmd(key, args), work, args.pc_timeout)
+            base[f"proofs_checks[{key}]"] = dict(rc=rc, seconds=round(sec, 1),
+                                                 failure=_first_failure(o, "pc") if rc else "")
+            rc, sec, o = run_cmd(tests_cmd(key), work, args.tests_timeout)
+            base[f"tests[{key}]"] = dict(rc=rc, seconds=round(sec, 1), failure=_first_failure(o, "tests") if rc else "")
+            print(f"baseline {key}: {base[f'proofs_checks[{key}]']} {base[f'tests[{key}]']}", file=sys.stderr,
+                  flush=True)
+        state["baseline"] = base
+        save()
+        bad = {k: v for k, v in base.items() if v["rc"] != 0}
+        if bad:
+            print(f"baseline fails, stopping: {bad}", file=sys.stderr)
+            return 2
+    t0 = time.perf_counter()
+    for i, m in enumerate(drawn):
+        if m["uid"] in done:
+            continue
+        rec = run_mutant(m, work, args)
+        state["mutants"].append(rec)
+        save()
+        s = state["summary"]["overall"]
+        print(f"[{time.perf_counter() - t0:7.1f}s] {i + 1}/{len(drawn)} {m['file']}:{m['line']} {m['operator']} "
+              f"{m['original']!r} -> {m['mutated']!r}: {rec['status']}"
+              f"{' by ' + rec['killed_by'] if rec.get('killed_by') else ''}  (score {s['killed']}/{s['mutants']})",
+              file=sys.stderr, flush=True)
+    save()
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(state["summary"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

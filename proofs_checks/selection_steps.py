@@ -1,0 +1,255 @@
+"""The library's selection steps are the algorithms they are named after (theory_checks.md 1.5, 2.1-2.3).
+
+Each library method is run and compared with a REFERENCE written here from the algorithm's definition, on small
+least-squares instances (optional ridge), with exact refits by ``numpy.linalg.solve``:
+
+- ``selection_steps.greedy``: group OMP (Lozano et al. 2009: add argmax_g ||grad_g L(beta_S)||, refit), its
+  "sacrifice" variant (add argmax_g 1/2 d_g^T Phi_g^{-1} d_g with Phi_g = X_g^T X_g / n + ridge I, abess's
+  forward sacrifice), and group OMPR (from OMP's support: add argmax gradient outside, drop argmin ||beta_j||
+  inside, refit, keep the swap only if the loss drops).  Same support and value (rtol 1e-9) when the scores have
+  no near-ties (top two 1e-6 apart at every step; other instances are discarded).
+- ``selection_steps.iht``: group IHT (W <- H_k(W - grad/L), L = lambda_max(X^T X/n) + ridge) and hard
+  thresholding pursuit (refit after every projection): the library's iterate (``selection.iht._iterate``, no
+  early stop) equals the reference after the same number of iterations (rtol 1e-9); the descent lemma
+  (theory_checks 2.1) then holds for the library's iterates because it holds for the reference's (checked here
+  too: every reference IHT step is monotone).
+- ``selection_steps.swap``: ``select(method='local_search')`` ends at a 1-swap local optimum (no single swap
+  lowers the loss, by brute-force refits); every method's reported objective is the exact refit value of its
+  support; ``method='exact'`` equals the enumerated optimum.
+
+Negative control: a reference OMP that adds the group of SMALLEST gradient must disagree with the library.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+from hypothesis import assume
+
+import groupsparse as gs
+from groupsparse.selection import BudgetProblem
+from groupsparse.selection.iht import _iterate
+
+from ._instances import design
+from .framework import Claim, Control, Outcome, register, seeds, st
+
+SOURCE = "Lozano et al. 2009 (group OMP); Jain et al. 2011 (OMPR); Blumensath & Davies 2009 (IHT); " \
+         "Foucart 2011 (HTP); theory_checks.md 1.5, 2.1-2.3"
+
+
+class LS:
+    """Least squares (1/2n)||y - X b||^2 + ridge/2 ||b||^2 with exact refits (the reference side)."""
+
+    def __init__(self, X, y, groups, ridge):
+        self.X, self.y, self.groups, self.ridge = X, y, groups, ridge
+        self.n, self.p = X.shape
+
+    def value(self, b):
+        r = self.y - self.X @ b
+        return 0.5 * r @ r / self.n + 0.5 * self.ridge * b @ b
+
+    def grad(self, b):
+        return self.X.T @ (self.X @ b - self.y) / self.n + self.ridge * b
+
+    def refit(self, S):
+        b = np.zeros(self.p)
+        cols = self.groups.columns(sorted(int(g) for g in S))
+        if cols.size:
+            A = self.X[:, cols]
+            b[cols] = np.linalg.solve(A.T @ A / self.n + self.ridge * np.eye(cols.size), A.T @ self.y / self.n)
+        return b, self.value(b)
+
+    def forward(self, d):
+        out = np.empty(self.groups.n_groups)
+        for g, idx in enumerate(self.groups.indices):
+            Phi = self.X[:, idx].T @ self.X[:, idx] / self.n + self.ridge * np.eye(idx.size)
+            out[g] = 0.5 * d[idx] @ np.linalg.solve(Phi, d[idx])
+        return out
+
+
+def build(params):
+    rng = np.random.default_rng(params["seed"])
+    sizes = [int(s) for s in rng.integers(1, 4, size=params["t"])]
+    p = sum(sizes)
+    n = params["n"]
+    X = design(params["design"], n, p, rng, rho=0.6)
+    groups = gs.Groups.from_sizes(sizes)
+    beta = np.zeros(p)
+    for g in rng.choice(len(sizes), size=min(3, len(sizes)), replace=False):
+        beta[groups.indices[g]] = rng.standard_normal(sizes[g]) * rng.uniform(0.3, 2.0)
+    y = X @ beta + 0.3 * rng.standard_normal(n)
+    ridge = params["ridge"]
+    k = min(params["k"], params["t"] - 1)
+    return rng, LS(X, y, groups, ridge), gs.LeastSquares(X, y, ridge=ridge), groups, k
+
+
+_strat = st.fixed_dictionaries({
+    "seed": seeds(), "design": st.sampled_from(["iid", "equicorr", "toeplitz"]), "t": st.integers(3, 8),
+    "k": st.integers(1, 4), "n": st.integers(15, 40), "ridge": st.sampled_from([0.0, 0.0, 1e-2, 0.3])})
+
+
+def _argmax_untied(scores, exclude=()):
+    s = np.array(scores, float)
+    s[list(exclude)] = -np.inf
+    order = np.argsort(-s)
+    top, second = s[order[0]], (s[order[1]] if np.isfinite(s[order[1]]) else -np.inf) if s.size > 1 else -np.inf
+    assume(top - second > 1e-6 * max(abs(top), 1e-300))  # near-ties make the pick ambiguous (theory_checks 0.3)
+    return int(order[0])
+
+
+def ref_omp(ref, k, score="gradient", worst=False):
+    S = []
+    b = np.zeros(ref.p)
+    for _ in range(k):
+        d = ref.grad(b)
+        sc = ref.groups.norms(d) ** 2 if score == "gradient" else ref.forward(d)
+        if worst:
+            sc = np.where(np.isin(np.arange(sc.size), S), np.inf, sc)
+            S.append(int(np.argmin(sc)))
+        else:
+            S.append(_argmax_untied(sc, S))
+        b, _ = ref.refit(S)
+    return sorted(S), ref.refit(S)[1]
+
+
+def ref_ompr(ref, k, max_iter=200, tol=1e-12):
+    S, val = ref_omp(ref, k)
+    for _ in range(max_iter):
+        b, _ = ref.refit(S)
+        add = _argmax_untied(ref.groups.norms(ref.grad(b)), S)
+        bn = ref.groups.norms(b)[S]
+        srt = np.sort(bn)
+        assume(srt.size < 2 or srt[1] - srt[0] > 1e-6 * max(srt[1], 1e-300))
+        drop = S[int(np.argmin(bn))]
+        S2 = sorted(set(S) - {drop} | {add})
+        v2 = ref.refit(S2)[1]
+        if not v2 < val - tol * max(1.0, abs(val)):
+            break
+        S, val = S2, v2
+    return S, val
+
+
+def _greedy(params, worst=False):
+    rng, ref, loss, groups, k = build(params)
+    slacks, info = [], {}
+    scale = max(1.0, ref.value(np.zeros(ref.p)))
+    cases = [("omp", dict(score="gradient")), ("omp", dict(score="sacrifice")), ("ompr", {})]
+    for method, opts in cases:
+        if method == "omp":
+            S_ref, v_ref = ref_omp(ref, k, opts["score"], worst=worst)
+        else:
+            if worst:
+                continue
+            S_ref, v_ref = ref_ompr(ref, k)
+        sol = gs.select(loss, groups, k, method=method, **opts)
+        same = sol.support.tolist() == S_ref
+        slacks.append((1e-9 - abs(sol.objective - v_ref) / scale) if same else -1.0)
+        info[f"{method}_{opts.get('score', '')}"] = dict(lib=sol.support.tolist(), ref=S_ref, lib_value=sol.objective,
+                                                         ref_value=v_ref)
+    return Outcome(min(slacks), info)
+
+
+register(Claim(
+    name="selection_steps.greedy",
+    title="select('omp' | 'omp' sacrifice | 'ompr') = reference group OMP / OMPR",
+    source=SOURCE, mark="D✓ (definitions)",
+    statement="the library's group OMP adds argmax_g ||grad_g L(beta_S)|| (or the largest forward sacrifice) and "
+              "refits; its OMPR swaps the best outside group for the smallest inside group while the loss drops",
+    assumptions="least squares (ridge 0, 1e-2, 0.3), designs iid/equicorr/toeplitz (rho 0.6), t in 3..8 groups of "
+                "size 1..3, k in 1..4 (< t), n in 15..40; no near-ties (1e-6) among the scores",
+    strategy=_strat, check=_greedy,
+    controls=[Control("worst-pick OMP", "a reference OMP adding the smallest gradient must disagree", _strat,
+                      lambda p: _greedy(p, worst=True), budget=50)],
+    under_test="groupsparse.select(method='omp', score='gradient'|'sacrifice'), select(method='ompr'); "
+               "BudgetProblem.grad / forward / refit / top",
+    cost=0.3,
+))
+
+
+def ref_iht(ref, k, iters, L, pursuit=False):
+    b = np.zeros(ref.p)
+    vals = [ref.value(b)]
+    for _ in range(iters):
+        v = b - ref.grad(b) / L
+        gn = ref.groups.norms(v)
+        srt = np.sort(gn)[::-1]
+        assume(srt[k - 1] - srt[k] > 1e-9 * max(srt[0], 1e-300))  # H_k unambiguous
+        S = np.sort(np.argsort(-gn)[:k])
+        b = v * ref.groups.mask(S) if not pursuit else ref.refit(S)[0]
+        vals.append(ref.value(b))
+    return b, np.array(vals)
+
+
+_iht_strat = st.fixed_dictionaries({
+    "seed": seeds(), "design": st.sampled_from(["iid", "equicorr", "toeplitz"]), "t": st.integers(3, 8),
+    "k": st.integers(1, 4), "n": st.integers(15, 40), "ridge": st.sampled_from([0.0, 1e-2, 0.3]),
+    "iters": st.integers(1, 25), "pursuit": st.booleans()})
+
+
+def _iht(params, step=1.0):
+    rng, ref, loss, groups, k = build(params)
+    bp = BudgetProblem(loss, groups)
+    L = float(np.linalg.eigvalsh(ref.X.T @ ref.X / ref.n)[-1]) + ref.ridge
+    W, S, it = _iterate(bp, k, k, max_iter=params["iters"], tol=0.0, pursuit=params["pursuit"], init=None)
+    b_ref, vals = ref_iht(ref, k, it, L / step, pursuit=params["pursuit"])
+    w = np.asarray(W, float).ravel()
+    err = float(np.linalg.norm(w - b_ref)) / max(1.0, float(np.linalg.norm(b_ref)))
+    mono = float(np.min(-(np.diff(vals)) + 1e-13 * np.maximum(1.0, np.abs(vals[:-1]))))
+    return Outcome(min(1e-9 - err, mono), dict(iters=it, err=err, monotone_slack=mono, k=k, L=L,
+                                               L_lib=bp.lipschitz))
+
+
+register(Claim(
+    name="selection_steps.iht",
+    title="library group IHT / HTP iterates = reference H_k(W - grad/L) (and the descent lemma)",
+    source=SOURCE, mark="D✓",
+    statement="each library IHT step is W <- H_k(W - grad L(W)/L) (HTP: then refit on the support); with step 1/L "
+              "the loss never increases",
+    assumptions="as selection_steps.greedy; 1..25 iterations from 0, no early stop; the k-th and (k+1)-th group "
+                "norms 1e-9 apart at every step",
+    strategy=_iht_strat, check=_iht,
+    controls=[Control("step 1/(0.3 L)", "a reference with a 3.3x larger step must disagree with the library",
+                      _iht_strat, lambda p: _iht(p, step=3.3), budget=50)],
+    under_test="groupsparse.selection.iht._iterate (pursuit False/True), BudgetProblem.lipschitz / project / grad",
+    cost=0.2,
+))
+
+
+def _swap(params, perturb=False):
+    rng, ref, loss, groups, k = build(params)
+    t = groups.n_groups
+    scale = max(1.0, ref.value(np.zeros(ref.p)))
+    tol = 1e-9 * scale
+    slacks, info = [], {}
+    opt = min(ref.refit(S)[1] for S in combinations(range(t), k))
+    for method in ("local_search", "splicing", "exact", "iht", "omp"):
+        sol = gs.select(loss, groups, k, method=method)
+        S = sol.support.tolist()
+        v_ref = ref.refit(S)[1]
+        val = sol.objective + (1e-6 * scale if perturb else 0.0)
+        slacks.append(tol - abs(val - v_ref))  # the objective is the exact refit value of the support
+        slacks.append(1.0 if len(S) == k else -1.0)
+        if method == "local_search":  # no single swap improves
+            best_swap = min(ref.refit(sorted(set(S) - {j} | {g}))[1] for j in S for g in range(t) if g not in S)
+            slacks.append(best_swap - sol.objective + tol)
+            info["best_swap"] = best_swap
+        if method == "exact":
+            slacks.append(tol - abs(sol.objective - opt))
+        info[method] = dict(support=S, value=sol.objective, refit=v_ref)
+    info["opt"] = opt
+    return Outcome(min(slacks), info)
+
+
+register(Claim(
+    name="selection_steps.swap",
+    title="local_search ends at a 1-swap optimum; objectives are exact refits; exact = enumeration",
+    source=SOURCE, mark="D✓",
+    statement="select('local_search') admits no improving single swap; every method's objective is the refit "
+              "value of its support (k groups); select('exact') attains the best k-group value",
+    assumptions="as selection_steps.greedy (no tie filter needed)",
+    strategy=_strat, check=_swap,
+    controls=[Control("objective off by 1e-6", "a reported objective 1e-6 away from the refit must be flagged",
+                      _strat, lambda p: _swap(p, perturb=True), budget=5)],
+    under_test="groupsparse.select(method='local_search'|'splicing'|'exact'|'iht'|'omp'), refit, swap_polish",
+    cost=0.5,
+))
