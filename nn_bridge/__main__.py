@@ -1,9 +1,10 @@
-"""``python -m nn_bridge <subcommand> ...``: ``prune`` (block sparsity, nn_bridge.cli) or ``nm`` (N:M sparsity,
-forwarded to ``nn_bridge.nm.cli:main(argv)`` when that module exists)."""
+"""``python -m nn_bridge <subcommand> ...``: ``prune`` (block sparsity, nn_bridge.cli), ``oneshot`` (one-shot
+pruning of your own model and data, block or N:M, nn_bridge.oneshot_cli) or ``nm`` (N:M sparsity, forwarded to
+``nn_bridge.nm.cli:main(argv)`` when that module exists)."""
 import importlib
 import sys
 
-USAGE = "usage: python -m nn_bridge {prune,nm} [options]   (python -m nn_bridge prune --help)"
+USAGE = "usage: python -m nn_bridge {prune,oneshot,nm} [options]   (python -m nn_bridge prune --help)"
 
 
 def main(argv=None) -> int:
@@ -15,6 +16,9 @@ def main(argv=None) -> int:
     if cmd == "prune":
         from .cli import main as prune_main
         return prune_main(rest) or 0
+    if cmd == "oneshot":
+        from .oneshot_cli import main as oneshot_main
+        return oneshot_main(rest)
     if cmd == "nm":
         try:
             mod = importlib.import_module("nn_bridge.nm.cli")

@@ -1,0 +1,398 @@
+"""Prune any model one-shot through one entry point, save the pruned model with its report, load it back.
+
+``oneshot_prune(model, batches, pattern, sparsity=None, method=None, ...)`` takes the sparsity pattern as one
+argument -- ``"16x16"`` / ``(16, 16)`` (B x B blocks) or ``"2:4"`` (N kept of every M consecutive inputs) -- and
+hands the work to the pattern's one-shot driver (``nn_bridge.oneshot.oneshot_prune`` for blocks,
+``nn_bridge.nm.oneshot.nm_oneshot`` for N:M); only this dispatch knows there are two.  The result bakes the masks
+into plain weights, records per layer the achieved sparsity and the driver's relative reconstruction error on the
+calibration data, and, given ``eval_batches``, compares the dense and the pruned model on them
+(``nn_bridge.compare``).
+
+``result.save(dir)`` writes the model the ecosystem's way -- ``save_pretrained`` for Hugging Face models (the
+pattern and method recorded under ``"pruning"`` in ``config.json``), otherwise the state_dict as
+``model.safetensors`` plus ``pruned.json`` -- and ``report.json``, ``report.md`` and ``layers.png`` (per-layer
+sparsity and error).  ``load_pruned(dir)`` reads either back.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from groupsparse.schedules import check_sparsity
+
+from . import compare as _compare
+
+__all__ = ["oneshot_prune", "PrunedResult", "load_pruned", "parse_pattern", "check_out_dir", "AUTO_CLASSES"]
+
+#: how a Hugging Face model is loaded and saved, by model kind (see ``userload``)
+AUTO_CLASSES = {"encoder": "AutoModel", "causal_lm": "AutoModelForCausalLM",
+                "classifier": "AutoModelForSequenceClassification"}
+_REPORT_FILES = ("report.json", "report.md", "layers.png")
+# sentence-transformers files that describe the pooling around the transformer (copied so the output folder loads
+# as a SentenceTransformer too)
+_ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+
+def parse_pattern(pattern):
+    """``('block', B)`` for ``"16x16"`` / ``(16, 16)``, ``('nm', NMPattern)`` for ``"2:4"``; errors name ``pattern``."""
+    from .nm.groups import NMPattern
+    if isinstance(pattern, NMPattern):
+        return "nm", pattern
+    if isinstance(pattern, (tuple, list)) and len(pattern) == 2 and all(isinstance(v, int) for v in pattern):
+        text = f"{pattern[0]}x{pattern[1]}"
+    elif isinstance(pattern, str):
+        text = pattern.strip()
+    else:
+        raise ValueError(f"pattern: expected 'BxB' (e.g. '16x16'), a (B, B) pair or 'N:M' (e.g. '2:4'), "
+                         f"got {pattern!r}")
+    m = re.fullmatch(r"(\d+)\s*[xX]\s*(\d+)", text)
+    if m:
+        r, c = int(m.group(1)), int(m.group(2))
+        if r != c or r < 1:
+            raise ValueError(f"pattern: blocks must be square with a side >= 1 (e.g. '16x16'), got {pattern!r}")
+        return "block", r
+    if ":" in text:
+        return "nm", NMPattern.parse(text)  # its errors name pattern
+    raise ValueError(f"pattern: expected 'BxB' (e.g. '16x16') or 'N:M' (e.g. '2:4'), got {pattern!r}")
+
+
+def pattern_name(kind, p) -> str:
+    return f"{p}x{p}" if kind == "block" else str(p)
+
+
+def check_sparsity_for(kind, p, sparsity):
+    """The block pattern needs a sparsity; N:M fixes it (1 - N/M), so a given one must agree."""
+    if kind == "block":
+        if sparsity is None:
+            raise ValueError("sparsity: a block pattern needs a target sparsity in [0, 1), e.g. 0.3")
+        return check_sparsity(sparsity)
+    if sparsity is not None and abs(float(sparsity) - p.sparsity) > 1e-9:
+        raise ValueError(f"sparsity: the N:M pattern {p} fixes the sparsity at {p.sparsity:g}; got {sparsity!r} "
+                         f"(leave it out)")
+    return p.sparsity
+
+
+def check_out_dir(out, overwrite: bool, option: str = "out") -> str:
+    """An output folder that does not exist yet, or (``overwrite``) one this module wrote before or an empty one."""
+    out = os.fspath(out)
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            raise ValueError(f"{option}: {out!r} exists and is a file, expected a folder")
+        if not overwrite:
+            raise ValueError(f"{option}: {out!r} already exists; pass --overwrite (overwrite=True) to replace it")
+        if os.listdir(out) and not os.path.isfile(os.path.join(out, "report.json")):
+            raise ValueError(f"{option}: {out!r} is not empty and holds no report.json (not an nn_bridge output "
+                             f"folder); refusing to replace it")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{option}: the parent folder {parent!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{option}: the parent folder {parent!r} is not writable")
+    return out
+
+
+def tied_to_embedding(model: nn.Module) -> set:
+    """Names of Linear layers whose weight is an embedding's (tied LM heads): pruning them would prune the
+    embedding table too, so they are left dense unless named by ``include``."""
+    emb = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    return {n for n, m in model.named_modules() if isinstance(m, nn.Linear) and id(m.weight) in emb}
+
+
+def select_layer_names(model, kind, p, include=None, exclude=(), min_blocks: int = 100):
+    """(names, skipped): the Linear / Conv2d (groups=1) layers to prune, and {name: reason} of those left dense.
+
+    ``include`` / ``exclude`` are shell-style globs over module names (``'encoder.layer.*.attention.*'``).  A layer
+    the pattern cannot cover (fewer than ``min_blocks`` blocks, B not dividing it, M not dividing its inputs) is
+    skipped with its reason; nothing left to prune is an error naming ``include``/``pattern``."""
+    from .tiling import LayerTiling
+    include = [include] if isinstance(include, str) else include
+    exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
+    tied = tied_to_embedding(model)
+    names, skipped, matched = [], {}, []
+    for name, mod in model.named_modules():
+        if not isinstance(mod, (nn.Linear, nn.Conv2d)) or (isinstance(mod, nn.Conv2d) and mod.groups != 1):
+            continue
+        if include is not None and not any(fnmatch.fnmatchcase(name, g) for g in include):
+            continue
+        if any(fnmatch.fnmatchcase(name, g) for g in exclude):
+            continue
+        matched.append(name)
+        if name in tied and include is None:
+            skipped[name] = "weight tied to an embedding (name it in include to prune it anyway)"
+            continue
+        if kind == "block":
+            t = LayerTiling(name, tuple(mod.weight.shape), p)
+            if t.needs_padding:
+                skipped[name] = f"{p}x{p} blocks do not tile its {t.matrix_shape[0]}x{t.matrix_shape[1]} GEMM matrix"
+                continue
+            if t.n_blocks < min_blocks:
+                skipped[name] = f"{t.n_blocks} blocks < min_blocks={min_blocks}"
+                continue
+        elif mod.weight.shape[1] % p.m:
+            skipped[name] = f"M={p.m} does not divide its {mod.weight.shape[1]} inputs"
+            continue
+        names.append(name)
+    if not names:
+        what = f"include={include!r}, exclude={exclude!r}"
+        raise ValueError(f"include: no layer to prune with pattern {pattern_name(kind, p)} ({what}); "
+                         + (f"left dense: {skipped}" if skipped else
+                            f"matched layers: {matched or 'none (no Linear/Conv2d matches)'}"))
+    return names, skipped
+
+
+def _block_list(model, names):
+    """Names of the children of the ModuleList holding every pruned layer (transformer layers), or None."""
+    for lname, mod in model.named_modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) > 1:
+            kids = [f"{lname}.{i}" for i in range(len(mod))]
+            if all(any(n.startswith(k + ".") for k in kids) for n in names):
+                return kids
+    return None
+
+
+def to_device(batch, device):
+    if torch.is_tensor(batch):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+@dataclass
+class PrunedResult:
+    """A pruned model (plain weights, masks baked) and what is known about it; ``save(dir)`` writes it all."""
+    model: nn.Module
+    pattern: str
+    sparsity: float
+    method: str
+    layers: list = field(default_factory=list)     # {name, shape, weight_sparsity, rel_error[, block_sparsity]}
+    skipped: dict = field(default_factory=dict)    # name -> why it stayed dense
+    eval: dict | None = None                       # nn_bridge.compare metrics, dense vs pruned
+    seconds: float = 0.0
+    kind: str = "module"                           # encoder | causal_lm | classifier | module
+    info: dict = field(default_factory=dict)       # provenance (report's "inputs"): model, data files, options
+    tokenizer: object = None
+    hf_folder: str | None = None                   # the Hugging Face folder the model came from (extra files)
+    arch: str | None = None                        # 'module:function' that builds the architecture (non-HF)
+
+    # ------------------------------------------------------------------ report
+    def report(self) -> dict:
+        nw = sum(r["n_weights"] for r in self.layers)
+        zw = sum(r["weight_sparsity"] * r["n_weights"] for r in self.layers)
+        return {"pattern": self.pattern, "sparsity": self.sparsity, "method": self.method, "kind": self.kind,
+                "weight_sparsity": zw / max(nw, 1), "eval": self.eval, "seconds": self.seconds,
+                "layers": self.layers, "skipped": self.skipped, "inputs": self.info}
+
+    def markdown(self) -> str:
+        r = self.report()
+        lines = [f"# One-shot pruning report: {self.pattern}, method {self.method}", "",
+                 f"- model: {self.info.get('model', type(self.model).__name__)} ({self.kind})",
+                 f"- target sparsity {self.sparsity:.4f}; achieved weight sparsity over the pruned layers "
+                 f"{r['weight_sparsity']:.4f} ({len(self.layers)} layers, {len(self.skipped)} left dense)",
+                 f"- time {self.seconds:.1f} s"]
+        if self.eval:
+            lines += ["", "## Dense vs pruned on the evaluation data", "", "| metric | value |", "|---|---|"]
+            lines += [f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in self.eval.items()]
+        lines += ["", "## Layers", "", "| layer | shape | weight sparsity | rel. error (calibration) |",
+                  "|---|---|---|---|"]
+        lines += [f"| {x['name']} | {'x'.join(map(str, x['shape']))} | {x['weight_sparsity']:.4f} | "
+                  f"{x['rel_error']:.3e} |" for x in self.layers]
+        if self.skipped:
+            lines += ["", "Left dense: " + "; ".join(f"{k} ({v})" for k, v in self.skipped.items())]
+        lines += ["", "rel. error = ||X_d W_d - X_p W||^2 / ||X_d W_d||^2 on the calibration inputs (dense inputs "
+                  "X_d, already-pruned inputs X_p); see layers.png."]
+        return "\n".join(lines) + "\n"
+
+    def plot(self, path) -> None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        names = [x["name"] for x in self.layers]
+        h = max(3.0, 0.18 * len(names) + 1.2)
+        fig, ax = plt.subplots(1, 2, figsize=(12, h), sharey=True)
+        y = range(len(names))
+        ax[0].barh(y, [x["weight_sparsity"] for x in self.layers])
+        ax[0].axvline(self.sparsity, color="k", ls="--", lw=0.8, label="target")
+        ax[0].set_yticks(list(y), names, fontsize=6)
+        ax[0].set_xlim(0, 1)
+        ax[0].set_xlabel("weight sparsity")
+        ax[0].legend(fontsize=7)
+        ax[0].invert_yaxis()
+        ax[1].barh(y, [max(x["rel_error"], 1e-12) for x in self.layers], color="tab:red")
+        ax[1].set_xscale("log")
+        ax[1].set_xlabel("relative reconstruction error (calibration)")
+        fig.suptitle(f"{self.info.get('model', type(self.model).__name__)}: {self.pattern}, {self.method}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+    # ------------------------------------------------------------------ save
+    def save(self, out, overwrite: bool = False) -> str:
+        """Write the model and the report into the folder ``out`` (written to a temporary folder next to it, then
+        renamed: an interrupted save leaves no half-written folder)."""
+        out = check_out_dir(out, overwrite)
+        parent = os.path.dirname(os.path.abspath(out))
+        tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".", suffix=".tmp", dir=parent)
+        try:
+            self._save_model(tmp)
+            with open(os.path.join(tmp, "report.json"), "w") as f:
+                json.dump(self.report(), f, indent=1)
+            with open(os.path.join(tmp, "report.md"), "w") as f:
+                f.write(self.markdown())
+            self.plot(os.path.join(tmp, "layers.png"))
+            if os.path.exists(out):
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    def _pruning_record(self) -> dict:
+        return {"tool": "nn_bridge", "pattern": self.pattern, "sparsity": self.sparsity, "method": self.method,
+                "layers": [x["name"] for x in self.layers]}
+
+    def _save_model(self, folder):
+        model = self.model
+        if hasattr(model, "save_pretrained") and hasattr(model, "config"):
+            model.config.pruning = dict(self._pruning_record(), auto_class=AUTO_CLASSES.get(self.kind, "AutoModel"))
+            model.save_pretrained(folder)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(folder)
+            if self.hf_folder:
+                for f in os.listdir(self.hf_folder):
+                    src = os.path.join(self.hf_folder, f)
+                    if f in _ST_FILES and os.path.isfile(src):
+                        shutil.copy2(src, folder)
+                    elif re.fullmatch(r"\d+_[A-Za-z]\w*", f) and os.path.isdir(src):  # 1_Pooling, 2_Normalize
+                        shutil.copytree(src, os.path.join(folder, f))
+            return
+        from safetensors.torch import save_model
+        save_model(model, os.path.join(folder, "model.safetensors"))
+        with open(os.path.join(folder, "pruned.json"), "w") as f:
+            json.dump(dict(self._pruning_record(), arch=self.arch), f, indent=1)
+
+
+def load_pruned(folder, model: nn.Module | None = None) -> nn.Module:
+    """Load a folder written by ``PrunedResult.save``: a Hugging Face model through the Auto class recorded in
+    its config, otherwise the architecture from ``pruned.json``'s ``arch`` (or the given ``model``, filled in
+    place) with the saved state_dict."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(f"folder: no such folder: {folder!r}")
+    cfg = os.path.join(folder, "config.json")
+    if os.path.isfile(cfg) and model is None:
+        import transformers
+        with open(cfg) as f:
+            auto = json.load(f).get("pruning", {}).get("auto_class", "AutoModel")
+        if auto not in AUTO_CLASSES.values():
+            raise ValueError(f"folder: {cfg} names an unknown auto_class {auto!r}")
+        return getattr(transformers, auto).from_pretrained(folder, local_files_only=True).eval()
+    meta_path = os.path.join(folder, "pruned.json")
+    weights = os.path.join(folder, "model.safetensors")
+    if not os.path.isfile(weights):
+        raise ValueError(f"folder: {folder!r} holds neither a Hugging Face config.json nor model.safetensors")
+    if model is None:
+        arch = None
+        if os.path.isfile(meta_path):
+            with open(meta_path) as f:
+                arch = json.load(f).get("arch")
+        if not arch:
+            raise ValueError(f"model: {folder!r} records no architecture ('arch' in pruned.json); pass model= (a "
+                             f"freshly built module of the same architecture)")
+        from .userload import build_from_function
+        model = build_from_function(arch, "arch")
+    from safetensors.torch import load_model
+    load_model(model, weights)
+    return model.eval()
+
+
+def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str | None = None, *, include=None,
+                  exclude=(), row_masks=None, run=None, blocks="auto", min_blocks: int = 100, eval_batches=None,
+                  eval_labels=None, kind: str = "module", device=None, progress: bool = True,
+                  **driver_kw) -> PrunedResult:
+    """Prune ``model`` in place, one-shot from calibration ``batches``, to ``pattern``; returns a
+    :class:`PrunedResult` whose ``save(dir)`` writes the model and its report.
+
+    ``pattern``: ``"16x16"`` / ``(16, 16)`` (needs ``sparsity``, the fraction of blocks removed) or ``"2:4"``
+    (sparsity fixed by the pattern).  ``method``: the driver's (block: ``nn_bridge.oneshot.METHODS``, default
+    ``'obs'``; N:M: ``nn_bridge.nm.oneshot.ONESHOT_METHODS``, default ``'iht'``); None = the driver's default.
+    ``include`` / ``exclude``: globs over module names (:func:`select_layer_names`).  ``row_masks``: per-batch
+    bool (batch, seq) masks of the real tokens (e.g. ``attention_mask.bool()``).  ``run(model, batch)`` calls the
+    model (default: ``model(**batch)`` for dicts, ``model(*batch)`` for tuples, else ``model(batch)``).
+    ``blocks``: names of the sequential submodules (transformer layers) holding every pruned layer, replayed one at
+    a time; ``"auto"`` = the ModuleList that holds them all, when ``kind`` is a Hugging Face one (``'encoder'``,
+    ``'causal_lm'``, ``'classifier'``; a user module may not chain its ModuleList), else None.  ``eval_batches``
+    (and ``eval_labels``, for classifiers): data on which the dense and the pruned model are compared by
+    ``nn_bridge.compare`` for ``kind``.  ``device``: move the model and the batches there first.  Other keyword
+    arguments go to the driver (e.g. ``allocation``, ``damp``, ``refine_steps`` for blocks).
+    """
+    pkind, p = parse_pattern(pattern)
+    s = check_sparsity_for(pkind, p, sparsity)
+    if kind not in _compare.KINDS:
+        raise ValueError(f"kind: expected one of {_compare.KINDS}, got {kind!r}")
+    batches = list(batches)
+    if not batches:
+        raise ValueError("batches: at least one calibration batch is required")
+    if device is not None:
+        model = model.to(device)
+        batches = [to_device(b, device) for b in batches]
+        row_masks = None if row_masks is None else [to_device(m, device) for m in row_masks]
+        eval_batches = None if eval_batches is None else [to_device(b, device) for b in eval_batches]
+    names, skipped = select_layer_names(model, pkind, p, include, exclude, min_blocks)
+    if isinstance(blocks, str) and blocks == "auto":
+        blocks = _block_list(model, names) if kind != "module" else None
+    if run is None and kind == "causal_lm":
+        run = _run_no_cache  # a KV cache would grow with every replay of a block
+    t0 = time.perf_counter()
+    dense_summary = None
+    if eval_batches is not None:
+        dense_summary = _compare.summarize(model, eval_batches, kind, run)
+    model.eval()
+    if pkind == "block":
+        from .oneshot import oneshot_prune as block_oneshot
+        method = method or "obs"
+        res = block_oneshot(model, batches, s, p, method=method, run=run, row_masks=row_masks, include=names,
+                            min_blocks=min_blocks, blocks=blocks, progress=progress, **driver_kw)
+        res.finalize()
+        errors = res.layer_loss
+    else:
+        from .nm.oneshot import nm_oneshot
+        method = method or "iht"
+        res = nm_oneshot(model, batches, p, method=method, layers=names, run=run, row_masks=row_masks,
+                         blocks=blocks, progress=progress, **driver_kw)
+        errors = res.layer_rel_error
+    layers = []
+    with torch.no_grad():
+        for name in names:
+            w = model.get_submodule(name).weight
+            row = {"name": name, "shape": list(w.shape), "n_weights": w.numel(),
+                   "weight_sparsity": float((w == 0).sum()) / w.numel(), "rel_error": float(errors[name])}
+            if pkind == "block":
+                from .tiling import LayerTiling
+                kept = int((LayerTiling(name, tuple(w.shape), p).block_sq_norms(w) > 0).sum())
+                row["block_sparsity"] = 1.0 - kept / LayerTiling(name, tuple(w.shape), p).n_blocks
+            layers.append(row)
+    result = PrunedResult(model, pattern_name(pkind, p), s, method, layers, skipped, kind=kind)
+    if eval_batches is not None:
+        result.eval = _compare.compare(dense_summary, _compare.summarize(model, eval_batches, kind, run), kind,
+                                       eval_labels)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _run_no_cache(model, batch):
+    if isinstance(batch, dict):
+        return model(**batch, use_cache=False)
+    return model(batch, use_cache=False)
