@@ -155,3 +155,10 @@ def check_index_set(v, name, n, max_size=None):
     if max_size is not None and uniq.size > max_size:
         raise ValueError(f"{name}: holds {uniq.size} groups, more than the budget k={max_size}")
     return uniq
+
+
+def check_instance(v, name, cls, what):
+    """An instance of ``cls`` (e.g. a groupsparse penalty); ``what`` names the accepted kinds in the message."""
+    if not isinstance(v, cls):
+        raise ValueError(f"{name}: expected {what}, got {type(v).__name__} {v!r}"[:300])
+    return v

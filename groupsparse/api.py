@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_positive_int, check_tol
+from ._validation import _as_array, check_bool, check_instance, check_open_unit, check_positive_int, check_tol
 from .penalties import Penalty, SparseGroupLasso
 from .problem import Problem, Solution
 from .solvers import SOLVERS
 
 __all__ = ["solve", "solve_path", "lambda_max"]
+
+_PENALTY_KINDS = "a groupsparse penalty (GroupLasso, GroupMCP, ...)"
 
 
 def _check_solver(solver, prob):
@@ -40,6 +42,9 @@ def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=N
     prob = Problem(loss, penalty, groups)
     tol = check_tol(tol)
     name = _check_solver(solver, prob)
+    verbose = check_bool(verbose, "verbose")
+    if warm_start is None and warm_intercept is not None:  # an intercept alone: zero coefficients around it
+        warm_start = np.zeros(loss.n_coef)
     W0 = None if warm_start is None else prob.from_user(warm_start, warm_intercept)
     kw = dict(options)
     if max_iter is not None:
@@ -53,6 +58,7 @@ def lambda_max(loss, penalty: Penalty, groups) -> float:
     Group lasso, MCP and SCAD share it (slope lam at 0); log-sum scales by eps; for the sparse-group lasso it
     solves the scalar condition ||ST(grad_g, lam l1_ratio)|| <= lam (1 - l1_ratio) w_g by bisection.
     """
+    check_instance(penalty, "penalty", Penalty, _PENALTY_KINDS)
     prob = Problem(loss, penalty.with_lam(1.0), groups)
     W = prob.zeros()
     if loss.fit_intercept:  # beta = 0 with the intercept at its optimum
@@ -102,15 +108,19 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
     resumes from it when it exists, so a long path can be stopped and resumed to the same state.
     Returns a list of ``Solution`` (one per lambda, ``.lam`` set).
     """
+    check_instance(penalty, "penalty", Penalty, _PENALTY_KINDS)
+    progress = check_bool(progress, "progress")
     if lambdas is None:
         n_lambdas = check_positive_int(n_lambdas, "n_lambdas")
-        if not (0 < lambda_min_ratio < 1):
-            raise ValueError(f"lambda_min_ratio: must lie in (0, 1), got {lambda_min_ratio!r}")
+        lambda_min_ratio = check_open_unit(lambda_min_ratio, "lambda_min_ratio")
         lmax = lambda_max(loss, penalty, groups)
         lambdas = lmax * np.geomspace(1.0, lambda_min_ratio, n_lambdas)
-    lambdas = np.asarray(lambdas, dtype=float).ravel()
-    if lambdas.size == 0 or np.any(~np.isfinite(lambdas)) or np.any(lambdas < 0):
-        raise ValueError("lambdas: must be a non-empty sequence of finite values >= 0")
+    lambdas = _as_array(lambdas, "lambdas")
+    if lambdas.ndim != 1 or lambdas.size == 0 or lambdas.dtype.kind not in "iuf" or \
+            np.any(~np.isfinite(lambdas)) or np.any(lambdas < 0):
+        raise ValueError(f"lambdas: must be a non-empty 1-D sequence of finite values >= 0, got "
+                         f"{np.array2string(lambdas, threshold=6)}")
+    lambdas = lambdas.astype(float)
     key = _checkpoint_key(checkpoint, loss, penalty, groups, lambdas, solver=solver, tol=tol, **options) \
         if checkpoint is not None else None
     sols = _load_checkpoint(checkpoint, lambdas, key) if checkpoint is not None else []

@@ -82,6 +82,9 @@ class _GroupSparseMixin:
             nx = ny = None
         if nx is not None and nx != ny:  # name the arguments, unlike sklearn's generic message
             raise ValueError(f"y: has {ny} samples but X has {nx} rows (inconsistent numbers of samples)")
+        for name, v in (("X", X), ("y", y)):  # ragged lists: numpy's message names neither
+            if isinstance(v, (list, tuple)):
+                _as_array(v, name)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], dtype=np.float64,
                              multi_output=self._multi_output, y_numeric=not self._is_classifier)
         return X, y

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, log_expit, logsumexp, xlogy
 
-from ._validation import check_X, check_finite_array
+from ._validation import check_X, check_bool, check_finite_array, check_nonneg, check_positive_int
 
 __all__ = ["Loss", "LeastSquares", "Logistic", "Multinomial", "GramLeastSquares"]
 
@@ -70,10 +70,7 @@ class Loss:
 
 
 def _check_ridge(ridge):
-    r = float(ridge)
-    if not math.isfinite(r) or r < 0:
-        raise ValueError(f"ridge: must be finite and >= 0, got {ridge!r}")
-    return r
+    return check_nonneg(ridge, "ridge")  # names 'abc', None, True or a list too
 
 
 class _GLM(Loss):
@@ -86,7 +83,7 @@ class _GLM(Loss):
         self.n_samples, self.n_features = X.shape
         self.Y = self._check_y(y, self.n_samples)
         self.n_outputs = self.Y.shape[1]
-        self.fit_intercept = bool(fit_intercept)
+        self.fit_intercept = check_bool(fit_intercept, "fit_intercept")  # 'no' is not False
         self.ridge = _check_ridge(ridge)
         if self.fit_intercept:
             ones = np.ones((self.n_samples, 1))
@@ -282,7 +279,7 @@ class Multinomial(_GLM):
     dual_modulus = 1.0
 
     def __init__(self, X, y, fit_intercept=False, ridge=0.0, n_classes=None):
-        self._n_classes = n_classes
+        self._n_classes = None if n_classes is None else check_positive_int(n_classes, "n_classes", low=2)
         super().__init__(X, y, fit_intercept, ridge)
 
     def _check_y(self, y, n):

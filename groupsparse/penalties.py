@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import lambertw
 
-from ._validation import check_real
+from ._validation import check_callable, check_real
 
 __all__ = ["Penalty", "GroupLasso", "SparseGroupLasso", "GroupMCP", "GroupSCAD", "GroupLogSum", "GroupBridge",
            "ExpMaskPenalty", "CompositePenalty", "exp_mask_q", "global_min_1d"]
@@ -232,8 +232,8 @@ class GroupMCP(Penalty):
     def __init__(self, lam, gamma=3.0):
         super().__init__(lam)
         g = check_real(gamma, "gamma")
-        if not g > 1.0:
-            raise ValueError(f"gamma: group MCP needs gamma > 1, got {gamma!r}")
+        if not (g > 1.0 and math.isfinite(g)):  # gamma = inf is the group lasso: use GroupLasso
+            raise ValueError(f"gamma: group MCP needs a finite gamma > 1, got {gamma!r}")
         self.gamma = g
 
     def rho(self, r, lw):
@@ -314,8 +314,8 @@ class GroupLogSum(Penalty):
     def __init__(self, lam, eps=1.0):
         super().__init__(lam)
         e = check_real(eps, "eps")
-        if not e > 0:
-            raise ValueError(f"eps: must be > 0, got {eps!r}")
+        if not (e > 0 and math.isfinite(e)):
+            raise ValueError(f"eps: must be a finite number > 0, got {eps!r}")
         self.eps = e
 
     def rho(self, r, lw):
@@ -428,6 +428,23 @@ class ExpMaskPenalty(Penalty):
         return global_min_1d(h, dh, r)
 
 
+def _check_increasing(q):
+    """q(0) = 0, and q finite and increasing at a few points of [0, 10] (a decreasing q made the solver fail deep
+    inside with a TypeError)."""
+    xs = [0.0, 1e-3, 1e-1, 1.0, 10.0]
+    try:
+        vals = [float(q(x)) for x in xs]
+    except Exception as e:  # any error of the user's function, reported under the argument's name
+        raise ValueError(f"q: calling q on [0, 10] failed with {type(e).__name__}: {e}") from None
+    shown = [float(f"{v:.6g}") for v in vals]
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"q: must be finite on [0, inf), got q({xs}) = {shown}")
+    if abs(vals[0]) > 1e-12:
+        raise ValueError(f"q: must satisfy q(0) = 0, got q(0) = {vals[0]}")
+    if not (all(b >= a for a, b in zip(vals, vals[1:])) and vals[-1] > vals[0]):
+        raise ValueError(f"q: must be increasing on [0, inf), got q({xs}) = {shown}")
+
+
 class CompositePenalty(Penalty):
     """Theorem 1.1's composite form  lam * q^{-1}( sum_g q(||beta_g||) )  for an increasing q with q(0) = 0.
 
@@ -439,10 +456,11 @@ class CompositePenalty(Penalty):
 
     def __init__(self, lam, q, q_inv=None, dq=None):
         super().__init__(lam)
-        if not callable(q):
-            raise ValueError("q: must be a callable increasing function with q(0) = 0")
-        if abs(float(q(0.0))) > 1e-12:
-            raise ValueError(f"q: must satisfy q(0) = 0, got q(0) = {q(0.0)}")
+        check_callable(q, "q", "a callable increasing function with q(0) = 0")
+        for name, f in (("q_inv", q_inv), ("dq", dq)):
+            if f is not None:
+                check_callable(f, name)
+        _check_increasing(q)
         self.q, self._q_inv, self._dq = q, q_inv, dq
 
     def q_inv(self, s):

@@ -120,8 +120,13 @@ class Problem:
         if c.size != self.loss.n_coef:
             raise ValueError(f"warm_start: expected {self.loss.n_coef} coefficients, got {c.size}")
         W[: self.loss.n_features] = c.reshape(-1, self.K)
-        if intercept is not None and self.loss.fit_intercept:
-            W[-1] = check_finite_array(np.atleast_1d(intercept), "warm_intercept", ndim=(1,))
+        if intercept is not None:
+            if not self.loss.fit_intercept:  # silently dropping it would hide a mismatched loss
+                raise ValueError("warm_intercept: given, but the loss has no intercept (fit_intercept=False)")
+            b = check_finite_array(np.atleast_1d(intercept), "warm_intercept", ndim=(1,))
+            if b.size != self.K:
+                raise ValueError(f"warm_intercept: expected {self.K} value(s), one per output, got {b.size}")
+            W[-1] = b
         return W
 
     def split(self, W):

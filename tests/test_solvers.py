@@ -164,8 +164,9 @@ def test_path_warm_starts_and_checkpoint_resume(tmp_path):
     lams = [s.lam for s in full]
     first = gs.solve_path(loss, gs.GroupMCP(1.0), groups, lambdas=lams[:4], tol=1e-10)
     # simulate a stop after 4 lambdas: write the checkpoint as the path would have, then resume the full grid
-    from groupsparse.api import _save_checkpoint
-    _save_checkpoint(ck, np.asarray(lams), first)
+    from groupsparse.api import _checkpoint_key, _save_checkpoint
+    key = _checkpoint_key(ck, loss, gs.GroupMCP(1.0), groups, np.asarray(lams), solver="auto", tol=1e-10)
+    _save_checkpoint(ck, np.asarray(lams), first, key)  # the fingerprint solve_path computes for this call
     resumed = gs.solve_path(loss, gs.GroupMCP(1.0), groups, lambdas=lams, tol=1e-10, checkpoint=str(ck))
     for a, b in zip(full, resumed):
         np.testing.assert_allclose(a.coef, b.coef, atol=1e-12)

@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from .._validation import check_positive_int
+from .._validation import (check_bool, check_choice, check_index_set, check_nonneg, check_positive_int,
+                           check_tol)
 from ._base import BudgetProblem
 from .model_selection import choose_k, information_criterion, select_path
 
@@ -65,14 +66,13 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
     Returns a ``Solution``: numpy ``coef`` (the refit), ``support``, ``objective`` (the loss), certificate;
     ``info['coef_native']`` holds the coefficients in the loss's own array type (e.g. a CUDA tensor).
     """
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {sorted(METHODS)}, got {method!r}")
+    check_choice(method, "method", METHODS)
+    bound = check_bool(bound, "bound")
+    if refit_ridge is not None:
+        refit_ridge = check_nonneg(refit_ridge, "refit_ridge")
     bp = BudgetProblem(loss, groups, refit_ridge=refit_ridge)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"k: expected an integer number of groups, got {k!r}")
-    if k <= 0 or k > bp.G:
-        raise ValueError(f"k: must be in [1, {bp.G}] (the number of groups), got {k}")
-    k = int(k)
+    k = _check_k(k, bp.G)
+    options = _check_options(options, bp.G, k, method)
     history = []
     t0 = time.perf_counter()
     W, S, val, n_iter = _run_method(method, bp, k, history=history, **options)
@@ -92,4 +92,30 @@ def lower_bound(loss, groups, k):
     """Certified lower bound on the best k-group objective alone (``bound.py``): (value, info)."""
     from .bound import lower_bound as _lb
     bp = BudgetProblem(loss, groups)
-    return _lb(bp, int(k))
+    return _lb(bp, _check_k(k, bp.G))
+
+
+def _check_k(k, n_groups):
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k: expected an integer number of groups, got {k!r}")
+    if k <= 0 or k > n_groups:
+        raise ValueError(f"k: must be in [1, {n_groups}] (the number of groups), got {k}")
+    return int(k)
+
+
+def _check_options(options, n_groups, k, method):
+    """The options several methods share, checked once: ``init`` (distinct group ids in [0, G), at most k, or
+    at most the relaxed budget for the hard-thresholding methods; a negative id would wrap to the last group),
+    ``max_iter`` (an integer >= 0: 0 swaps / steps is meaningful), ``batch`` (>= 1) and ``tol`` (> 0).
+    An option no method takes is refused by the method's signature (a TypeError naming it)."""
+    out = dict(options)
+    if out.get("init") is not None:
+        relaxed = METHODS[method][0] == "iht"  # IHT, HTP, ARHT keep up to their relaxed budget k' >= k
+        out["init"] = check_index_set(out["init"], "init", n_groups, max_size=None if relaxed else k)
+    if "max_iter" in out:
+        out["max_iter"] = check_positive_int(out["max_iter"], "max_iter", low=0)
+    if "batch" in out:
+        out["batch"] = check_positive_int(out["batch"], "batch")
+    if "tol" in out:
+        out["tol"] = check_tol(out["tol"], "tol")
+    return out
