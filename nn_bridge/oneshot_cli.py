@@ -103,12 +103,9 @@ def _main(argv) -> int:
     cal = calibdata.load_data(a.calib, "--calib", **opts)
     ev = calibdata.load_data(a.eval, "--eval", **opts) if a.eval is not None else None
     kw = dict(allocation=a.allocation, damp=a.damp) if pkind == "block" else dict(damp=a.damp)
-    res = pruned.oneshot_prune(loaded.model, cal.batches, a.pattern, a.sparsity, a.method, include=a.include,
-                               exclude=a.exclude, row_masks=cal.row_masks, min_blocks=a.min_blocks,
-                               eval_batches=None if ev is None else ev.batches,
-                               eval_labels=None if ev is None else ev.labels, kind=loaded.kind, device=device,
-                               progress=not a.no_progress, **kw)
-    res.tokenizer, res.hf_folder, res.arch = loaded.tokenizer, loaded.hf_folder, loaded.arch
+    res = pruned.oneshot_prune(loaded, cal, a.pattern, a.sparsity, a.method, include=a.include, exclude=a.exclude,
+                               min_blocks=a.min_blocks, eval_batches=ev, device=device, progress=not a.no_progress,
+                               **kw)
     res.info = {"model": a.model, "calib": a.calib, "n_calib": cal.n_samples, "eval": a.eval,
                 "n_eval": None if ev is None else ev.n_samples, "max_length": a.max_length,
                 "batch_size": a.batch_size, "device": str(device), "command": " ".join([PROG] + list(argv))}

@@ -202,8 +202,10 @@ class PrunedResult:
                  f"{r['weight_sparsity']:.4f} ({len(self.layers)} layers, {len(self.skipped)} left dense)",
                  f"- time {self.seconds:.1f} s"]
         if self.eval:
-            lines += ["", "## Dense vs pruned on the evaluation data", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in self.eval.items()]
+            lines += ["", f"## Dense vs pruned on the evaluation data ({self.eval['metric']})", "",
+                      "| quantity | value |", "|---|---|"]
+            lines += [f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                      for k, v in self.eval.items() if k != "metric"]
         lines += ["", "## Layers", "", "| layer | shape | weight sparsity | rel. error (calibration) |",
                   "|---|---|---|---|"]
         lines += [f"| {x['name']} | {'x'.join(map(str, x['shape']))} | {x['weight_sparsity']:.4f} | "
@@ -320,10 +322,14 @@ def load_pruned(folder, model: nn.Module | None = None) -> nn.Module:
 
 def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str | None = None, *, include=None,
                   exclude=(), row_masks=None, run=None, blocks="auto", min_blocks: int = 100, eval_batches=None,
-                  eval_labels=None, kind: str = "module", device=None, progress: bool = True,
+                  eval_labels=None, kind: str | None = None, device=None, progress: bool = True,
                   **driver_kw) -> PrunedResult:
     """Prune ``model`` in place, one-shot from calibration ``batches``, to ``pattern``; returns a
     :class:`PrunedResult` whose ``save(dir)`` writes the model and its report.
+
+    ``model``: an ``nn.Module``, or what ``nn_bridge.userload.load_model`` returns (its kind, tokenizer and source
+    then go with the result); ``batches`` / ``eval_batches``: lists of batches, or what
+    ``nn_bridge.calibdata.load_data`` returns (its row masks / labels are used).
 
     ``pattern``: ``"16x16"`` / ``(16, 16)`` (needs ``sparsity``, the fraction of blocks removed) or ``"2:4"``
     (sparsity fixed by the pattern).  ``method``: the driver's (block: ``nn_bridge.oneshot.METHODS``, default
@@ -338,6 +344,16 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     ``nn_bridge.compare`` for ``kind``.  ``device``: move the model and the batches there first.  Other keyword
     arguments go to the driver (e.g. ``allocation``, ``damp``, ``refine_steps`` for blocks).
     """
+    from .calibdata import Data
+    from .userload import LoadedModel
+    loaded = model if isinstance(model, LoadedModel) else None
+    if loaded is not None:
+        model, kind = loaded.model, kind or loaded.kind
+    kind = kind or "module"
+    if isinstance(batches, Data):
+        batches, row_masks = batches.batches, batches.row_masks if row_masks is None else row_masks
+    if isinstance(eval_batches, Data):
+        eval_batches, eval_labels = eval_batches.batches, eval_batches.labels if eval_labels is None else eval_labels
     pkind, p = parse_pattern(pattern)
     s = check_sparsity_for(pkind, p, sparsity)
     if kind not in _compare.KINDS:
@@ -385,6 +401,8 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
                 row["block_sparsity"] = 1.0 - kept / LayerTiling(name, tuple(w.shape), p).n_blocks
             layers.append(row)
     result = PrunedResult(model, pattern_name(pkind, p), s, method, layers, skipped, kind=kind)
+    if loaded is not None:
+        result.tokenizer, result.hf_folder, result.arch = loaded.tokenizer, loaded.hf_folder, loaded.arch
     if eval_batches is not None:
         result.eval = _compare.compare(dense_summary, _compare.summarize(model, eval_batches, kind, run), kind,
                                        eval_labels)
