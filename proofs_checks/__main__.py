@@ -44,6 +44,8 @@ def main(argv=None):
     reg = load_all()
     only, skip = _names(args.only), _names(args.skip)
     names = [n for n in reg if (not only or any(o in n for o in only)) and not any(s in n for s in skip)]
+    if only:  # in the order of --only (cheap or targeted claims first, with --fail-fast)
+        names.sort(key=lambda n: min(i for i, o in enumerate(only) if o in n))
     if not names:
         ap.error(f"--only/--skip: no claim left ({args.only!r}, {args.skip!r}); claims: {', '.join(reg)}")
     progress = True if sys.stderr.isatty() else "lines"
