@@ -30,7 +30,8 @@ def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=N
     loss : LeastSquares, Logistic, Multinomial or GramLeastSquares.
     penalty : GroupLasso, SparseGroupLasso, GroupMCP, GroupSCAD, GroupLogSum, GroupBridge, ExpMaskPenalty or
         CompositePenalty.
-    groups : Groups, a list of group sizes, or one label per feature.  With K outputs or classes, groups over the
+    groups : a Groups, an int (equal consecutive groups), one label per feature, a list of group sizes (any
+        other length), or index lists: the rule of ``groups.as_groups``.  With K outputs or classes, groups over the
         p features are expanded to span all K (the usual grouping); groups over the p*K coefficients are used as
         given.
     solver : 'auto' (block coordinate descent with working sets), 'bcd' or 'fista'.

@@ -49,6 +49,14 @@ PENALTIES = {
 }
 
 
+def _not_numeric(a):
+    try:
+        np.asarray(a, dtype=float)
+        return False
+    except (TypeError, ValueError):
+        return True
+
+
 class _GroupSparseMixin:
     """Shared parameter checks, the loss/penalty/groups construction and the fit hook."""
 
@@ -85,8 +93,15 @@ class _GroupSparseMixin:
         for name, v in (("X", X), ("y", y)):  # ragged lists: numpy's message names neither
             if isinstance(v, (list, tuple)):
                 _as_array(v, name)
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], dtype=np.float64,
-                             multi_output=self._multi_output, y_numeric=not self._is_classifier)
+        try:
+            X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], dtype=np.float64,
+                                 multi_output=self._multi_output, y_numeric=not self._is_classifier)
+        except ValueError as e:
+            if "could not convert" not in str(e):
+                raise
+            # numpy's conversion message names neither argument: find the one that is not numeric
+            name = "X" if not sp.issparse(X) and _not_numeric(X) else "y"
+            raise ValueError(f"{name}: expected numeric values ({e})") from None
         return X, y
 
     def _center(self, X):
@@ -218,8 +233,12 @@ class GroupSparseRegressor(_SingleFitMixin, _RegressorBase, BaseEstimator):
 
     Parameters
     ----------
-    groups : None (one group per feature), a list of group sizes (consecutive columns), one label per column
-        (columns in any order), or a ``groupsparse.Groups``.  With several targets a group spans all targets.
+    groups : None (one group per feature), or as ``groupsparse.solve`` reads it (``groups.as_groups``): an int s
+        (consecutive groups of s columns), one label per column (length n_features; columns in any order, as
+        scikit-learn's ``groups`` are labels), a list of group sizes of any other length (consecutive columns,
+        summing to n_features), a list of index lists, or a ``groupsparse.Groups``.  ``[1] * n_features`` fits
+        two readings and is refused: write ``groups=1`` (or None) for one group per feature.  With several targets
+        a group spans all targets.
     penalty : 'group_lasso', 'sparse_group_lasso', 'mcp', 'scad', 'log_sum', 'bridge' or 'exp_mask'.
     alpha : the penalty's lambda (>= 0).
     gamma : concavity of 'mcp' (> 1, default 3) and 'scad' (> 2, default 3.7).
@@ -416,7 +435,7 @@ class _CVMixin:
 
     def _checked_cv(self, n_samples):
         """An int cv (None: 5) is a number of folds in [2, n_samples]; scikit-learn's own error does not name cv."""
-        if self.cv is not None and not isinstance(self.cv, (numbers.Integral, np.bool_)):
+        if self.cv is not None and not isinstance(self.cv, (numbers.Number, np.bool_)):
             return self.cv  # a splitter or an iterable of (train, test): scikit-learn checks them
         folds = 5 if self.cv is None else check_positive_int(self.cv, "cv", low=2)
         if folds > n_samples:

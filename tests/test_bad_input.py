@@ -256,3 +256,194 @@ def test_complex_X():
 def test_gamma_not_a_number():
     with pytest.raises(ValueError, match=r"^gamma: "):
         GroupMCP(0.1, gamma="a")
+
+
+# ---------------------------------------------------------------- issue 14: inputs accepted, coerced or unnamed
+def test_issue14_groups_all_ones_is_not_silently_one_group():
+    """groups=[1]*p was read as labels (one group) although a list of sizes is documented: it fits both readings,
+    so it is refused, and each unambiguous spelling gives what it says."""
+    loss = LeastSquares(X, y)
+    with pytest.raises(ValueError, match=r"^groups: \[1\] \* 6 reads both as 6 group sizes of 1 and as one label"):
+        gs.solve(loss, GroupLasso(0.1), [1] * 6)
+    with pytest.raises(ValueError, match=r"^groups: \[1\] \* 6 reads both"):
+        GroupSparseRegressor(groups=[1] * 6).fit(X, y)
+    singles = gs.solve(loss, GroupLasso(0.05), 1, tol=1e-12)
+    lasso = gs.solve(loss, GroupLasso(0.05), Groups.from_sizes([1] * 6), tol=1e-12)
+    np.testing.assert_array_equal(singles.coef, lasso.coef)
+    one = gs.solve(loss, GroupLasso(0.05), 6, tol=1e-12)
+    assert one.support.tolist() == [0]  # a single group holding every feature
+    # sizes (any length but p) and labels (length p) keep their meaning; README's sizes list still works
+    a = gs.solve(loss, GroupLasso(0.05), [2, 4], tol=1e-12)
+    b = gs.solve(loss, GroupLasso(0.05), ["a", "a", "b", "b", "b", "b"], tol=1e-12)
+    c = gs.solve(loss, GroupLasso(0.05), [[0, 1], [2, 3, 4, 5]], tol=1e-12)
+    np.testing.assert_array_equal(a.coef, b.coef)
+    np.testing.assert_array_equal(a.coef, c.coef)
+
+
+@pytest.mark.parametrize("groups,match", [
+    (2.5, r"^groups: expected a Groups; an int s"), (True, r"^groups: expected"), ("3", r"^groups: expected"),
+    ([2.5, 3.5], r"^groups: 2 entries for 6 features"), ([[0, 1], 2], r"^groups: mixes lists and scalars"),
+    ([0, 0, np.nan, 1, 1, 1], r"^groups: read as one label per feature: labels: contains NaN"),
+    ([True] * 6, r"^groups: booleans"), ({0, 1}, r"^groups: expected"), (0, r"^groups: an int means"),
+    ([-1, 7], r"^groups: read as group sizes .* must be >= 1"), ([[0, 1.5], [2, 3, 4, 5]], r"^groups: group 0 must"),
+])
+def test_issue14_groups_that_fit_no_reading_are_named(groups, match):
+    with pytest.raises(ValueError, match=match):
+        gs.solve(LeastSquares(X, y), GroupLasso(0.1), groups)
+
+
+@pytest.mark.parametrize("make", [LeastSquares, Logistic, Multinomial])
+@pytest.mark.parametrize("value", ["no", "yes", 0, 1, None, 0.5])
+def test_issue14_loss_fit_intercept_no_is_not_true(make, value):
+    with pytest.raises(ValueError, match=r"^fit_intercept: expected True or False"):
+        make(X, yb, fit_intercept=value)
+
+
+@pytest.mark.parametrize("n_classes", [2.5, 3.0, "3", True, 1, 0, np.nan])
+def test_issue14_multinomial_n_classes_not_truncated(n_classes):
+    with pytest.raises(ValueError, match=r"^n_classes: "):
+        Multinomial(X, yb, n_classes=n_classes)
+
+
+@pytest.mark.parametrize("ridge", ["abc", None, [1.0], 1 + 0j, True, -1.0, np.inf])
+def test_issue14_ridge_abc_is_named(ridge):
+    with pytest.raises(ValueError, match=r"^ridge: "):
+        LeastSquares(X, y, ridge=ridge)
+    with pytest.raises(ValueError, match=r"^ridge: "):
+        GroupSparseRegressor(ridge=ridge).fit(X, y)
+
+
+@pytest.mark.parametrize("bad", [[[1.0, 2.0], [3.0]], [["a", "b"]] * 30, np.array([[1, None]] * 30, dtype=object)])
+def test_issue14_ragged_or_non_numeric_X_is_named(bad):
+    with pytest.raises(ValueError, match=r"^X: (expected a numeric array|contains NaN)"):  # None -> NaN
+        LeastSquares(bad, y[: len(bad)])
+    with pytest.raises(ValueError, match=r"^X: |^Input X contains NaN"):  # scikit-learn's wording for NaN
+        GroupSparseRegressor().fit(bad, y[: len(bad)])
+
+
+def test_issue14_decreasing_composite_q_is_named():
+    with pytest.raises(ValueError, match=r"^q: must be increasing"):
+        gs.CompositePenalty(0.1, lambda x: -x)
+    with pytest.raises(ValueError, match=r"^q: calling q on \[0, 10\] failed with ZeroDivisionError"):
+        gs.CompositePenalty(0.1, lambda x: 1 / x)
+    for name in ("q_inv", "dq"):
+        with pytest.raises(ValueError, match=rf"^{name}: expected a callable"):
+            gs.CompositePenalty(0.1, abs, **{name: 3})
+
+
+@pytest.mark.parametrize("init,match", [([-1], r"^init: group ids must lie in \[0, 3\), got \[-1\]"),
+                                        ([99], r"^init: group ids must lie in \[0, 3\), got \[99\]"),
+                                        ([0.5], r"^init: expected integer group ids"),
+                                        ([0, 0], r"^init: group ids must be distinct"),
+                                        ([0, 1, 2], r"^init: holds 3 groups, more than the budget k=2")])
+@pytest.mark.parametrize("method", ["splicing", "omp", "ompr", "sa", "sa++", "acdc", "exact"])
+def test_issue14_select_init_minus_one_does_not_wrap(init, match, method):
+    """init=[-1] silently meant the last group and init=[99] raised IndexError."""
+    with pytest.raises(ValueError, match=match):
+        gs.select(LeastSquares(X, y), [2, 2, 2], 2, method=method, init=init)
+
+
+def test_issue14_select_options_are_named():
+    loss = LeastSquares(X, y)
+    for kw, name in [({"bound": "yes"}, "bound"), ({"refit_ridge": -1.0}, "refit_ridge"),
+                     ({"refit_ridge": "a"}, "refit_ridge"), ({"max_iter": 2.5}, "max_iter"),
+                     ({"method": "omp", "batch": 0}, "batch"), ({"method": 3}, "method")]:
+        with pytest.raises(ValueError, match=rf"^{name}: "):
+            gs.select(loss, [2, 2, 2], 2, **kw)
+    for k in (1.5, "2", True, 0, 4, -1):
+        with pytest.raises(ValueError, match=r"^k: "):
+            gs.select(loss, [2, 2, 2], k)
+
+
+@pytest.mark.parametrize("kw,name", [({"lambdas": [[0.1, 0.01], [0.001]]}, "lambdas"), ({"lambdas": "abc"}, "lambdas"),
+                                     ({"lambdas": [[0.1, 0.01]]}, "lambdas"), ({"lambda_min_ratio": "a"}, "lambda_min_ratio"),
+                                     ({"lambda_min_ratio": np.nan}, "lambda_min_ratio"), ({"n_lambdas": 2.5}, "n_lambdas"),
+                                     ({"progress": "x"}, "progress"), ({"checkpoint": 3}, "checkpoint")])
+def test_issue14_solve_path_options_are_named(kw, name):
+    with pytest.raises(ValueError, match=rf"^{name}: "):
+        gs.solve_path(LeastSquares(X, y), GroupLasso(0.1), [3, 3], **kw)
+
+
+def test_issue14_solve_and_lambda_max_options_are_named():
+    loss = LeastSquares(X, y, fit_intercept=True)
+    with pytest.raises(ValueError, match=r"^penalty: expected a groupsparse penalty"):
+        gs.lambda_max(loss, "group_lasso", [3, 3])
+    with pytest.raises(ValueError, match=r"^penalty: expected a groupsparse penalty"):
+        gs.solve_path(loss, "group_lasso", [3, 3])
+    with pytest.raises(ValueError, match=r"^verbose: expected True or False"):
+        gs.solve(loss, GroupLasso(0.1), [3, 3], verbose="yes")
+    with pytest.raises(ValueError, match=r"^warm_intercept: contains NaN"):  # was ignored without warm_start
+        gs.solve(loss, GroupLasso(0.1), [3, 3], warm_intercept=np.nan)
+    with pytest.raises(ValueError, match=r"^warm_intercept: expected 1 value"):
+        gs.solve(loss, GroupLasso(0.1), [3, 3], warm_intercept=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"^warm_intercept: given, but the loss has no intercept"):
+        gs.solve(LeastSquares(X, y), GroupLasso(0.1), [3, 3], warm_intercept=[1.0])
+
+
+@pytest.mark.parametrize("make,kw", [(GroupMCP, {"gamma": np.inf}), (GroupSCAD, {"gamma": np.inf}),
+                                     (gs.GroupLogSum, {"eps": np.inf}), (GroupLasso, {}),
+                                     (gs.SparseGroupLasso, {"l1_ratio": True})])
+def test_issue14_penalty_parameters_inf_or_bool(make, kw):
+    name = next(iter(kw), "lam")
+    with pytest.raises(ValueError, match=rf"^{name}: "):
+        make(True if not kw else 0.1, **kw)
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"shape": (4, 4.5), "block": 2}, r"^shape: "), ({"shape": 4, "block": 2}, r"^shape: "),
+    ({"shape": (4, 4), "block": "a"}, r"^block: "), ({"shape": (4, 4), "block": (1, 2, 3)}, r"^block: "),
+    ({"shape": (4, 4), "block": 2.5}, r"^block: "), ({"shape": (True, 4), "block": 1}, r"^shape: ")])
+def test_issue14_block_tiling_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        Groups.block_tiling(**kw)
+
+
+def test_issue14_groups_constructors_name_their_arguments():
+    for fn, match in [(lambda: Groups.from_sizes([2.5]), r"^sizes: group sizes must be integers"),
+                      (lambda: Groups.from_sizes([True, True]), r"^sizes: group sizes must be integers"),
+                      (lambda: Groups.from_sizes(3), r"^sizes: expected a 1-D list"),
+                      (lambda: Groups.from_sizes([3, 3], weights=["a", "b"]), r"^weights: "),
+                      (lambda: Groups.from_indices([[0, 1]], n_features=2.5), r"^n_features: "),
+                      (lambda: Groups.from_indices([["a"]]), r"^groups: group 0 must be a list of integer indices"),
+                      (lambda: Groups.from_labels([np.nan, np.nan]), r"^labels: contains NaN"),
+                      (lambda: Groups.from_labels([[0, 1], [1]]), r"^labels: "),
+                      (lambda: Groups.from_sizes([3, 3]).append(0), r"^size: "),
+                      (lambda: Groups.from_sizes([3, 3]).expand_outputs(2.5), r"^n_outputs: ")]:
+        with pytest.raises(ValueError, match=match):
+            fn()
+
+
+@pytest.mark.parametrize("cls", [GroupSparseClassifierCV, GroupSparseRegressorCV])
+def test_issue14_cv_with_fewer_samples_than_folds_names_cv(cls):
+    yy = _y_for(cls)
+    with pytest.raises(ValueError, match=r"^cv: 5 folds need at least 5 samples, got n_samples=4"):
+        cls(n_lambdas=3).fit(X[:4], yy[np.r_[0:2, -2:0]] if cls is GroupSparseRegressorCV else [0, 1, 0, 1])
+    for cv in (1, 0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=r"^cv: "):
+            cls(n_lambdas=3, cv=cv).fit(X, yy)
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class")
+def test_issue14_classifier_cv_fold_with_one_class_is_named():
+    """6 samples, one of class 1, cv=5 (a warning in scikit-learn): a training fold held a single class, and the
+    fold's logistic fit was silently meaningless."""
+    y6 = np.array([0, 0, 0, 0, 0, 1])
+    with pytest.raises(ValueError, match=r"^cv: the training part of fold \d holds samples of one class only"):
+        GroupSparseClassifierCV(n_lambdas=3, cv=5).fit(X[:6], y6)
+
+
+@pytest.mark.parametrize("cls", [GroupSparseClassifier, GroupSparseClassifierCV])
+def test_issue14_classifier_with_one_sample(cls):
+    with pytest.raises(ValueError, match=r"^y: needs samples of at least 2 classes"):
+        cls().fit(X[:1], yb[:1])
+
+
+@pytest.mark.parametrize("kw,name", [({"lambdas": [[0.1]]}, "lambdas"), ({"lambdas": "abc"}, "lambdas"),
+                                     ({"n_lambdas": 2.5}, "n_lambdas"), ({"n_lambdas": True}, "n_lambdas"),
+                                     ({"lambda_min_ratio": "a"}, "lambda_min_ratio"),
+                                     ({"fit_intercept": "no"}, "fit_intercept"), ({"max_iter": 2.5}, "max_iter"),
+                                     ({"tol": "1e-6"}, "tol"), ({"solver": None}, "solver"), ({"penalty": 3}, "penalty"),
+                                     ({"groups": 2.5}, "groups"), ({"groups": "3"}, "groups")])
+def test_issue14_cv_estimator_parameters_are_named(kw, name):
+    with pytest.raises(ValueError, match=rf"^{name}: "):
+        GroupSparseRegressorCV(**{"n_lambdas": 3, **kw}).fit(X, y)
