@@ -30,10 +30,14 @@ from .framework import Claim, Control, Outcome, register, seeds, st
 
 SOURCE = "definition of the proximal operator; grpreg [C] (MCP/SCAD); SA++ Lemma 2.1 and Eq. (1)"
 
-_strat = st.fixed_dictionaries({
-    "seed": seeds(), "kind": st.sampled_from(ALL), "log10_lam": st.floats(-1.3, 0.5), "a": st.floats(0.0, 1.0),
-    "log10_t": st.floats(-2.0, 2.0), "log10_r_rel": st.floats(-1.5, 1.2), "d": st.integers(1, 4),
-    "w": st.floats(0.3, 2.5)})
+# hypothesis draws the seed and the penalty; the continuous parameters come from the seeded generator (hypothesis'
+# float draws repeat boundary values such as t = 1 too often to exercise every branch of every prox)
+_strat = st.fixed_dictionaries({"seed": seeds(), "kind": st.sampled_from(ALL), "d": st.integers(1, 4)})
+
+
+def _draw(rng):
+    return dict(log10_lam=rng.uniform(-1.3, 0.5), a=rng.uniform(0.0, 1.0), log10_t=rng.uniform(-2.0, 2.0),
+                log10_r_rel=rng.uniform(-1.5, 1.2), w=rng.uniform(0.3, 2.5))
 
 
 def _sgl_reference(z, t, a, b):
@@ -46,6 +50,7 @@ def _sgl_reference(z, t, a, b):
 
 def _check(params, ignore_step=False):
     rng = np.random.default_rng(params["seed"])
+    params = dict(params, **_draw(rng))
     lam, t, w, d = 10 ** params["log10_lam"], 10 ** params["log10_t"], params["w"], params["d"]
     ref = Ref(params["kind"], lam, params["a"])
     pen = ref.lib
@@ -62,7 +67,7 @@ def _check(params, ignore_step=False):
         u /= np.linalg.norm(u)
     z = r * u
     tt = 1.0 if ignore_step else t  # control: a prox that ignores its step
-    info = dict(kind=ref.kind, r=r, t=t, lw=lw)
+    info = dict(kind=ref.kind, r=r, t=t, lw=lw, a=params["a"])
     if ref.kind == "sparse_group_lasso":
         a, b = lam * ref.alpha, lam * (1 - ref.alpha) * w
         x = pen.prox_group(z, tt, w)

@@ -100,3 +100,137 @@ def test_ompr_axiotis_sviridenko_counterexample():
     from proofs_checks.arht_guarantee import COUNTEREXAMPLE, _check
     out = _check(COUNTEREXAMPLE)
     assert out.slack >= 0, out.info
+
+
+# ---------------------------------------------------------------- runner: time limit, partial report, no terminal
+def test_time_limit_reports_timed_out_instead_of_hanging():
+    import time as _time
+
+    from proofs_checks import run_claim_limited
+
+    def slow(p):
+        _time.sleep(30)
+        return Outcome(1.0)
+
+    t0 = _time.perf_counter()
+    res = run_claim_limited(_toy(slow), 1.0, n_examples=3, seed=0)
+    assert res.verdict == "TIMED OUT" and not res.ok and "timed out after 1s" in res.error
+    assert _time.perf_counter() - t0 < 10
+    ok = run_claim_limited(_toy(lambda p: Outcome(0.9 - p["x"])), 60.0, n_examples=200, seed=0)
+    assert ok.verdict == "VIOLATED" and ok.counterexample["x"] > 0.9  # results come back from the worker
+
+
+def test_partial_report_is_valid_and_marked(tmp_path):
+    from types import SimpleNamespace
+
+    from proofs_checks.report import write
+    res = run_claim(_toy(lambda p: Outcome(1.0)), n_examples=3, seed=0)
+    args = SimpleNamespace(examples=3, seed=0, only=None, skip=None, no_controls=False)
+    write([res], tmp_path, args, figures=False, done=(1, 3))
+    text = (tmp_path / "report.md").read_text()
+    assert "PARTIAL: 1 of 3 claims done" in text and "| toy |" in text
+    import json
+    assert json.loads((tmp_path / "summary.json").read_text())[0]["verdict"] == "holds"
+
+
+def test_cli_progress_lines_without_a_terminal(tmp_path):
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "proofs_checks", "--examples", "8", "--only", "lemma_2_5,lemma_2_4",
+                        "--no-controls", "--no-figures", "--time-limit", "120", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    err = p.stderr.splitlines()
+    # --only order is kept, one start line and one verdict line per claim, plain text (stderr is a pipe)
+    assert [ln.split("] ")[1] for ln in err if "(1/2)" in ln or "(2/2)" in ln] == [
+        "lemma_2_5_one_sparse (1/2) ...", "lemma_2_4_subadditive (2/2) ..."]
+    assert any("lemma_2_4_subadditive: holds" in ln for ln in err)
+    assert "\r" not in p.stderr  # no tqdm bar
+    assert "PARTIAL" not in (tmp_path / "report.md").read_text()
+
+
+def test_missing_hypothesis_is_one_line():
+    import subprocess
+    import sys
+    code = ("import sys, runpy; sys.modules['hypothesis'] = None; sys.argv = ['proofs_checks']; "
+            "runpy.run_module('proofs_checks', run_name='__main__')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "pip install hypothesis" in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------- teeth: injected library bugs are flagged
+def _mcp_prox_wrong_constant(self, r, t, lw):  # firm thresholding with 2 gamma instead of gamma
+    g = self.gamma
+    if t < g:
+        if r <= t * lw:
+            return 0.0
+        if r <= g * lw:
+            return (r - t * lw) / (1.0 - t / (2 * g))
+        return r
+    return r if r > lw * np.sqrt(g * t) else 0.0
+
+
+def _mcp_value_wrong(self, r, lw):  # the flat part without the 1/2
+    r = np.asarray(r, float)
+    g = self.gamma
+    return np.where(r <= g * lw, lw * r - r * r / (2 * g), g * lw * lw)
+
+
+def _sgl_prox_no_l1(self, z, t, w):  # sparse-group lasso prox that forgets the entrywise part
+    b = t * self.lam * (1 - self.l1_ratio) * w
+    r = float(np.linalg.norm(z))
+    return z * 0.0 if r <= b else z * (1 - b / r)
+
+
+def _bridge_prox_zero(self, r, t, lw):  # bridge prox that never leaves 0 below 2x its true switch-on radius
+    q = self.q
+    c = t * lw * q
+    x0 = (c * (1 - q)) ** (1 / (2 - q))
+    return 0.0 if r <= 2 * (x0 + c * x0 ** (q - 1)) else _BRIDGE_PROX(self, r, t, lw)
+
+
+def _worst_top(self, scores, k, exclude=None):  # greedy/swap steps that pick the worst candidates
+    s = -np.asarray(scores, float)
+    if exclude is not None and len(exclude):
+        s[np.asarray(exclude, dtype=np.int64)] = -np.inf
+    return np.sort(np.argsort(-s, kind="stable")[:k])
+
+
+def _bound_plus(bp, k):  # a "lower bound" that lost its solver margin and more
+    from groupsparse.selection import bound
+    lb, info = _LOWER_BOUND(bp, k)
+    return lb + 1e-3 * (1 + abs(lb)), info
+
+
+def _gap_unscaled(self, V, XtV, W):  # dual point not rescaled into the feasible set
+    dual, V, s = _DUAL_POINT(self, V, XtV, W)
+    return -self.loss.conjugate(V) - (0.5 * self.loss.ridge * float(np.sum(W[: self.loss.n_features] ** 2))
+                                      if self.loss.ridge else 0.0), V, 1.0
+
+
+import groupsparse as _gs  # noqa: E402
+from groupsparse.problem import Problem as _Problem  # noqa: E402
+from groupsparse.selection import BudgetProblem as _BP  # noqa: E402
+from groupsparse.selection import bound as _bound  # noqa: E402
+
+_BRIDGE_PROX = _gs.GroupBridge.prox_scalar
+_LOWER_BOUND = _bound.lower_bound
+_DUAL_POINT = _Problem._dual_point
+
+BUGS = [
+    ("penalty_prox.global_min", _gs.GroupMCP, "prox_scalar", _mcp_prox_wrong_constant),
+    ("penalty_prox.global_min", _gs.SparseGroupLasso, "prox_group", _sgl_prox_no_l1),
+    ("penalty_prox.global_min", _gs.GroupBridge, "prox_scalar", _bridge_prox_zero),
+    ("penalty_consistency", _gs.GroupMCP, "rho", _mcp_value_wrong),
+    ("selection_steps.greedy", _BP, "top", _worst_top),
+    ("selection_bound", _bound, "lower_bound", _bound_plus),
+    ("solver_certificate.convex", _Problem, "_dual_point", _gap_unscaled),
+]
+
+
+@pytest.mark.parametrize("claim,owner,attr,bug", BUGS, ids=[f"{c}:{b.__name__}" for c, _, _, b in BUGS])
+def test_injected_bug_is_flagged(claim, owner, attr, bug, monkeypatch):
+    monkeypatch.setattr(owner, attr, bug)
+    res = run_claim(REGISTRY[claim], n_examples=150, seed=0, controls=False)
+    assert res.verdict in ("VIOLATED", "ERROR"), f"{claim} missed {bug.__name__}: {res.verdict}"
