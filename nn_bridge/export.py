@@ -56,11 +56,12 @@ def export_bsr(model: nn.Module, tilings) -> dict:
     """Replace every tiled Linear of ``model`` (already finalized) by its BSRLinear; returns {name: BSRLinear}."""
     done = {}
     for t in tilings:
-        mod = model.get_submodule(t.name)
-        if not isinstance(mod, nn.Linear) or t.needs_padding:
-            continue
-        new = to_bsr_linear(mod, t.block)
-        parent_name, _, child = t.name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-        done[t.name] = new
+        for name in t.holders:  # every holder of a tied weight (each keeps its own bias)
+            mod = model.get_submodule(name)
+            if not isinstance(mod, nn.Linear) or t.needs_padding:
+                continue
+            new = to_bsr_linear(mod, t.block)
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+            done[name] = new
     return done

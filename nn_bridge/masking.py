@@ -103,16 +103,27 @@ PARAM_KINDS = {"mask": BlockMask, "powerprop": BlockPowerProp, "attention": Bloc
 
 
 def attach(model: nn.Module, tilings, kind: str = "mask", **kw) -> list:
-    """Register one block parametrization per tiling on ``<layer>.weight``; returns them in order."""
+    """Register one block parametrization per tiling on ``<layer>.weight``; returns them in order.
+
+    A tied weight (``t.tied``) gets the same parametrization object on every holder: one mask, one set of logits,
+    and every holder sees the same effective weight."""
     if kind not in PARAM_KINDS:
         raise ValueError(f"kind: expected one of {sorted(PARAM_KINDS)}, got {kind!r}")
     out = []
     for t in tilings:
+        for name in t.holders:
+            if parametrize.is_parametrized(model.get_submodule(name), "weight"):
+                raise ValueError(f"model: layer {name!r} already has a weight parametrization; one pruner per model")
         mod = model.get_submodule(t.name)
-        if parametrize.is_parametrized(mod, "weight"):
-            raise ValueError(f"model: layer {t.name!r} already has a weight parametrization; one pruner per model")
         p = PARAM_KINDS[kind](t, **kw).to(mod.weight.device)
         parametrize.register_parametrization(mod, "weight", p)
+        w = original(model, t.name)
+        for name in t.tied:
+            # registering maps the shared tensor through right_inverse again (PowerProp): undo that second pass
+            stored = w.detach().clone()
+            parametrize.register_parametrization(model.get_submodule(name), "weight", p)
+            with torch.no_grad():
+                w.copy_(stored)
         out.append(p)
     return out
 
@@ -126,8 +137,12 @@ def original(model: nn.Module, name: str) -> torch.Tensor:
 
 
 def detach(model: nn.Module, tilings, bake: bool = True) -> None:
-    """Remove the parametrizations; ``bake=True`` keeps the effective (masked) weight as a plain parameter."""
+    """Remove the parametrizations; ``bake=True`` keeps the effective (masked) weight as a plain parameter.
+
+    A tied weight is baked once (in place, through its first holder); the other holders then get the same
+    Parameter back without applying the parametrization a second time."""
     for t in tilings:
-        mod = model.get_submodule(t.name)
-        if parametrize.is_parametrized(mod, "weight"):
-            parametrize.remove_parametrizations(mod, "weight", leave_parametrized=bake)
+        for i, name in enumerate(t.holders):
+            mod = model.get_submodule(name)
+            if parametrize.is_parametrized(mod, "weight"):
+                parametrize.remove_parametrizations(mod, "weight", leave_parametrized=bake and i == 0)

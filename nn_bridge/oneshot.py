@@ -44,6 +44,7 @@ from groupsparse._validation import check_nonneg, check_positive_int, check_tol
 from groupsparse.schedules import check_sparsity
 
 from . import masking
+from .calibration import check_batches, check_gram, run_batch
 from .report import SparsityReport, finalize_model, measure
 from .tiling import LayerTiling, find_prunable, matrix_to_weight, weight_to_matrix
 
@@ -76,8 +77,9 @@ def layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return cols.permute(0, 2, 1).reshape(n * L, -1)
 
 
-def _called_with(model, module, batch, run, who):
-    """Run ``model`` on ``batch`` until ``module`` is called; return the (args, kwargs) of that call, detached."""
+def _called_with(model, module, batch, run, who, b):
+    """Run ``model`` on ``batch`` (number ``b``) until ``module`` is called; return the (args, kwargs) of that
+    call, detached."""
     box = {}
 
     def hook(mod, args, kwargs):
@@ -87,7 +89,7 @@ def _called_with(model, module, batch, run, who):
     h = module.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.no_grad():
-            run(model, batch)
+            run_batch(model, batch, run, b)
     except _Stop:
         pass
     finally:
@@ -97,9 +99,9 @@ def _called_with(model, module, batch, run, who):
     return box["in"]
 
 
-def _capture(model, module, batch, run, rows):
+def _capture(model, module, batch, run, rows, b):
     """Run ``model`` on ``batch`` until ``module`` is called; return its GEMM input rows (float32)."""
-    x = _called_with(model, module, batch, run, "calibration: the layer")[0][0]
+    x = _called_with(model, module, batch, run, "calibration: the layer", b)[0][0]
     if rows is not None and isinstance(module, nn.Linear):
         x = x[rows.to(x.device)]
     return layer_inputs(module, x).float()
@@ -109,11 +111,13 @@ def _forward_order(model, tilings, batch, run):
     """Layer names in the order the forward pass first calls them."""
     order, hooks = [], []
     for t in tilings:
-        mod = model.get_submodule(t.name)
-        hooks.append(mod.register_forward_pre_hook(lambda m, a, n=t.name: order.append(n) if n not in order else None))
+        for name in getattr(t, "holders", (t.name,)):  # a tied weight's place is its first use
+            mod = model.get_submodule(name)
+            hooks.append(mod.register_forward_pre_hook(
+                lambda m, a, n=t.name: order.append(n) if n not in order else None))
     try:
         with torch.no_grad():
-            run(model, batch)
+            run_batch(model, batch, run, 0)
     finally:
         for h in hooks:
             h.remove()
@@ -308,8 +312,9 @@ class _Grams:
     def __init__(self):
         self._last = None
 
-    def __call__(self, xs):
-        """``xs``: list of (x_pruned, x_dense) row batches (``x_dense is x_pruned`` on the dense pass)."""
+    def __call__(self, xs, layer):
+        """``xs``: list of (x_pruned, x_dense) row batches (``x_dense is x_pruned`` on the dense pass) reaching
+        ``layer`` (named in the errors of ``calibration.check_gram``)."""
         if self._last is not None and len(self._last[0]) == len(xs) and all(
                 a[0].shape == b[0].shape and a[1].shape == b[1].shape and torch.equal(a[0], b[0])
                 and torch.equal(a[1], b[1]) for a, b in zip(self._last[0], xs)):
@@ -323,6 +328,7 @@ class _Grams:
             if xd is not xp:
                 C += (xp.t() @ xd).double()
             n += xp.shape[0]
+        check_gram(H, n, layer)
         if all(xd is xp for xp, xd in xs):  # the dense pass: C = H
             C = H.clone()
         H, C = H / n, C / n
@@ -342,11 +348,11 @@ class _PrefixStreams:
 
     def dense_inputs(self, names):
         """{name: [rows per batch]} for the dense model (one prefix run per layer)."""
-        return {n: [_capture(self.dense, self.dense.get_submodule(n), batch, self.run, self._rows(b))
+        return {n: [_capture(self.dense, self.dense.get_submodule(n), batch, self.run, self._rows(b), b)
                     for b, batch in enumerate(self.batches)] for n in names}
 
     def pruned_inputs(self, name):
-        return [_capture(self.model, self.model.get_submodule(name), batch, self.run, self._rows(b))
+        return [_capture(self.model, self.model.get_submodule(name), batch, self.run, self._rows(b), b)
                 for b, batch in enumerate(self.batches)]
 
     def groups(self, tilings):
@@ -376,7 +382,8 @@ class _BlockStreams:
     def __init__(self, model, dense, batches, run, row_masks, blocks):
         self.model, self.dense, self.row_masks, self.blocks = model, dense, row_masks, list(blocks)
         first = dense.get_submodule(self.blocks[0])
-        self.d_in = [_called_with(dense, first, batch, run, "blocks: the first block") for batch in batches]
+        self.d_in = [_called_with(dense, first, batch, run, "blocks: the first block", b)
+                     for b, batch in enumerate(batches)]
         self.p_in = list(self.d_in)
         self.i = 0
         self._d_out = None
@@ -391,6 +398,10 @@ class _BlockStreams:
             if not owner:
                 raise ValueError(f"blocks: layer {t.name!r} lies in none of the blocks {self.blocks}; restrict the "
                                  f"layers with include= or pass blocks=None")
+            for n in getattr(t, "holders", ())[1:]:
+                if not n.startswith(self.blocks[owner[0]] + "."):
+                    raise ValueError(f"blocks: layers {t.name!r} and {n!r} share one weight but lie in different "
+                                     f"blocks; pass blocks=None (the whole-model streams fit it to both)")
             out[owner[0]].append(t)
         return out
 
@@ -508,10 +519,14 @@ class _BlockStreams:
         self.i += 1
 
 
-def _damped(H, Bm, M, damp):
+def _damped(H, Bm, M, damp, layer):
     """Ridge toward the dense weights M: H + d I and Bm + d M (d = damp * mean diag H), i.e. the loss gains
     d/2 ||M^ - M||^2.  Shrinking toward M rather than 0 keeps the refit unbiased: with no pruning and no drift it
-    returns M exactly, and with few calibration tokens it stays near the dense weights where H is ill-determined."""
+    returns M exactly, and with few calibration tokens it stays near the dense weights where H is ill-determined.
+    With ``damp`` = 0, H itself must be positive definite (as many independent calibration rows as inputs)."""
+    if damp == 0 and int(torch.linalg.cholesky_ex(H).info) != 0:
+        raise ValueError(f"damp: the calibration Gram of layer {layer!r} is singular (fewer independent rows than "
+                         f"its {H.shape[0]} inputs, or constant / zero inputs); use damp > 0")
     d = H.diagonal().mean() * damp
     return H + d * torch.eye(H.shape[0], dtype=H.dtype, device=H.device), Bm + d * M
 
@@ -581,15 +596,13 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
         raise ValueError("refine_steps: block reconstruction needs blocks= (the block inputs and outputs it fits)")
     refine_lr = check_tol(refine_lr, "refine_lr")
     damp = check_nonneg(damp, "damp")
-    batches = list(batches)
-    if not batches:
-        raise ValueError("batches: at least one calibration batch is required")
+    run = run or _default_run
+    batches = check_batches(batches, model, run, row_masks)
     refine_val = check_positive_int(refine_val, "refine_val", low=0, high=len(batches) - 1)  # one batch to train on
     if blocks is not None:
         blocks = list(blocks)
         if not blocks or not all(isinstance(b, str) for b in blocks):
             raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}")
-    run = run or _default_run
     tilings = find_prunable(model, block, min_blocks=min_blocks, pad=pad, include=include)
     tilings = _forward_order(model, tilings, batches[0], run)
     if keep is not None:
@@ -626,13 +639,13 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
         st, gram = streams(dense), _Grams()
         with tqdm(total=len(tilings), desc="loss curves", disable=not progress) as bar:
             for group in st.groups(tilings):
-                xd = timed("forward", st.dense_inputs, [t.name for t in group])
+                xd = timed("forward", st.dense_inputs, [n for t in group for n in t.holders])
                 for t in group:
-                    H, _ = timed("gram", gram, [(x, x) for x in xd[t.name]])
+                    H, _ = timed("gram", gram, [(x, x) for n in t.holders for x in xd[n]], t.name)
                     t0 = time.perf_counter()
                     M = weight_to_matrix(dense.get_submodule(t.name).weight.detach()).double()
                     energy = 0.5 * float((M * (H @ M)).sum())
-                    Hd, Bm = _pad_problem(*_damped(H, H @ M, M, damp), t)
+                    Hd, Bm = _pad_problem(*_damped(H, H @ M, M, damp, t.name), t)
                     cap = int(np.floor(max_layer_sparsity * t.n_blocks))
                     c = obs_first_costs(Hd, Bm, t.block).reshape(-1).sort().values.cpu()
                     costs[t.name] = c[:cap] / max(energy, 1e-30)
@@ -654,16 +667,17 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
     st, gram = streams(model), _Grams()
     with tqdm(total=len(tilings), desc=f"one-shot {method}", disable=not progress) as bar:
         for group in st.groups(tilings):
-            xd_all = timed("forward", st.dense_inputs, [t.name for t in group])
+            xd_all = timed("forward", st.dense_inputs, [n for t in group for n in t.holders])
             for t in group:
                 mod, dmod = model.get_submodule(t.name), dense.get_submodule(t.name)
-                xp = timed("forward", st.pruned_inputs, t.name)
-                xs = list(zip(xp, xd_all[t.name]))
-                H, Cx = timed("gram", gram, xs)
+                # a tied weight is fitted to all its holders: their rows stack into one Gram
+                xp = [x for n in t.holders for x in timed("forward", st.pruned_inputs, n)]
+                xs = list(zip(xp, [x for n in t.holders for x in xd_all[n]]))
+                H, Cx = timed("gram", gram, xs, t.name)
                 t0 = time.perf_counter()
                 Md = weight_to_matrix(dmod.weight.detach()).double()
                 Bm = Cx @ Md
-                Hd, Bp = _pad_problem(*_damped(H, Bm, Md, damp), t)
+                Hd, Bp = _pad_problem(*_damped(H, Bm, Md, damp, t.name), t)
                 r = n_remove[t.name]
                 Mdp = _pad_problem(H, Md, t)[1]
                 if keep is not None:

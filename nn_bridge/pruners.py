@@ -33,10 +33,12 @@ scores differ in the last bit.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
+from groupsparse._validation import check_positive_int
 from groupsparse.schedules import (Phase, PhaseSchedule, acdc_criteo, acdc_imagenet, check_sparsity,
                                    sapp_criteo, sapp_imagenet)
 
@@ -45,9 +47,28 @@ from .report import SparsityReport, finalize_model, measure
 from .tiling import find_prunable
 
 __all__ = ["BlockPruner", "MagnitudePruner", "PowerPropPruner", "ACDCPruner", "SAPPPruner", "make_pruner",
-           "PRUNERS", "as_schedule"]
+           "PRUNERS", "as_schedule", "check_state_keys"]
 
 RESETS = ("never", "decompress", "boundary")
+
+
+def check_state_keys(state, mine: dict, same=()) -> None:
+    """A pruner state (block or N:M) must be a dict with exactly the keys of this pruner's ``state_dict()``
+    (``mine``), and equal to it on the keys ``same`` (what identifies the run); otherwise a ValueError naming
+    ``state`` and the missing / unexpected / differing keys."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"state: expected the dict of pruner.state_dict(), got {type(state).__name__}")
+    missing, unexpected = sorted(set(mine) - set(state)), sorted(map(str, set(state) - set(mine)))
+    if missing or unexpected:
+        raise ValueError(f"state: not a state of this {mine.get('method')!r} pruner (missing keys {missing}, "
+                         f"unexpected keys {unexpected})")
+    for key in same:
+        try:
+            equal = bool(state[key] == mine[key])
+        except Exception:  # e.g. a tensor where a list was saved
+            equal = False
+        if not equal:
+            raise ValueError(f"state: saved {key}={state[key]!r} does not match this pruner's {mine[key]!r}")
 
 
 def as_schedule(schedule, target: float) -> PhaseSchedule:
@@ -234,11 +255,13 @@ class BlockPruner:
                 "step": self.step_count, "phase": self._phase, "n_resets": self.n_resets}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("method", "sparsity", "block", "total_steps", "layers"):
-            mine = self.state_dict()[key]
-            if state[key] != mine:
-                raise ValueError(f"state: saved {key}={state[key]!r} does not match this pruner's {mine!r}")
-        self.step_count, self._phase, self.n_resets = int(state["step"]), int(state["phase"]), int(state["n_resets"])
+        """Restore ``state_dict()``'s output; a state with missing or unexpected keys, of another run (method,
+        sparsity, block, total_steps, layers) or with out-of-range counters is a ValueError naming ``state``."""
+        check_state_keys(state, self.state_dict(), ("method", "sparsity", "block", "total_steps", "layers"))
+        step = check_positive_int(state["step"], "state['step']", low=0)
+        phase = check_positive_int(state["phase"], "state['phase']", low=0, high=len(self.schedule.phases) - 1)
+        n_resets = check_positive_int(state["n_resets"], "state['n_resets']", low=0)
+        self.step_count, self._phase, self.n_resets = step, phase, n_resets
 
     def report(self) -> SparsityReport:
         """Sparsity of the current effective weights."""

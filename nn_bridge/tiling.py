@@ -17,11 +17,15 @@ the torch reductions below (a reshape to (rows/B, B, cols/B, B)) are a fast equi
 Shapes B does not divide: an error naming ``block`` unless ``pad=True``, in which case M is zero-padded at the
 bottom/right to the next multiple of B (padded entries are structural zeros and are never counted as weights).
 Layers with fewer than ``min_blocks`` blocks (default 100, as in SequentialAttention++) stay dense.
+
+Tied weights (modules sharing one weight ``Parameter``, e.g. tied input/output projections) are one prunable
+tensor: one tiling, named after the first module that holds it, with the other holders in ``tied``.  It gets one
+mask, shared by every holder (``masking.attach``), and counts once in the sparsity.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -31,7 +35,7 @@ from groupsparse import Groups
 from groupsparse.schedules import check_sparsity
 
 __all__ = ["LayerTiling", "find_prunable", "check_block", "allocate_keep", "weight_to_matrix",
-           "matrix_to_weight"]
+           "matrix_to_weight", "tie_groups"]
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -71,6 +75,12 @@ class LayerTiling:
     weight_shape: tuple
     block: int
     pad: bool = False
+    tied: tuple = ()  # other modules holding the same weight Parameter (they share this tiling's mask)
+
+    @property
+    def holders(self) -> tuple:
+        """Every module name using this weight: ``name`` first, then ``tied``."""
+        return (self.name,) + tuple(self.tied)
 
     # ---------------------------------------------------------------- geometry
     @property
@@ -157,13 +167,34 @@ class LayerTiling:
         return self.scale(ones, per_block)
 
 
+def tie_groups(model: nn.Module, names, arg: str = "layers") -> list:
+    """``names`` grouped by the weight Parameter they hold: a list of tuples in order of first appearance (a name
+    whose weight nobody else among ``names`` holds is a 1-tuple).  A module outside ``names`` that holds one of their
+    weights is an error naming ``arg``: pruning a shared tensor for some of its users only is ambiguous."""
+    names = list(names)
+    by_id, order = {}, []
+    for n in names:
+        key = id(model.get_submodule(n).weight)
+        if key not in by_id:
+            by_id[key] = []
+            order.append(key)
+        by_id[key].append(n)
+    chosen = set(names)
+    for n, mod in model.named_modules():
+        w = getattr(mod, "_parameters", {}).get("weight")
+        if w is not None and id(w) in by_id and n not in chosen:
+            raise ValueError(f"{arg}: {n!r} shares its weight with {by_id[id(w)][0]!r}; select both or neither "
+                             f"(a tied weight is pruned once, for all its users)")
+    return [tuple(by_id[k]) for k in order]
+
+
 def find_prunable(model: nn.Module, block, *, min_blocks: int = 100, pad: bool = False, include=None,
                   exclude=()) -> list:
     """The tilings of every Linear / Conv2d of ``model`` with at least ``min_blocks`` blocks.
 
     ``include``: optional list of module names (or a predicate name -> bool) restricting the search.
     Raises ValueError naming ``block`` when a candidate layer's shape is not a multiple of B and ``pad`` is False,
-    and naming ``model`` when nothing is left to prune.
+    and naming ``model`` when nothing is left to prune.  Modules sharing one weight give one tiling (``tied``).
     """
     B = check_block(block)
     if int(min_blocks) < 1:
@@ -190,6 +221,9 @@ def find_prunable(model: nn.Module, block, *, min_blocks: int = 100, pad: bool =
                              f"{r} % {B} = {r % B}, {c} % {B} = {c % B}); pass pad=True to zero-pad it, "
                              f"choose a block that divides both, or exclude the layer")
         out.append(t)
+    if out:
+        by_name = {t.name: t for t in out}
+        out = [replace(by_name[g[0]], tied=g[1:]) for g in tie_groups(model, [t.name for t in out], "include")]
     if not out:
         raise ValueError(f"model: no prunable layer (Linear/Conv2d with >= {min_blocks} blocks of {B}x{B}); "
                          f"candidates seen: {seen or 'none'}. Lower min_blocks or the block size")

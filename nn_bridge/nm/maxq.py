@@ -40,6 +40,7 @@ import warnings
 
 import torch
 
+from groupsparse._validation import check_positive_int
 from groupsparse.schedules import maxq_dense_fraction
 
 from .groups import check_nm, from_groups, to_groups
@@ -313,7 +314,8 @@ class MaxQPruner(NMPruner):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self._epoch_override = state.get("epoch_override")
+        e = state["epoch_override"]
+        self._epoch_override = None if e is None else check_positive_int(e, "state['epoch_override']", low=0)
         self._apply_schedule()
 
     def finalize(self):

@@ -203,7 +203,8 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
     import time
 
     from nn_bridge import oneshot as block_oneshot
-    from nn_bridge.tiling import matrix_to_weight, weight_to_matrix
+    from nn_bridge.calibration import check_batches
+    from nn_bridge.tiling import matrix_to_weight, tie_groups, weight_to_matrix
 
     pat = NMPattern.parse(pattern)
     if method not in ONESHOT_METHODS:
@@ -215,16 +216,14 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
             raise ValueError(f"layers: one-shot handles Linear and Conv2d (groups=1) layers; {nm_!r} is "
                              f"{type(mod).__name__}")
     damp = check_nonneg(damp, "damp")
-    batches = list(batches)
-    if not batches:
-        raise ValueError("batches: at least one calibration batch is required")
     run = run or block_oneshot._default_run
+    batches = check_batches(batches, model, run, row_masks)
 
-    class _N:  # the block path's streams only read .name
-        def __init__(self, name):
-            self.name = name
+    class _N:  # the block path's streams read .name and .holders (a tied weight: every module using it)
+        def __init__(self, holders):
+            self.name, self.holders = holders[0], holders
 
-    order = block_oneshot._forward_order(model, [_N(x) for x in names], batches[0], run)
+    order = block_oneshot._forward_order(model, [_N(g) for g in tie_groups(model, names)], batches[0], run)
     dense = copy.deepcopy(model).eval()
     model.eval()
     st = (block_oneshot._PrefixStreams(model, dense, batches, run, row_masks) if blocks is None else
@@ -234,17 +233,19 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
     from tqdm.auto import tqdm
     with tqdm(total=len(order), desc=f"N:M one-shot {method}", disable=not progress) as bar:
         for group in st.groups(order):
-            xd_all = st.dense_inputs([t.name for t in group])
+            xd_all = st.dense_inputs([n for t in group for n in t.holders])
             for t in group:
                 t0 = time.perf_counter()
                 name = t.name
                 mod, dmod = model.get_submodule(name), dense.get_submodule(name)
-                xs = list(zip(st.pruned_inputs(name), xd_all[name]))
-                H, Cx = gram(xs)
+                # a tied weight is pruned once, fitted to all its holders: their rows stack into one Gram
+                xp = [x for n in t.holders for x in st.pruned_inputs(n)]
+                xs = list(zip(xp, [x for n in t.holders for x in xd_all[n]]))
+                H, Cx = gram(xs, name)
                 Md = weight_to_matrix(dmod.weight.detach()).double()
                 Bm = Cx @ Md
                 dt = solver_dtype
-                Hd, Bm = block_oneshot._damped(H, Bm, Md, damp)  # ridge toward the dense weights
+                Hd, Bm = block_oneshot._damped(H, Bm, Md, damp, name)  # ridge toward the dense weights
                 beta, keep, info = solve_nm_layer(Hd.to(dt), Bm.to(dt), pat.n, pat.m,
                                                   method=method, Md=Md.to(dt), **solver_kw)
                 with torch.no_grad():

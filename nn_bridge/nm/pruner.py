@@ -21,6 +21,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from groupsparse._validation import check_positive_int
+
+from ..pruners import check_state_keys
+from ..tiling import tie_groups
 from .groups import NMPattern, to_groups
 from .presets import select_layers
 
@@ -85,6 +89,9 @@ class NMPruner:
     model : module to prune (bare, before DDP).  Parametrizations are attached at construction.
     pattern : 'N:M' string, (n, m) or NMPattern.
     layers : a preset of ``presets.PRESETS`` (default: the method's paper), a list of module names or a predicate.
+
+    Modules sharing one weight Parameter (tied weights) are one prunable tensor: ``names`` lists its first holder,
+    ``tied[name]`` the others, which get the same parametrization (one mask, folded once).
     """
 
     method = "base"
@@ -96,15 +103,21 @@ class NMPruner:
             raise ValueError("model: attach the pruner to the bare module before wrapping it in DDP")
         self.pattern = NMPattern.parse(pattern)
         self.model = model
-        self.names, self.skipped = select_layers(model, self.pattern.m,
-                                                 self.default_preset if layers is None else layers)
+        names, self.skipped = select_layers(model, self.pattern.m,
+                                            self.default_preset if layers is None else layers)
+        groups = tie_groups(model, names)
+        self.names = [g[0] for g in groups]
+        self.tied = {g[0]: g[1:] for g in groups if len(g) > 1}
         self.params = []
-        for name in self.names:
-            mod = model.get_submodule(name)
-            if parametrize.is_parametrized(mod, "weight"):
-                raise ValueError(f"model: layer {name!r} already has a weight parametrization; one pruner per model")
-            p = self.make_param(name, mod).to(mod.weight.device)
-            parametrize.register_parametrization(mod, "weight", p, unsafe=True)
+        for holders in groups:
+            for name in holders:
+                if parametrize.is_parametrized(model.get_submodule(name), "weight"):
+                    raise ValueError(f"model: layer {name!r} already has a weight parametrization; one pruner per "
+                                     f"model")
+            mod = model.get_submodule(holders[0])
+            p = self.make_param(holders[0], mod).to(mod.weight.device)
+            for name in holders:  # N:M parametrizations have no right_inverse: the shared tensor is untouched
+                parametrize.register_parametrization(model.get_submodule(name), "weight", p, unsafe=True)
             self.params.append(p)
         self.optimizer = None
         self.step_count = 0
@@ -136,11 +149,10 @@ class NMPruner:
                 "step": self.step_count}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("method", "pattern", "layers"):
-            if state[key] != self.state_dict()[key]:
-                raise ValueError(f"state: saved {key}={state[key]!r} does not match this pruner's "
-                                 f"{self.state_dict()[key]!r}")
-        self.step_count = int(state["step"])
+        """Restore ``state_dict()``'s output; a state with missing or unexpected keys, or of another method,
+        pattern or layer list, is a ValueError naming ``state``."""
+        check_state_keys(state, self.state_dict(), ("method", "pattern", "layers"))
+        self.step_count = check_positive_int(state["step"], "state['step']", low=0)
 
     # ------------------------------------------------------------------ end of training
     def report(self) -> NMReport:
@@ -156,6 +168,9 @@ class NMPruner:
             w = p.fold(self.original(name))
             parametrize.remove_parametrizations(mod, "weight", leave_parametrized=False)
             mod.weight.data.copy_(w)
+            for other in self.tied.get(name, ()):  # the shared Parameter is folded already: just unwrap it
+                parametrize.remove_parametrizations(self.model.get_submodule(other), "weight",
+                                                    leave_parametrized=False)
         self.params, self.finalized = [], True
         rep = self.report()
         if not rep["exact_nm"]:
