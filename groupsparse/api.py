@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._array import to_numpy
 from ._validation import _as_array, check_bool, check_instance, check_open_unit, check_positive_int, check_tol
 from .penalties import Penalty, SparseGroupLasso
 from .problem import Problem, Solution
-from .solvers import SOLVERS
+from .solvers import SOLVERS, least_squares
 
 __all__ = ["solve", "solve_path", "lambda_max"]
 
@@ -21,8 +22,11 @@ def _check_solver(solver, prob):
     return solver
 
 
-def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=None, warm_start=None,
-          warm_intercept=None, verbose=False, **options) -> Solution:
+_STOPS = ("auto", "kkt")
+
+
+def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=None, max_time=None,
+          warm_start=None, warm_intercept=None, verbose=False, **options) -> Solution:
     """Minimise loss(beta) + penalty(beta) over the group structure ``groups``.
 
     Parameters
@@ -35,10 +39,15 @@ def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=N
         p features are expanded to span all K (the usual grouping); groups over the p*K coefficients are used as
         given.
     solver : 'auto' (block coordinate descent with working sets), 'bcd' or 'fista'.
-    tol : relative duality gap for convex penalties; relative KKT residual for nonconvex ones.
+    tol : relative duality gap for convex penalties; relative KKT / fixed-point residual for nonconvex ones (both
+        relative to scales of the problem, ``Problem.scales``, so rescaling the data never changes the answer).
+    max_iter, max_time : limits on iterations and seconds; a solve that reaches one returns converged=False.
+    stop : 'auto' (duality gap where available) or 'kkt' (always the KKT residual).
     warm_start : initial flat coefficients (length p*K).
 
-    Returns a ``Solution`` with coef, intercept, support, objective and certificate.
+    Least squares with lam = 0 (or only weight-0 groups) is solved exactly by one orthogonal factorisation
+    (``solvers/lstsq.py``), whatever the solver.  Returns a ``Solution`` with coef, intercept, support, objective
+    and certificate.
     """
     prob = Problem(loss, penalty, groups)
     tol = check_tol(tol)
@@ -50,21 +59,26 @@ def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=N
     kw = dict(options)
     if max_iter is not None:
         kw["max_iter"] = check_positive_int(max_iter, "max_iter")
+    if max_time is not None:
+        kw["max_time"] = check_tol(max_time, "max_time")  # a positive finite number
+    if kw.get("stop", "auto") not in _STOPS:
+        raise ValueError(f"stop: expected one of {list(_STOPS)}, got {kw['stop']!r}")
+    if prob.unpenalized and hasattr(loss, "solve_rows"):
+        return least_squares(prob, W0, tol=tol, verbose=verbose)
     return SOLVERS[name](prob, W0, tol=tol, verbose=verbose, **kw)
 
 
 def lambda_max(loss, penalty: Penalty, groups) -> float:
-    """Smallest lambda at which beta = 0 (with the intercept fitted) is stationary.
+    """Smallest lambda at which the penalized groups are all 0 at an optimum, the free coefficients (intercept,
+    weight-0 groups) fitted: the penalty's slope test on the gradient at that partial fit.
 
     Group lasso, MCP and SCAD share it (slope lam at 0); log-sum scales by eps; for the sparse-group lasso it
     solves the scalar condition ||ST(grad_g, lam l1_ratio)|| <= lam (1 - l1_ratio) w_g by bisection.
     """
     check_instance(penalty, "penalty", Penalty, _PENALTY_KINDS)
     prob = Problem(loss, penalty.with_lam(1.0), groups)
-    W = prob.zeros()
-    if loss.fit_intercept:  # beta = 0 with the intercept at its optimum
-        W[-1] = _fit_intercept_only(prob)
-    G = loss.full_grad(loss.init_state(W), W).ravel()
+    W = _fit_free(prob)
+    G = np.asarray(to_numpy(loss.full_grad(loss.init_state(W), W)), float).ravel()
     pen = prob.penalized
     if isinstance(penalty, SparseGroupLasso):
         hi = float(np.max(np.abs(G))) / max(penalty.l1_ratio, 1e-300) + 1.0
@@ -76,28 +90,30 @@ def lambda_max(loss, penalty: Penalty, groups) -> float:
             ok = np.all((prob.groups.norms(st) <= mid * (1 - p.l1_ratio) * prob.weights)[pen])
             lo, hi = (lo, mid) if ok else (mid, hi)
         return hi
-    return penalty.lambda_max(prob.groups.norms(G), prob.weights) if np.all(pen) else \
-        _lmax_masked(penalty, prob.groups.norms(G), prob.weights)
+    return penalty.lambda_max(prob.groups.norms(G), prob.weights)
 
 
-def _lmax_masked(penalty, gnorms, weights):
-    pen = weights > 0
-    return penalty.lambda_max(gnorms[pen], weights[pen])
-
-
-def _fit_intercept_only(prob):
-    """Optimal intercept with every other coefficient at 0 (Newton on the K intercept coordinates)."""
+def _fit_free(prob):
+    """The coefficient matrix with the free rows (intercept, weight-0 groups) at their optimum, the others 0."""
     loss = prob.loss
     W = prob.zeros()
-    g = prob.groups.n_groups - 1
-    L = prob.lipschitz[g]
-    for _ in range(10_000):
-        st = loss.init_state(W)
-        G = loss.grad_rows(st, W, prob.rows[g])
-        W[prob.rows[g]] -= G / L
-        if np.linalg.norm(G) < 1e-14:
-            break
-    return W[-1]
+    rows = prob.free_rows()
+    if rows.size == 0:
+        return W
+    if hasattr(loss, "solve_rows"):  # least squares: exact
+        W[rows] = np.asarray(to_numpy(loss.solve_rows(rows)), float)
+    elif rows.size == 1 and loss.fit_intercept:  # the intercept alone: Newton
+        loss.profile_intercept(loss.init_state(W), W)
+    else:  # a GLM on the free columns alone (lam = 0: the KKT-stopped solve)
+        from .groups import Groups
+        from .penalties import GroupLasso
+        sub = loss.restrict_rows(rows)
+        nf = sub.n_features
+        sol = SOLVERS["bcd"](Problem(sub, GroupLasso(0.0), Groups.from_sizes([1] * nf, np.zeros(nf))), tol=1e-10)
+        W[rows[rows < loss.n_features]] = sol.coef.reshape(nf, -1)
+        if loss.fit_intercept and sol.intercept is not None:
+            W[-1] = sol.intercept
+    return W
 
 
 def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, lambda_min_ratio=1e-2,

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, log_expit, logsumexp, xlogy
 
-from ._validation import check_X, check_bool, check_finite_array, check_nonneg, check_positive_int
+from ._validation import check_X, check_bool, check_finite_array, check_nonneg, check_positive_int, check_real
 
 __all__ = ["Loss", "LeastSquares", "Logistic", "Multinomial", "GramLeastSquares"]
 
@@ -34,6 +34,64 @@ def _spectral_norm_sq(A) -> float:
     if G.shape[0] == 1:
         return float(G[0, 0])
     return float(np.linalg.eigvalsh(G)[-1])
+
+
+_CACHES = ("_block_lipschitz",)  # per-loss caches: derived losses (restrict_rows) start without them
+
+
+def _device(a):
+    import array_api_compat
+    return array_api_compat.device(a)
+
+
+def _check_psd(xp, H):
+    """H symmetric (to rounding relative to its size) and positive semidefinite: a named ValueError otherwise.
+    PSD test: Cholesky of H + delta I with delta = max(1e-9, 10 p eps) max|H| (so singular Grams from few samples
+    pass with their rounding, while an eigenvalue below -delta, e.g. an indefinite or negated H, fails)."""
+    p = H.shape[0]
+    if p == 0:
+        return
+    eps = float(xp.finfo(H.dtype).eps)  # float32 Grams (the bridge's) round 1e9 times coarser than float64
+    Hf = xp.astype(H, xp.float64)
+    scale = float(xp.max(xp.abs(Hf)))
+    asym = float(xp.max(xp.abs(Hf - xp.permute_dims(Hf, (1, 0)))))
+    if asym > 1e3 * eps * scale:
+        raise ValueError(f"H: must be symmetric, got max |H - H^T| = {asym:.3g} (max |H| = {scale:.3g})")
+    Hs = 0.5 * (Hf + xp.permute_dims(Hf, (1, 0))) + (max(1e-9, 10 * p * eps) * scale) * xp.eye(p, dtype=xp.float64, device=_device(H))
+    try:
+        Lc = xp.linalg.cholesky(Hs)
+        ok = bool(xp.all(xp.isfinite(Lc)))
+    except Exception:  # numpy LinAlgError / torch's linalg error
+        ok = False
+    if not ok:
+        raise ValueError("H: must be positive semidefinite (a Gram matrix X^T X / n); it has a negative eigenvalue")
+
+
+def psd_solve(xp, A, Bm):
+    """Min-norm solution of A X = Bm for a symmetric PSD float64 A in namespace xp (numpy or torch).
+
+    Cholesky when its pivots show A well conditioned (pivot ratio above 1e-6, i.e. cond ~< 1e12 at the
+    pivots), else an eigendecomposition pseudo-inverse that drops eigenvalues below n eps max eig: never a jittered
+    solve, which moves the answer off the optimum."""
+    n = A.shape[0]
+    if n == 0:
+        return Bm
+    try:
+        Lc = xp.linalg.cholesky(A)
+        d = xp.abs(xp.linalg.diagonal(Lc))
+        ok = bool(xp.all(xp.isfinite(Lc))) and float(xp.min(d)) > 1e-6 * float(xp.max(d))
+    except Exception:  # numpy LinAlgError / torch's linalg error
+        ok = False
+    if ok:
+        if hasattr(Lc, "detach"):  # torch: triangular solves on the device
+            import torch
+            return torch.cholesky_solve(Bm, Lc)
+        from scipy.linalg import cho_solve
+        return cho_solve((Lc, True), Bm)
+    w, V = xp.linalg.eigh(A)
+    keep = w > n * np.finfo(float).eps * float(xp.max(xp.abs(w)))
+    inv = xp.where(keep, 1.0 / xp.where(keep, w, 1.0), 0.0)
+    return V @ (inv[:, None] * (xp.permute_dims(V, (1, 0)) @ Bm))
 
 
 class Loss:
@@ -52,6 +110,11 @@ class Loss:
     def n_rows(self) -> int:
         """Rows of the internal coefficient matrix (features, plus one intercept row)."""
         return self.n_features + int(self.fit_intercept)
+
+    def block_lipschitz_cache(self) -> dict:
+        """(first row, stop row) -> Lipschitz constant of that contiguous row block, for this loss only: a path
+        builds one Problem per lambda over the same loss and reuses them."""
+        return self.__dict__.setdefault("_block_lipschitz", {})
 
     def _as_matrix(self, coef):
         W = np.asarray(coef, dtype=float)
@@ -155,13 +218,20 @@ class _GLM(Loss):
         Gm = np.einsum("nga,ngb->gab", Xb, Xb)
         return self.curvature * np.linalg.eigvalsh(Gm)[:, -1] / self.n_samples + self.ridge
 
+    def max_coordinate_lipschitz(self) -> float:
+        """Largest one-coefficient Lipschitz constant over the features (intercept column excluded)."""
+        return self.curvature * float(np.max(self.column_norms()[: self.n_features])) ** 2 / self.n_samples
+
     def column_norms(self) -> np.ndarray:
         if sp.issparse(self.X):
             return np.sqrt(np.asarray(self.X.multiply(self.X).sum(axis=0)).ravel())
         return np.sqrt(np.einsum("ij,ij->j", self.X, self.X))
 
     def global_lipschitz(self) -> float:
-        if sp.issparse(self.X):
+        if sp.issparse(self.X) and min(self.X.shape) <= 64:  # svds needs k < min(shape); small: exact
+            A = self.X.T @ self.X if self.X.shape[1] <= self.X.shape[0] else self.X @ self.X.T
+            s = math.sqrt(max(float(np.linalg.eigvalsh(A.toarray())[-1]), 0.0))
+        elif sp.issparse(self.X):
             from scipy.sparse.linalg import svds
             s = svds(self.X, k=1, return_singular_vectors=False)[0]
         else:
@@ -171,7 +241,8 @@ class _GLM(Loss):
     def restrict_rows(self, rows):
         """The same loss on a subset of coefficient rows (others fixed at 0); keeps the intercept if present."""
         new = self.__class__.__new__(self.__class__)
-        new.__dict__.update(self.__dict__)
+        # caches computed for this loss's columns (block Lipschitz constants) must not follow into the new loss
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in _CACHES})
         rows = np.asarray(rows)
         new.X = self.X[:, rows]
         if not sp.issparse(new.X):
@@ -241,6 +312,28 @@ class LeastSquares(_GLM):
     def conjugate(self, V):
         # F(Z) = 1/(2n)||Z - Y||^2  ->  F*(V) = <V, Y> + n/2 ||V||^2
         return float(np.vdot(V, self.Y)) + 0.5 * self.n_samples * float(np.vdot(V, V))
+
+    def solve_rows(self, rows, cols=None):
+        """Exact minimiser over the coefficient rows ``rows`` (the others at 0), for the outputs ``cols`` (default
+        all), of the least-squares loss: min-norm solution by a complete orthogonal factorisation (LAPACK gelsy),
+        never the normal equations, so it stays the optimum at cond(X) ~ 1e12.  The ridge enters as rows sqrt(n ridge) I."""
+        import scipy.linalg
+        rows = np.asarray(rows, dtype=np.int64)
+        Y = self.Y if cols is None else self.Y[:, np.asarray(cols)]
+        A = self.X[:, rows]
+        d = np.where(rows < self.n_features, math.sqrt(self.n_samples * self.ridge), 0.0)
+        if sp.issparse(A) and A.shape[0] * A.shape[1] > 2 ** 24:  # large sparse: LSMR, never densify
+            from scipy.sparse.linalg import lsmr
+            if self.ridge:
+                A = sp.vstack([A, sp.diags(d)[d > 0]], format="csr")
+                Y = np.vstack([Y, np.zeros((int(np.sum(d > 0)), Y.shape[1]))])
+            return np.column_stack([lsmr(A, Y[:, k], atol=1e-15, btol=1e-15, conlim=1e16,
+                                         maxiter=4 * max(A.shape))[0] for k in range(Y.shape[1])])
+        A = A.toarray() if sp.issparse(A) else np.asarray(A)
+        if self.ridge:
+            A = np.vstack([A, np.diag(d)[d > 0]])
+            Y = np.vstack([Y, np.zeros((int(np.sum(d > 0)), Y.shape[1]))])
+        return scipy.linalg.lstsq(A, Y, lapack_driver="gelsy", check_finite=False)[0]
 
 
 class Logistic(_GLM):
@@ -329,10 +422,16 @@ class GramLeastSquares(Loss):
         B2 = B if B.ndim == 2 else xp.reshape(B, (-1, 1))
         if B2.shape[0] != H.shape[0]:
             raise ValueError(f"B: has {B2.shape[0]} rows but H is {H.shape[0]} x {H.shape[0]}")
-        if not bool(xp.all(xp.isfinite(H))) or not bool(xp.all(xp.isfinite(B2))):
-            raise ValueError("H, B: must be finite (no NaN or inf)")
+        if not bool(xp.all(xp.isfinite(H))):
+            raise ValueError("H: must be finite (no NaN or inf)")
+        if not bool(xp.all(xp.isfinite(B2))):
+            raise ValueError("B: must be finite (no NaN or inf)")
+        c = check_real(c, "c")
+        if not math.isfinite(c):
+            raise ValueError(f"c: must be a finite number, got {c!r}")
+        _check_psd(xp, H)
         self.xp = xp
-        self.H, self.B, self.c = H, B2, float(c)
+        self.H, self.B, self.c = H, B2, c
         self.n_features, self.n_outputs = int(H.shape[0]), int(B2.shape[1])
         self.ridge = _check_ridge(ridge)
 
@@ -373,6 +472,22 @@ class GramLeastSquares(Loss):
 
     def global_lipschitz(self) -> float:
         return float(self.xp.linalg.eigvalsh(self.H)[-1]) + self.ridge
+
+    def max_coordinate_lipschitz(self) -> float:
+        return float(self.xp.max(self.xp.linalg.diagonal(self.H))) if self.n_features else 0.0
+
+    def solve_rows(self, rows, cols=None):
+        """Exact minimiser over the rows ``rows`` (others 0) for the outputs ``cols``: (H_rr + ridge) W = B_rc by
+        ``psd_solve`` (min-norm where H_rr is singular), in float64 and in the array namespace of H."""
+        xp = self.xp
+        dev = _device(self.H)
+        ri = xp.asarray(np.asarray(rows, dtype=np.int64), device=dev)
+        ci = xp.asarray(np.arange(self.n_outputs) if cols is None else np.asarray(cols, dtype=np.int64), device=dev)
+        A = xp.astype(self.H[ri[:, None], ri[None, :]], xp.float64)
+        Bm = xp.astype(self.B[ri[:, None], ci[None, :]], xp.float64)
+        if self.ridge:
+            A = A + self.ridge * xp.eye(A.shape[0], dtype=A.dtype, device=dev)
+        return psd_solve(xp, A, Bm)
 
     def restrict_rows(self, rows):
         rows = np.asarray(rows)

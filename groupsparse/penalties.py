@@ -267,8 +267,8 @@ class GroupSCAD(Penalty):
     def __init__(self, lam, gamma=3.7):
         super().__init__(lam)
         g = check_real(gamma, "gamma")
-        if not g > 2.0:
-            raise ValueError(f"gamma: group SCAD needs gamma > 2, got {gamma!r}")
+        if not (g > 2.0 and math.isfinite(g)):  # gamma = inf makes the middle piece inf / inf
+            raise ValueError(f"gamma: group SCAD needs a finite gamma > 2, got {gamma!r}")
         self.gamma = g
 
     def rho(self, r, lw):

@@ -5,6 +5,7 @@ each of them is only its iteration.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,6 +84,49 @@ class Problem:
             self.rows.append(rows)
             self.sel.append(sel)
         self._lips = np.full(g.n_groups, np.nan)
+        pen = penalty
+        # lam = 0 or no penalized group: the problem is the loss alone (the dual scale would be 0, the gap useless)
+        self.unpenalized = pen is None or pen.lam == 0 or not np.any(self.penalized)
+        # weight-0 groups other than the intercept: a dual point must be orthogonal to their columns
+        icpt = g.n_groups - 1 if loss.fit_intercept else -1
+        self.free_groups = np.array([i for i in np.flatnonzero(~self.penalized) if i != icpt], dtype=np.int64)
+        self.has_gap = bool(pen is not None and pen.convex and loss.has_dual and not self.unpenalized
+                            and (self.free_groups.size == 0 or self._projectable()))
+
+    def _projectable(self) -> bool:
+        """Least squares without ridge, whole-row free groups: the dual point can be projected (``_dual_point``)."""
+        from .losses import LeastSquares
+        return (isinstance(self.loss, LeastSquares) and not self.loss.ridge
+                and all(self.sel[g] is None for g in self.free_groups))
+
+    def free_rows(self) -> np.ndarray:
+        """Coefficient rows never penalized: weight-0 groups and the intercept row (whole rows only)."""
+        rows = np.arange(self.loss.n_rows)
+        out = [rows[self.rows[g]] for g in np.flatnonzero(~self.penalized) if self.sel[g] is None]
+        return np.unique(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
+
+    def scales(self):
+        """(gap floor, gradient scale), computed once per problem.  Stopping rules compare with these, so rescaling
+        the data (and lam with it) never changes when a solver stops, and no rule has an absolute part:
+        - gap floor: 16 eps * loss(0), the rounding level of a duality gap; convex solves stop on
+          gap <= max(tol * |objective|, floor);
+        - gradient scale: the largest group gradient norm at the null model (beta = 0, intercept fitted), at least
+          sqrt(2 loss(null) max_j L_j), the bound on any one-coefficient gradient there (so that y orthogonal to
+          X still has a scale); KKT and fixed-point residuals stop at tol times it."""
+        if not hasattr(self, "_scales"):
+            from ._array import to_numpy
+            loss = self.loss
+            W = self.zeros()
+            st = loss.init_state(W)
+            f_raw = abs(float(loss.state_value(st, W)))
+            if loss.has_dual:
+                loss.profile_intercept(st, W)
+            f0 = max(float(loss.state_value(st, W)), 0.0)
+            G0 = np.asarray(to_numpy(loss.full_grad(st, W)), float).ravel()
+            gmax = float(np.max(self.groups.norms(G0)))
+            lcol = float(loss.max_coordinate_lipschitz())
+            self._scales = (16 * np.finfo(float).eps * f_raw, max(gmax, math.sqrt(2 * f0 * lcol)))
+        return self._scales
 
     # ----- step sizes (computed lazily: most groups never enter a working set) -----
     def lipschitz_of(self, ids) -> np.ndarray:
@@ -90,7 +134,7 @@ class Problem:
         todo = ids[np.isnan(self._lips[ids])]
         if todo.size:
             # contiguous blocks are cached on the loss: a path builds one Problem per lambda over the same X
-            cache = self.loss.__dict__.setdefault("_block_lipschitz", {})
+            cache = self.loss.block_lipschitz_cache()
             batch = [g for g in todo if isinstance(self.rows[g], slice) and self.sel[g] is None]
             for g in batch:
                 self._lips[g] = cache.get((self.rows[g].start, self.rows[g].stop), np.nan)
@@ -175,8 +219,10 @@ class Problem:
         With an intercept, call loss.profile_intercept first so that V sums to zero."""
         if self.penalty is None or not self.penalty.convex or not self.loss.has_dual:
             return np.nan, None, 0.0
+        if not self.has_gap:
+            return np.nan, None, 0.0
         best = self._dual_point(self.loss.raw_grad(state), G, W)
-        if extra_state is not None and not self.loss.fit_intercept and not self.loss.ridge:
+        if extra_state is not None and not self.loss.fit_intercept and not self.loss.ridge and not self.free_groups.size:
             V2 = self.loss.raw_grad(extra_state)
             cand = self._dual_point(V2, self.loss.full_grad(extra_state, W), W)
             if cand[0] > best[0]:
@@ -188,6 +234,11 @@ class Problem:
         """(dual value, V, s) at s * V, with X^T V (plus the ridge part) given as ``XtV``."""
         loss = self.loss
         Xg = XtV.copy()
+        if self.free_groups.size:  # project V onto the complement of the free columns: X_free^T V = 0
+            Q, XtQ = self._free_basis()
+            c = Q.T @ V
+            V = V - Q @ c
+            Xg = Xg - XtQ @ c
         if loss.fit_intercept:
             Xg[-1] = 0.0
         pen = self.penalized
@@ -203,6 +254,21 @@ class Problem:
         if loss.ridge:
             dual -= 0.5 * s * s * loss.ridge * float(np.sum(W[: loss.n_features] ** 2))
         return dual, V, s
+
+    def _free_basis(self):
+        """Orthonormal basis Q of the free columns (weight-0 groups and the intercept) and X^T Q, computed once."""
+        if not hasattr(self, "_fb"):
+            import scipy.linalg
+            import scipy.sparse as sp
+            X = self.loss.X
+            A = X[:, self.free_rows()]
+            A = A.toarray() if sp.issparse(A) else np.asarray(A)
+            Q, R, _ = scipy.linalg.qr(A, mode="economic", pivoting=True)
+            d = np.abs(np.diag(R))
+            rank = int(np.sum(d > max(A.shape) * np.finfo(float).eps * (d[0] if d.size else 0.0)))
+            Q = Q[:, :rank]
+            self._fb = (Q, np.asarray(X.T @ Q))  # XtV is X^T V: no 1/n here
+        return self._fb
 
     def fixpoint_scores(self, W, G, groups=None) -> np.ndarray:
         """L_g * ||beta_g - prox_g(beta_g - grad_g / L_g)||: zero exactly at fixed points of the prox-gradient map

@@ -227,10 +227,7 @@ class BudgetProblem:
             else:
                 uniq, inv = np.unique(R, axis=0, return_inverse=True)
                 inv = np.asarray(inv).ravel()
-            Xd = X.toarray() if hasattr(X, "toarray") else X
-            Xpad = np.concatenate([Xd, np.zeros((n, 1))], axis=1)  # padding rows read a zero column
-            X3 = np.ascontiguousarray(np.transpose(Xpad[:, uniq], (1, 2, 0)))  # (U, r, n)
-            blocks = loss.curvature * (X3 @ np.swapaxes(X3, 1, 2)) / n  # batched BLAS
+            blocks = loss.curvature * _block_grams(X, uniq) / n
             vu = (uniq < self.n_rows).astype(float)
             blocks += loss.ridge * np.eye(r) * vu[:, :, None] + np.eye(r) * (1.0 - vu)[:, :, None]
             Phi = blocks[inv]
@@ -309,6 +306,27 @@ class BudgetProblem:
         return Solution(coef, icpt, S, float(value), float(cert), kind, bool(converged), int(n_iter),
                         None, lower_bound if lower_bound is None else float(lower_bound),
                         history=history or [], info=info)
+
+
+def _block_grams(X, R):
+    """(U, r, r) Gram blocks X[:, R_u]^T X[:, R_u] for the padded column sets R (U, r); index X.shape[1] reads a
+    zero column.  A sparse X stays sparse: entry (a, b) of every block is one column-wise product of two gathers,
+    O(r^2 nnz) work and O(U r^2) memory, where densifying would cost n x p."""
+    import scipy.sparse as sp
+    n, m = X.shape
+    if not sp.issparse(X):
+        Xpad = np.concatenate([X, np.zeros((n, 1))], axis=1)
+        X3 = np.ascontiguousarray(np.transpose(Xpad[:, R], (1, 2, 0)))  # (U, r, n)
+        return X3 @ np.swapaxes(X3, 1, 2)  # batched BLAS
+    Xpad = sp.hstack([X, sp.csc_matrix((n, 1))], format="csc")
+    cols = [Xpad[:, R[:, a]] for a in range(R.shape[1])]
+    U, r = R.shape
+    out = np.empty((U, r, r))
+    for a in range(r):
+        for b in range(a, r):
+            v = np.asarray(cols[a].multiply(cols[b]).sum(axis=0)).ravel()
+            out[:, a, b] = out[:, b, a] = v
+    return out
 
 
 def _device(a):

@@ -1,10 +1,11 @@
 """The one refit every selection method uses: the exact minimiser of the loss on a fixed group support.
 
-* Least squares (``LeastSquares`` and ``GramLeastSquares``): the normal equations decouple by output column --
-  column k uses the rows R_k = {j : (j, k) selected} -- so the columns that share the same R_k are solved together
-  with one Cholesky factorisation (for B x B tiles, all B columns of a column block share their rows).  Solves run
-  in float64 in the loss's array namespace (numpy, or torch on any device); the value comes from the normal
-  equations, L = c - 1/2 <W, B>, without another product with H.
+* Least squares (``LeastSquares`` and ``GramLeastSquares``): the problem decouples by output column -- column k
+  uses the rows R_k = {j : (j, k) selected} -- so the columns that share the same R_k are solved together by the
+  loss's exact ``solve_rows`` (for B x B tiles, all B columns of a column block share their rows): an orthogonal
+  factorisation of X's columns (exact at cond 1e12, never jittered normal equations), or in Gram form a Cholesky /
+  eigendecomposition pseudo-solve in float64 in the loss's array namespace (numpy, or torch on any device); the
+  Gram value comes from L = c - 1/2 <W, B>, without another product with H.
 * Logistic / multinomial: damped Newton on the free coefficients (exact Hessians, Armijo backtracking) with a tiny
   ridge ``refit_ridge`` (default 1e-8) so that separable data still has a finite refit.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import expit, logsumexp
+
+from ..losses import psd_solve
 
 __all__ = ["refit"]
 
@@ -39,81 +42,27 @@ def _column_patterns(m):
     return out
 
 
-def _spd_solve(xp, A, Bm):
-    """Solve A X = Bm for symmetric PSD A (float64): Cholesky, with a tiny relative jitter when singular."""
-    n = A.shape[0]
-    eye = xp.eye(n, dtype=A.dtype, device=_dev(A))
-    scale = float(xp.max(xp.abs(A))) if n else 1.0
-    for jitter in (0.0, 1e-12, 1e-9, 1e-6):
-        try:
-            Lc = xp.linalg.cholesky(A + (jitter * scale) * eye) if jitter else xp.linalg.cholesky(A)
-        except Exception:  # numpy LinAlgError / torch linalg error
-            continue
-        if not bool(xp.all(xp.isfinite(Lc))):
-            continue
-        return _chol_solve(xp, Lc, Bm)
-    return xp.linalg.pinv(A) @ Bm
-
-
-def _chol_solve(xp, Lc, Bm):
-    if hasattr(Lc, "detach"):  # torch: triangular solves on the device
-        import torch
-        return torch.cholesky_solve(Bm, Lc)
-    from scipy.linalg import cho_solve
-    return cho_solve((Lc, True), Bm)
-
-
-def _dev(a):
-    import array_api_compat
-    return array_api_compat.device(a)
-
-
 def _quadratic_refit(bp, S):
     loss, xp = bp.loss, bp.xp
     m = bp.mask_np(S)
     W = bp.zeros()
-    wb = 0.0  # <W, B> accumulated: L(W*) = c - 1/2 <W*, B> at the refit
-    rows_last = None
-    gram = bp.gram
-    if not gram:
-        X, n = loss.X, loss.n_samples
-        Y = loss.Y
+    wb = 0.0  # <W, B> accumulated: L(W*) = c - 1/2 <W*, B> at the refit (Gram form)
     for rows, cols in _column_patterns(m):
         if rows.size == 0:
             continue
-        if gram:
+        sol = loss.solve_rows(rows, cols)  # exact (orthogonal factorisation / PSD pseudo-solve), float64
+        if bp.gram:
             ri = xp.asarray(rows, dtype=xp.int64, device=bp.device)
             ci = xp.asarray(cols, dtype=xp.int64, device=bp.device)
-            A = xp.astype(loss.H[ri[:, None], ri[None, :]], xp.float64)
-            Bm = xp.astype(loss.B[ri[:, None], ci[None, :]], xp.float64)
-        else:
-            Xr = X[:, rows]
-            Xr = Xr.toarray() if hasattr(Xr, "toarray") else np.asarray(Xr)
-            A = Xr.T @ Xr / n
-            Bm = Xr.T @ Y[:, cols] / n
-        if loss.ridge:
-            d = np.full(rows.size, loss.ridge)
-            d[rows >= bp.p] = 0.0  # the intercept row is never penalized
-            A = A + xp.asarray(np.diag(d), dtype=A.dtype, device=_dev(A)) if gram else A + np.diag(d)
-        sol = _spd_solve(xp, A, Bm)
-        rows_last = rows
-        wb += float(xp.sum(sol * Bm))
-        if gram:
+            wb += float(xp.sum(sol * xp.astype(loss.B[ri[:, None], ci[None, :]], xp.float64)))
             W[ri[:, None], ci[None, :]] = xp.astype(sol, W.dtype)
         else:
             W[np.ix_(rows, cols)] = sol
-    if gram:
-        c = loss.c
-    else:
-        c = 0.5 * float(np.vdot(loss.Y, loss.Y)) / loss.n_samples
-    if gram:
-        return W, c - 0.5 * wb
-    # X-form: the residual on the support is cheap and avoids the cancellation in c - <W,B>/2
-    if loss.n_outputs == 1 and rows_last is not None:  # one pattern: reuse its columns
-        Rres = (Xr @ sol).reshape(loss.Y.shape) - loss.Y
-    else:
-        rows = np.flatnonzero(m.any(axis=1))
-        Rres = np.asarray(loss.X[:, rows] @ W[rows]).reshape(loss.Y.shape) - loss.Y
+    if bp.gram:
+        return W, loss.c - 0.5 * wb
+    # X form: the value from the residual on the support (no cancellation in c - <W, B>/2)
+    rows = np.flatnonzero(m.any(axis=1))
+    Rres = np.asarray(loss.X[:, rows] @ W[rows]).reshape(loss.Y.shape) - loss.Y
     val = 0.5 * float(np.vdot(Rres, Rres)) / loss.n_samples
     if loss.ridge:
         val += 0.5 * loss.ridge * float(np.sum(W[: bp.p] ** 2))
@@ -156,7 +105,7 @@ def _newton_refit(bp, S, W0=None, tol=1e-13, max_iter=100):
             Hm = (Xr * (s * (1 - s) / n)[:, None]).T @ Xr
         Hm = Hm + np.diag(pen.ravel())
         Hf = Hm[np.ix_(free, free)]
-        step = -_spd_solve(_npxp(), Hf, g)
+        step = -psd_solve(_npxp(), Hf, g)
         dec = -float(g @ step)
         if dec <= 2 * tol * max(1.0, abs(val)):
             break

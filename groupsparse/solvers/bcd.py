@@ -127,30 +127,36 @@ def _ws_rows(prob, ws):
     return np.unique(np.concatenate(rows)) if rows else np.zeros(0, int)
 
 
-def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderson=5, screening=True,
-        verbose=False, stop="auto"):
-    """Solve ``prob`` (a ``Problem``) from W0.  ``tol`` is relative: gap <= tol * max(1, |objective|) for convex
-    penalties, max KKT residual <= tol * max(1, max_g ||grad_g L(0)||) otherwise (stop='kkt' forces the latter)."""
+def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, max_time=None, p0=10, anderson=5,
+        screening=True, verbose=False, stop="auto"):
+    """Solve ``prob`` (a ``Problem``) from W0.  ``tol`` is relative (``Problem.scales``): convex penalties stop on
+    gap <= max(tol * |objective|, rounding floor); nonconvex ones (and stop='kkt', lam = 0, or a convex problem
+    without a valid dual point) on max KKT residual <= tol * gradient scale, where for nonconvex penalties the
+    residual also includes the prox-gradient fixed-point residual: a stopping point is a fixed point of the block
+    update, not only a point of the Frechet subdifferential.  Cost is bounded: at most ``max_iter`` outer
+    iterations and ``max_epochs`` epochs in all, and ``max_time`` seconds when given; a solve that stops on a
+    limit returns converged=False with its certificate."""
     loss = prob.loss
     W = prob.zeros() if W0 is None else np.array(W0, dtype=float)
     state = loss.init_state(W)
     n_groups = prob.groups.n_groups
-    convex = prob.penalty is not None and prob.penalty.convex and loss.has_dual and stop != "kkt"
-    screenable = (isinstance(prob.penalty, (GroupLasso, SparseGroupLasso)) and loss.has_dual and screening
-                  and not loss.ridge)
+    convex = prob.has_gap and stop != "kkt"
+    screenable = (convex and isinstance(prob.penalty, (GroupLasso, SparseGroupLasso)) and screening
+                  and not loss.ridge and not prob.free_groups.size)
     active = np.ones(n_groups, dtype=bool)  # False once gap-safe screening proves the group zero
     composite = isinstance(prob.penalty, CompositePenalty)
-    needs_fixpoint = composite or (prob.penalty is not None and
-                                   bool(np.any(np.isinf(prob.penalty.drho0(prob.weights[prob.penalized])))))
-    if not convex:  # the KKT stopping scale; convex problems stop on the duality gap
-        G0 = loss.full_grad(loss.init_state(prob.zeros()), prob.zeros())
-        kkt_scale = max(1.0, float(np.max(prob.groups.norms(G0.ravel()))))
+    # a nonconvex prox can move a group that satisfies the subdifferential test (zero is always stationary for
+    # infinite slopes; MCP's hard threshold when 1/L_g > gamma): stop on the fixed point of the block update too
+    needs_fixpoint = prob.penalty is not None and not prob.penalty.convex and not prob.unpenalized
+    gap_floor, kkt_scale = prob.scales()
     history, t0, n_epochs = [], time.perf_counter(), 0
+    deadline = None if max_time is None else t0 + max_time
     ws_size = p0
     cert, kind, converged = np.inf, ("duality_gap" if convex else "kkt"), False
     it = 0
     extra = None  # extrapolated loss state from the last inner solve (dual extrapolation)
     prev_ws, prev_inner_tol = None, np.inf
+    stopped = "max_iter"
     for it in range(1, max_iter + 1):
         if loss.has_dual:
             loss.profile_intercept(state, W)
@@ -159,22 +165,30 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
         kkt = prob.kkt(W, G)
         if convex:
             gap, V, s = prob.duality_gap(state, W, G, primal, extra)
-            cert = gap
-            crit = gap / max(1.0, abs(primal))
+            cert = max(gap, 0.0)  # a valid dual point: a negative gap is rounding
+            done = gap <= max(tol * abs(primal), gap_floor)
             if screenable and V is not None and gap > 0:
                 radius = np.sqrt(2 * gap / (loss.n_samples * loss.dual_modulus))
                 _screen(prob, W, G, s, radius, active)
         else:
-            if needs_fixpoint:  # zero is always stationary for these: measure the prox-gradient fixed point too
+            if needs_fixpoint:
                 kkt = np.maximum(kkt, prob.fixpoint_scores(W, G))
             cert = float(np.max(kkt))
-            crit = cert / kkt_scale
+            done = cert <= tol * kkt_scale
         history.append({"iter": it, "time": time.perf_counter() - t0, "objective": primal,
                         "certificate": cert, "ws_size": int(min(ws_size, active.sum())), "epochs": n_epochs})
         if verbose:
             print(f"[bcd] iter {it}: objective {primal:.10g}  {kind} {cert:.3g}  ws {history[-1]['ws_size']}")
-        if crit <= tol:
-            converged = True
+        if done:
+            converged, stopped = True, "tol"
+            break
+        if n_epochs >= max_epochs:
+            stopped = "max_epochs"
+            break
+        if deadline is not None and time.perf_counter() >= deadline:
+            stopped = "max_time"
+            break
+        if it == max_iter:
             break
         # working set: support plus the worst fixed-point violators among the unscreened groups
         scores = np.where(active, kkt, -np.inf)
@@ -184,13 +198,16 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
         ws = np.sort(np.argsort(-scores, kind="stable")[:ws_size])
         ws = ws[(scores[ws] > 0) | nz[ws]]  # groups satisfying their optimality condition need no visit
         # inner solve on the working set, to a fraction of the current outer violation
-        inner_tol = 0.3 * max(float(np.max(np.where(active, kkt, 0))), 1e-300)
+        inner_tol = 0.3 * float(np.max(np.where(active, kkt, 0)))
         if prev_ws is not None and np.array_equal(ws, prev_ws):
             # same working set as last time: the outer loop only waits for precision, so ask for much more
             inner_tol = min(inner_tol, 1e-2 * prev_inner_tol)
+        # ... but never below what the outer test can see (rounding), so an inner solve always ends
+        inner_tol = max(inner_tol, 1e-3 * tol * kkt_scale, 1e-300)
         prev_ws, prev_inner_tol = ws, inner_tol
         L = prob.lipschitz_of(ws)
-        epochs, extra = _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, convex)
+        epochs, extra = _inner(prob, W, state, ws, L, inner_tol, max_epochs - n_epochs, anderson, composite, convex,
+                               deadline)
         n_epochs += epochs
         state = _refresh_state(prob, W)  # incremental updates drift by rounding
     G = loss.full_grad(state, W)
@@ -199,11 +216,12 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, p0=10, anderso
         kkt_final = np.maximum(kkt_final, prob.fixpoint_scores(W, G))
     kkt_final = float(np.max(kkt_final))
     return prob.solution(W, state, cert, kind, converged, it, history, epochs=n_epochs, kkt=kkt_final,
-                         screened=int((~active).sum()))
+                         screened=int((~active).sum()), stopped=stopped)
 
 
-def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, keep_states=False):
-    """BCD epochs on the working set; returns (epochs, extrapolated loss state or None)."""
+def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, keep_states=False, deadline=None):
+    """BCD epochs on the working set (at most ``max_epochs``, and until ``deadline``); returns (epochs,
+    extrapolated loss state or None)."""
     loss = prob.loss
     rows = _ws_rows(prob, ws)
     rest = [prob.composite_rest(W)] if composite else None
@@ -214,7 +232,7 @@ def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, ke
         if keep_states and anderson:
             states.append(state.ravel().copy())
             del states[:-(anderson + 1)]
-        if worst <= inner_tol:
+        if worst <= inner_tol or (deadline is not None and time.perf_counter() >= deadline):
             break
         if anderson:
             past.append(W[rows].ravel().copy())
