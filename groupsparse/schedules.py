@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validation import (_as_array, check_choice, check_finite_real, check_positive_int, check_real,
+                          check_tol)
+
 __all__ = ["exp_ramp", "maxq_dense_fraction", "Phase", "PhaseSchedule",
            "acdc_imagenet", "sapp_imagenet", "acdc_criteo", "sapp_criteo", "check_sparsity"]
 
@@ -17,10 +20,10 @@ PHASE_KINDS = ("dense", "sparsification", "sparse")
 
 
 def check_sparsity(s, name: str = "sparsity") -> float:
-    """A sparsity must be a finite number in [0, 1)."""
+    """A sparsity must be a finite number in [0, 1) ('0.5' and True are refused, not converted)."""
     try:
-        v = float(s)
-    except (TypeError, ValueError):
+        v = check_real(s, name)
+    except ValueError:
         raise ValueError(f"{name}: expected a number in [0, 1), got {s!r}") from None
     if not (0.0 <= v < 1.0):
         raise ValueError(f"{name}: must lie in [0, 1), got {s!r}")
@@ -33,9 +36,8 @@ def exp_ramp(t, target: float, c: float = 4.0):
     Aggressive early, careful near the target (c = 4 as in the paper); c -> 0 gives the linear ramp s*t.
     """
     target = check_sparsity(target, "target")
-    t = np.clip(np.asarray(t, dtype=float), 0.0, 1.0)
-    if c <= 0:
-        raise ValueError(f"c: must be > 0, got {c}")
+    t = np.clip(_check_times(t, "t"), 0.0, 1.0)
+    c = check_tol(c, "c")  # a finite number > 0
     out = target * (-np.expm1(-c * t)) / (-math.expm1(-c))
     return float(out) if out.ndim == 0 else out
 
@@ -46,11 +48,11 @@ def maxq_dense_fraction(epoch, start: int, end: int, kind: str = "linear"):
     ``kind`` is one of 'linear', 'cubic', 'cos', 'exp' (MaxQ's ``get_preserve_rate``); ``start == end == 0`` gives
     plain N:M from the first epoch.  Fractional epochs are allowed (a smooth version of the per-epoch step).
     """
-    if kind not in ("linear", "cubic", "cos", "exp"):
-        raise ValueError(f"kind: expected one of 'linear', 'cubic', 'cos', 'exp', got {kind!r}")
+    check_choice(kind, "kind", ("linear", "cubic", "cos", "exp"))
+    start, end = check_finite_real(start, "start"), check_finite_real(end, "end")
     if not (0 <= start <= end):
         raise ValueError(f"start/end: need 0 <= start <= end, got start={start}, end={end}")
-    e = np.asarray(epoch, dtype=float)
+    e = _check_times(epoch, "epoch")
     if end == start:
         out = np.where(e < start, 1.0, 0.0)
     else:
@@ -77,8 +79,9 @@ class Phase:
     end: float
 
     def __post_init__(self):
-        if self.kind not in PHASE_KINDS:
+        if not isinstance(self.kind, str) or self.kind not in PHASE_KINDS:
             raise ValueError(f"phase kind: expected one of {PHASE_KINDS}, got {self.kind!r}")
+        check_finite_real(self.start, "start"), check_finite_real(self.end, "end")
         if not (0.0 <= self.start < self.end <= 1.0 + 1e-12):
             raise ValueError(f"phase {self.kind}: need 0 <= start < end <= 1, got [{self.start}, {self.end})")
 
@@ -96,6 +99,7 @@ class PhaseSchedule:
 
     def __post_init__(self):
         check_sparsity(self.target, "target")
+        check_tol(self.c, "c")
         ph = tuple(self.phases)
         if not ph:
             raise ValueError("phases: a schedule needs at least one phase")
@@ -110,7 +114,7 @@ class PhaseSchedule:
 
     def index(self, t: float) -> int:
         """Index of the phase that holds progress t (t = 1 belongs to the last phase)."""
-        t = float(np.clip(t, 0.0, 1.0))
+        t = float(np.clip(_check_times(t, "t"), 0.0, 1.0))  # NaN would fall through to the last phase
         for i, p in enumerate(self.phases):
             if t < p.end:
                 return i
@@ -132,6 +136,17 @@ class PhaseSchedule:
         return [p.start for p in self.phases[1:]]
 
 
+def _check_times(t, name):
+    """Progress or epochs: finite numbers (a NaN would silently give the last phase or a NaN sparsity)."""
+    a = _as_array(t, name)
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"{name}: expected a number or an array of numbers, got {t!r}"[:200])
+    a = a.astype(float)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name}: must be finite, got {t!r}"[:200])
+    return a
+
+
 def _timeline(target, c, spec):
     return PhaseSchedule(tuple(Phase(k, a, b) for k, a, b in spec), target, c)
 
@@ -151,9 +166,11 @@ def sapp_imagenet(target: float, c: float = 4.0, split=(0.4, 0.3, 0.3)) -> Phase
     """SequentialAttention++'s ImageNet schedule: ACDC's with each sparse-dense pair replaced by
     sparsification-sparse-dense (``split`` of each 10% pair; the paper does not give it) and the 7th pair with its
     extension replaced by one sparsification phase; final 15% sparse."""
-    a_, b_, _ = split
-    if abs(sum(split) - 1.0) > 1e-9 or min(split) <= 0:
-        raise ValueError(f"split: three positive fractions summing to 1, got {split}")
+    sp = _as_array(split, "split")
+    if sp.shape != (3,) or sp.dtype.kind not in "iuf" or not np.all(np.isfinite(sp)) or \
+            abs(float(sp.sum()) - 1.0) > 1e-9 or sp.min() <= 0:
+        raise ValueError(f"split: three positive fractions summing to 1, got {split!r}")
+    a_, b_, _ = (float(v) for v in sp)
     spec = [("dense", 0.0, 0.10)]
     for i in range(6):
         a = 0.10 + 0.10 * i
@@ -165,6 +182,7 @@ def sapp_imagenet(target: float, c: float = 4.0, split=(0.4, 0.3, 0.3)) -> Phase
 
 def acdc_criteo(target: float, n_pairs: int = 10) -> PhaseSchedule:
     """Criteo schedule of the SA++ paper: 20% dense, 10 sparse-dense phases (6% each), 20% sparse."""
+    n_pairs = check_positive_int(n_pairs, "n_pairs")
     spec = [("dense", 0.0, 0.2)]
     w = 0.6 / n_pairs
     for i in range(n_pairs):
@@ -177,8 +195,7 @@ def acdc_criteo(target: float, n_pairs: int = 10) -> PhaseSchedule:
 def sapp_criteo(target: float, n_pairs: int = 10, c: float = 4.0) -> PhaseSchedule:
     """SA++ on Criteo: 20% dense, then sparsification-sparse-dense phases (6% each, split 2/2/2), the last of
     which is replaced by one sparsification phase (as in the ImageNet schedule), then 20% sparse."""
-    if n_pairs < 1:
-        raise ValueError(f"n_pairs: must be >= 1, got {n_pairs}")
+    n_pairs = check_positive_int(n_pairs, "n_pairs")
     spec = [("dense", 0.0, 0.2)]
     w = 0.6 / n_pairs
     for i in range(n_pairs - 1):

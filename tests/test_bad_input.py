@@ -447,3 +447,39 @@ def test_issue14_classifier_with_one_sample(cls):
 def test_issue14_cv_estimator_parameters_are_named(kw, name):
     with pytest.raises(ValueError, match=rf"^{name}: "):
         GroupSparseRegressorCV(**{"n_lambdas": 3, **kw}).fit(X, y)
+
+
+def test_issue14_schedules_name_their_arguments():
+    """The shared sparsity schedules (exported as groupsparse.schedules) took '0.5' and True for a sparsity, and a
+    NaN progress silently meant the last phase."""
+    from groupsparse import schedules as S
+    for bad in ("0.5", True, np.nan, 1.0, -0.1, None):
+        with pytest.raises(ValueError, match=r"^target: "):
+            S.exp_ramp(0.5, bad)
+    for t in (np.nan, "x", [0.1, np.inf]):
+        with pytest.raises(ValueError, match=r"^t: "):
+            S.exp_ramp(t, 0.5)
+        with pytest.raises(ValueError, match=r"^t: "):
+            S.acdc_imagenet(0.5).sparsity(t)
+    for c in (0, -1.0, np.nan, np.inf, "4"):
+        with pytest.raises(ValueError, match=r"^c: "):
+            S.exp_ramp(0.5, 0.5, c)
+        with pytest.raises(ValueError, match=r"^c: "):
+            S.sapp_imagenet(0.5, c=c)
+    for n in (0, 2.5, True, "3"):
+        with pytest.raises(ValueError, match=r"^n_pairs: "):
+            S.acdc_criteo(0.5, n_pairs=n)
+        with pytest.raises(ValueError, match=r"^n_pairs: "):
+            S.sapp_criteo(0.5, n_pairs=n)
+    for split in ((0.5, 0.5), (0.4, 0.3, 0.3, 0.0), ("a", "b", "c"), (0.5, 0.6, -0.1)):
+        with pytest.raises(ValueError, match=r"^split: "):
+            S.sapp_imagenet(0.5, split=split)
+    with pytest.raises(ValueError, match=r"^kind: "):
+        S.maxq_dense_fraction(1, 0, 5, kind=3)
+    with pytest.raises(ValueError, match=r"^start: "):
+        S.maxq_dense_fraction(1, "0", 5)
+    with pytest.raises(ValueError, match=r"^epoch: "):
+        S.maxq_dense_fraction(np.nan, 0, 5)
+    # the values themselves are unchanged: the ramp's closed form, and MaxQ's linear schedule
+    np.testing.assert_allclose(S.exp_ramp(0.5, 0.8, 4.0), 0.8 * (1 - np.exp(-2.0)) / (1 - np.exp(-4.0)), rtol=1e-15)
+    assert S.maxq_dense_fraction(3, 1, 5) == pytest.approx(0.5)
