@@ -1,7 +1,6 @@
 """``python -m nn_bridge <subcommand> ...``: ``prune`` (block sparsity, nn_bridge.cli), ``oneshot`` (one-shot
 pruning of your own model and data, block or N:M, nn_bridge.oneshot_cli) or ``nm`` (N:M sparsity, forwarded to
-``nn_bridge.nm.cli:main(argv)`` when that module exists)."""
-import importlib
+``nn_bridge.nm.cli:main(argv)``); a missing or unknown subcommand is a one-line error, exit 2."""
 import sys
 
 USAGE = "usage: python -m nn_bridge {prune,oneshot,nm} [options]   (python -m nn_bridge prune --help)"
@@ -9,9 +8,12 @@ USAGE = "usage: python -m nn_bridge {prune,oneshot,nm} [options]   (python -m nn
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        print(f"python -m nn_bridge: error: a subcommand is required; {USAGE}", file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(USAGE)
-        return 0 if argv else 2
+        return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "prune":
         from .cli import main as prune_main
@@ -20,15 +22,9 @@ def main(argv=None) -> int:
         from .oneshot_cli import main as oneshot_main
         return oneshot_main(rest)
     if cmd == "nm":
-        try:
-            mod = importlib.import_module("nn_bridge.nm.cli")
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("nn_bridge.nm"):
-                print("nn_bridge nm: the N:M command (nn_bridge.nm.cli) is not installed", file=sys.stderr)
-                return 2
-            raise
-        return mod.main(rest) or 0
-    print(f"unknown subcommand {cmd!r}; {USAGE}", file=sys.stderr)
+        from .nm.cli import main as nm_main
+        return nm_main(rest) or 0
+    print(f"python -m nn_bridge: error: unknown subcommand {cmd!r}; {USAGE}", file=sys.stderr)
     return 2
 
 

@@ -332,3 +332,10 @@ def test_nm_cli_bad_arguments_are_one_line(tmp_path, capsys):
     _one_line_error(capsys, "--pattern")
     assert cli(["nm"]) == 2
     _one_line_error(capsys, "required")
+
+
+def test_top_level_cli_missing_or_unknown_subcommand_is_one_line(capsys):
+    assert cli([]) == 2
+    _one_line_error(capsys, "python -m nn_bridge: error:", "subcommand")
+    assert cli(["prnue"]) == 2
+    _one_line_error(capsys, "'prnue'")
