@@ -1,6 +1,8 @@
 """Entry points: ``solve`` (one lambda), ``solve_path`` (a decreasing grid with warm starts), ``lambda_max``."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ._array import to_numpy
@@ -122,7 +124,8 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
 
     ``lambdas`` defaults to ``n_lambdas`` values geometrically spaced from ``lambda_max`` down to
     ``lambda_min_ratio * lambda_max``.  ``checkpoint`` (a file path) saves the solutions after every lambda and
-    resumes from it when it exists, so a long path can be stopped and resumed to the same state.
+    resumes from it when it exists, so a long path can be stopped and resumed to the same state.  ``max_time``
+    (seconds) bounds the whole path; the lambdas it leaves unsolved come back with converged=False.
     Returns a list of ``Solution`` (one per lambda, ``.lam`` set).
     """
     check_instance(penalty, "penalty", Penalty, _PENALTY_KINDS)
@@ -146,7 +149,11 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(it, desc=f"path {penalty.name}", initial=len(sols), total=lambdas.size)
+    max_time = options.pop("max_time", None)  # for the whole path: each solve gets what is left
+    deadline = None if max_time is None else time.perf_counter() + check_tol(max_time, "max_time")
     for i in it:
+        if deadline is not None:  # past it, each remaining lambda costs one certificate (converged=False)
+            options["max_time"] = max(deadline - time.perf_counter(), 1e-9)
         sol = solve(loss, penalty.with_lam(lambdas[i]), groups, solver=solver, tol=tol, warm_start=warm,
                     warm_intercept=warm_b, verbose=verbose, **options)
         sol.lam = float(lambdas[i])

@@ -247,6 +247,11 @@ class GroupMCP(Penalty):
     def drho0(self, lw):
         return np.asarray(lw, float)
 
+    def prox_zero_radius(self, t, lw):
+        t, lw = np.asarray(t, float), np.asarray(lw, float)
+        g = self.gamma
+        return np.where(t < g, t * lw, lw * np.sqrt(g * t))  # the two thresholds of prox_scalar
+
     def prox_scalar(self, r, t, lw):
         g = self.gamma
         if t < g:
@@ -292,6 +297,13 @@ class GroupSCAD(Penalty):
         if x <= g * lw:
             return (2 * g * lw * x - x * x - lw * lw) / (2 * (g - 1))
         return 0.5 * lw * lw * (g + 1)
+
+    def prox_zero_radius(self, t, lw):
+        # rho is concave from 0 to its cap C = lw^2 (gamma+1)/2 at gamma lw, so rho(x) >= min(x C/(gamma lw), C);
+        # with that bound x^2/(2t) - x r/t + rho(x) >= 0 = its value at 0 whenever r is below both radii
+        t, lw = np.asarray(t, float), np.asarray(lw, float)
+        g = self.gamma
+        return np.minimum(t * lw * (g + 1) / (2 * g), lw * np.sqrt(t * (g + 1)))
 
     def prox_scalar(self, r, t, lw):
         g = self.gamma

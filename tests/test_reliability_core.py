@@ -186,6 +186,18 @@ def test_limits_return_unconverged_solutions_with_their_certificate():
     assert a.n_iter == 2 and c.n_iter == 5 and d.info["epochs"] <= 3
 
 
+def test_solve_path_max_time_bounds_the_whole_path():
+    import time
+    X, y = _ill_conditioned(n=200, p=120, cond=1e8)
+    loss = gs.LeastSquares(X, y)
+    t = time.perf_counter()
+    with time_limit(30):
+        sols = gs.solve_path(loss, gs.GroupMCP(1.0), [3] * 40, n_lambdas=30, lambda_min_ratio=1e-6, tol=1e-14,
+                             max_time=0.2)
+    assert time.perf_counter() - t < 5.0  # 0.2 s of solving plus one certificate per lambda left
+    assert len(sols) == 30 and not sols[-1].converged and np.isfinite(sols[-1].certificate)
+
+
 def test_mcp_on_ill_conditioned_data_and_scad_with_infinite_gamma_terminate():
     X, y = _ill_conditioned()
     loss = gs.LeastSquares(X, y)
