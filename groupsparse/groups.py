@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import _as_array, _is_bool, check_finite_array, check_positive_int
+from ._validation import _as_array, _is_bool, check_finite_array, check_index_set, check_positive_int
 
 __all__ = ["Groups", "as_groups"]
 
@@ -176,12 +176,12 @@ class Groups:
     def mask(self, selected) -> np.ndarray:
         """Boolean coefficient mask of the given group ids."""
         m = np.zeros(self.n_groups, dtype=bool)
-        m[np.asarray(selected, dtype=np.int64)] = True
+        m[check_index_set(selected, "selected", self.n_groups)] = True  # -1 would wrap to the last group
         return m[self.label]
 
     def columns(self, selected) -> np.ndarray:
         """Sorted coefficient indices covered by the given group ids."""
-        sel = np.asarray(selected, dtype=np.int64)
+        sel = check_index_set(selected, "selected", self.n_groups)
         if sel.size == 0:
             return np.zeros(0, dtype=np.int64)
         return np.sort(np.concatenate([self.indices[g] for g in sel]))
@@ -191,7 +191,7 @@ class Groups:
         cols = self.columns(selected)
         pos = np.full(self.n_features, -1, dtype=np.int64)
         pos[cols] = np.arange(cols.size)
-        sel = np.asarray(selected, dtype=np.int64)
+        sel = _as_array(selected, "selected").ravel().astype(np.int64)  # checked by columns; order kept
         return Groups.from_indices([pos[self.indices[g]] for g in sel], cols.size, self.weights[sel])
 
     def with_weights(self, weights) -> "Groups":

@@ -483,3 +483,13 @@ def test_issue14_schedules_name_their_arguments():
     # the values themselves are unchanged: the ramp's closed form, and MaxQ's linear schedule
     np.testing.assert_allclose(S.exp_ramp(0.5, 0.8, 4.0), 0.8 * (1 - np.exp(-2.0)) / (1 - np.exp(-4.0)), rtol=1e-15)
     assert S.maxq_dense_fraction(3, 1, 5) == pytest.approx(0.5)
+
+
+def test_issue14_groups_methods_refuse_wrapping_ids():
+    g = Groups.from_sizes([2, 3, 1])
+    np.testing.assert_array_equal(g.columns([2, 0]), [0, 1, 5])
+    for method in (g.columns, g.mask, g.subset):
+        for bad, match in (([-1], r"must lie in \[0, 3\), got \[-1\]"), ([3], r"got \[3\]"),
+                           ([0, 0], "distinct"), ([0.5], "integer")):
+            with pytest.raises(ValueError, match=rf"^selected: .*{match}"):
+                method(bad)
