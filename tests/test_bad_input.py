@@ -493,3 +493,25 @@ def test_issue14_groups_methods_refuse_wrapping_ids():
                            ([0, 0], "distinct"), ([0.5], "integer")):
             with pytest.raises(ValueError, match=rf"^selected: .*{match}"):
                 method(bad)
+
+
+def test_issue14_model_selection_arguments():
+    """choose_k truncated ks=2.5 and cv=2.5, and checked the criterion only after computing a whole path."""
+    from groupsparse.selection import choose_k, information_criterion, select_path
+    loss = LeastSquares(X, y)
+    for ks in ([2.5], ["2"], [], 3, [0, 1], [True]):
+        with pytest.raises(ValueError, match=r"^ks: "):
+            select_path(loss, [2, 2, 2], ks)
+        with pytest.raises(ValueError, match=r"^ks: "):
+            choose_k(X, y, [2, 2, 2], ks)
+    for kw, name in [({"criterion": "aic"}, "criterion"), ({"criterion": "cv", "cv": 2.5}, "cv"),
+                     ({"criterion": "cv", "cv": 1}, "cv"), ({"criterion": "cv", "cv": 31}, "cv"),
+                     ({"gamma": -1.0}, "gamma"), ({"loss": "huber"}, "loss"), ({"one_se": "yes"}, "one_se"),
+                     ({"fit_intercept": "no"}, "fit_intercept")]:
+        with pytest.raises(ValueError, match=rf"^{name}: "):
+            choose_k(X, y, [2, 2, 2], [1, 2], **kw)
+    sol = gs.select(loss, [2, 2, 2], 1)
+    with pytest.raises(ValueError, match=r"^criterion: "):
+        information_criterion(sol, loss, "cv")
+    k, best, scores = choose_k(X, y, [2, 2, 2], np.array([1, 2, 3]), criterion="bic")
+    assert set(scores) == {1, 2, 3} and scores[k] == min(scores.values()) and best.support.size == k

@@ -17,16 +17,27 @@ import math
 import numpy as np
 
 from ..losses import LeastSquares, Logistic, Multinomial
+from .._validation import check_bool, check_choice, check_nonneg, check_positive_int
 
 __all__ = ["select_path", "information_criterion", "choose_k"]
 
 _LOSSES = {"ls": LeastSquares, "logistic": Logistic, "multinomial": Multinomial}
 
 
+def _check_ks(ks):
+    """A non-empty collection of budgets k >= 1 (integers: 2.5 or '2' are refused, not truncated), ascending."""
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise ValueError(f"ks: expected a non-empty list of integer budgets, got {ks!r}")
+    out = sorted({check_positive_int(k, "ks") for k in (ks.tolist() if isinstance(ks, np.ndarray) else ks)})
+    if not out:
+        raise ValueError("ks: expected a non-empty list of integer budgets, got none")
+    return out
+
+
 def select_path(loss, groups, ks, method="local_search", **options):
     """``select`` for each k in ``ks`` (ascending), each warm-started from the previous support."""
     from . import select
-    ks = sorted({int(k) for k in ks})
+    ks = _check_ks(ks)
     out, prev = [], None
     for k in ks:
         opts = dict(options)
@@ -40,6 +51,8 @@ def select_path(loss, groups, ks, method="local_search", **options):
 
 def information_criterion(sol, loss, criterion="ebic", gamma=0.5):
     """EBIC / GIC / BIC of a budgeted ``Solution`` of ``loss`` (module docstring)."""
+    check_choice(criterion, "criterion", ("ebic", "gic", "bic"))
+    gamma = check_nonneg(gamma, "gamma")
     n = loss.n_samples
     df = int(np.count_nonzero(sol.coef)) + (loss.n_outputs if loss.fit_intercept else 0)
     if isinstance(loss, LeastSquares):
@@ -63,16 +76,16 @@ def information_criterion(sol, loss, criterion="ebic", gamma=0.5):
 def choose_k(X, y, groups, ks, *, loss="ls", criterion="ebic", method="local_search", cv=5, seed=0,
              fit_intercept=False, gamma=0.5, one_se=True, **options):
     """Pick k over ``ks`` by ``criterion`` ('ebic', 'gic', 'bic' or 'cv').  Returns (k, Solution, scores)."""
-    if loss not in _LOSSES:
-        raise ValueError(f"loss: expected one of {sorted(_LOSSES)}, got {loss!r}")
-    Loss = _LOSSES[loss]
-    X = np.asarray(X, float)
-    y = np.asarray(y)
-    ks = sorted({int(k) for k in ks})
-    full = Loss(X, y, fit_intercept=fit_intercept)
+    Loss = _LOSSES[check_choice(loss, "loss", _LOSSES)]
+    check_choice(criterion, "criterion", ("ebic", "gic", "bic", "cv"))  # before any work
+    gamma, one_se = check_nonneg(gamma, "gamma"), check_bool(one_se, "one_se")
+    ks = _check_ks(ks)
+    full = Loss(X, y, fit_intercept=fit_intercept)  # checks X and y, naming them
+    X, y = np.asarray(X, float), np.asarray(y)
     if criterion == "cv":
         n = X.shape[0]
-        folds = np.array_split(np.random.default_rng(seed).permutation(n), int(cv))
+        cv = check_positive_int(cv, "cv", low=2, high=n)  # int(2.5) would silently give 2 folds
+        folds = np.array_split(np.random.default_rng(seed).permutation(n), cv)
         err = np.zeros((len(folds), len(ks)))
         for fi, f in enumerate(folds):
             tr = np.setdiff1d(np.arange(n), f)
