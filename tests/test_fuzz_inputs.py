@@ -231,6 +231,20 @@ SOLVE_ARGS = {
                        st.lists(st.floats(0.1, 1.9).filter(lambda v: v != 1.0), min_size=1, max_size=2))),
     "bound": (lambda v: gs.select(LS(), SIZES, 2, bound=v), not_bool().filter(lambda v: v is not None)),
     "refit_ridge": (lambda v: gs.select(LS(), SIZES, 2, refit_ridge=v), not_nonneg().filter(lambda v: v is not None)),
+    "ks": (lambda v: gs.selection.select_path(LS(), SIZES, v, method="omp"),
+           st.one_of(st.just([]), st.lists(not_int(1).filter(_not_none), min_size=1, max_size=2), st.integers(),
+                     st.text(max_size=2))),
+    "criterion": (lambda v: gs.selection.choose_k(X, Y, SIZES, [1, 2], criterion=v),
+                  not_choice(("ebic", "gic", "bic", "cv"))),
+    "selected": (lambda v: Groups.from_sizes(SIZES).columns(v),
+                 st.one_of(st.lists(st.integers(max_value=-1), min_size=1, max_size=2),
+                           st.lists(st.integers(min_value=len(SIZES)), min_size=1, max_size=2),
+                           st.integers(0, 2).map(lambda i: [i, i]),
+                           st.lists(st.floats(0.1, 1.9).filter(lambda v: v != 1.0), min_size=1, max_size=2))),
+    "target": (lambda v: gs.schedules.exp_ramp(0.5, v),
+               st.one_of(junk, non_finite, st.floats(allow_nan=False).filter(lambda v: not 0 <= v < 1))),
+    "t": (lambda v: gs.schedules.acdc_imagenet(0.5).sparsity(v),
+          st.one_of(non_finite, st.text(min_size=1, max_size=3), st.none())),
 }
 
 
