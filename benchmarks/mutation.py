@@ -280,13 +280,15 @@ def _char_col(line, byte_col):
 
 
 # ---------------------------------------------------------------------------------------------- running
-def snapshot(work):
-    """Unpack the committed repository (git archive HEAD) into ``work``."""
-    data = subprocess.run(["git", "archive", "HEAD", "groupsparse", "proofs_checks", "tests", "pyproject.toml"],
+def snapshot(work, commit="HEAD"):
+    """Unpack the committed repository at ``commit`` (git archive) into ``work``; returns the full commit id."""
+    commit = subprocess.run(["git", "rev-parse", commit], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    data = subprocess.run(["git", "archive", commit, "groupsparse", "proofs_checks", "tests", "pyproject.toml"],
                           cwd=ROOT, check=True, capture_output=True).stdout
     with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(work)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return commit
 
 
 def _env(work):
@@ -407,14 +409,24 @@ def main(argv=None):
     ap.add_argument("--work", default=None, help="scratch directory (default: a new temporary one)")
     ap.add_argument("--list", action="store_true", help="print the drawn mutants and exit")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated baseline run")
+    ap.add_argument("--summarize-only", action="store_true",
+                    help="only recompute the summary of --out (explanations of equivalent mutants: its 'equivalent' "
+                         "map, uid -> why)")
     args = ap.parse_args(argv)
     for name in ("n", "examples"):
         if getattr(args, name) < 1:
             ap.error(f"--{name}: must be >= 1")
 
+    out = Path(args.out)
+    state = json.loads(out.read_text()) if out.exists() else {}
+    cfg_now = dict(n=args.n, seed=args.seed, examples=args.examples, claim_limit=args.claim_limit,
+                   pc_timeout=args.pc_timeout, tests_timeout=args.tests_timeout, targets=TARGETS)
+    old_cfg = {k: v for k, v in state.get("config", {}).items() if k in cfg_now}
+    # resuming the same configuration: the same commit, so the same candidates and the same draw
+    commit = state["config"]["commit"] if old_cfg == cfg_now and "commit" in state.get("config", {}) else "HEAD"
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="groupsparse_mutation_"))
     work.mkdir(parents=True, exist_ok=True)
-    commit = snapshot(work)
+    commit = snapshot(work, commit)
     allm = candidates(work)
     drawn = random.Random(args.seed).sample(allm, min(args.n, len(allm)))
     if args.list:
@@ -426,13 +438,12 @@ def main(argv=None):
     config = dict(n=args.n, seed=args.seed, examples=args.examples, claim_limit=args.claim_limit,
                   pc_timeout=args.pc_timeout, tests_timeout=args.tests_timeout, commit=commit,
                   n_candidates=len(allm), targets=TARGETS)
-    out = Path(args.out)
-    state = json.loads(out.read_text()) if out.exists() else {}
     same = {k: v for k, v in state.get("config", {}).items() if k != "commit"} == \
         {k: v for k, v in config.items() if k != "commit"}
     done = {r["uid"]: r for r in state.get("mutants", [])} if same else {}
     explained = state.get("equivalent", {})
-    state = dict(command="python benchmarks/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    cmd = "python benchmarks/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    state = dict(command=state.get("command", cmd) if same and args.summarize_only else cmd,
                  config=config, started=state.get("started") if same else time.strftime("%Y-%m-%d %H:%M:%S"),
                  claims=CLAIMS, tests=TESTS, equivalent=explained, baseline=state.get("baseline") if same else None,
                  mutants=[done[m["uid"]] for m in drawn if m["uid"] in done])
@@ -450,7 +461,7 @@ def main(argv=None):
 
     print(f"work dir {work}; commit {commit[:10]}; {len(allm)} candidates, {len(drawn)} drawn, "
           f"{len(state['mutants'])} already done", file=sys.stderr, flush=True)
-    if not args.no_baseline and state["baseline"] is None:
+    if not args.no_baseline and state["baseline"] is None and not args.summarize_only:
         # the unmutated code: claims and tests that already fail there are left out of every mutant's run (they
         # could not tell a mutant apart), and listed in the results
         base = {}
@@ -478,6 +489,10 @@ def main(argv=None):
     base = state["baseline"] or {}
     base_skip = {k: v["proofs_checks"]["skipped_failing_claims"] for k, v in base.items()}
     base_deselect = {k: v["tests"]["deselected_failing_tests"] for k, v in base.items()}
+    if args.summarize_only:  # recompute the summary (e.g. after adding explanations of equivalent mutants)
+        save()
+        print(json.dumps(state["summary"], indent=1))
+        return 0
     t0 = time.perf_counter()
     for i, m in enumerate(drawn):
         if m["uid"] in done:

@@ -51,7 +51,9 @@ def _sgl_reference(z, t, a, b):
 def _check(params, ignore_step=False):
     """One penalty, or every penalty in turn for kind 'all' (each with its own generator): the worst slack."""
     if params["kind"] == "all":
-        outs = [_check(dict(params, kind=k, seed=params["seed"] + i), ignore_step) for i, k in enumerate(ALL)]
+        # three draws (step, radius, shape) per penalty: one instance then reaches most branches of every prox
+        outs = [_check(dict(params, kind=k, seed=params["seed"] + 3 * i + j), ignore_step)
+                for i, k in enumerate(ALL) for j in range(3)]
         worst = min(outs, key=lambda o: o.slack)
         return Outcome(worst.slack, dict(worst.info, all_kinds=True))
     rng = np.random.default_rng(params["seed"])
