@@ -46,7 +46,7 @@ from groupsparse.schedules import check_sparsity
 from . import masking
 from .calibration import check_batches, check_gram, run_batch
 from .report import SparsityReport, finalize_model, measure
-from .tiling import LayerTiling, find_prunable, matrix_to_weight, weight_to_matrix
+from .tiling import LayerTiling, find_prunable, keep_count, matrix_to_weight, weight_to_matrix
 
 __all__ = ["oneshot_prune", "OneShotResult", "obs_paths", "merge_paths", "layer_inputs", "METHODS"]
 
@@ -246,7 +246,7 @@ def _select_layer(H, Bm, t: LayerTiling, n_remove: int, method: str):
     if method == "obs":
         # lock-step path length: enough for an uneven split across column blocks (a column block gives up at
         # most ``steps`` blocks; the merge takes the rest elsewhere)
-        steps = min(R - 1, max(int(np.ceil(1.6 * n_remove / C)), int(np.ceil(n_remove / C)) + 2))
+        steps = min(R, max(int(np.ceil(1.6 * n_remove / C)), int(np.ceil(n_remove / C)) + 2))
         order, incr = obs_paths(H, Bm, B, steps)
         _, col = merge_paths(incr)
         counts = torch.bincount(col[:n_remove], minlength=C)
@@ -630,11 +630,19 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
         n_remove = {n: int((~k).sum()) for n, k in keep.items()}
     elif isinstance(allocation, dict):
         _check_layer_names(allocation, tilings, "allocation")
-        n_remove = {t.name: int(round(check_sparsity(allocation.get(t.name, s), f"allocation[{t.name!r}]")
-                                      * t.n_blocks)) for t in tilings}
+        n_remove = {t.name: t.n_blocks - keep_count(check_sparsity(allocation.get(t.name, s),
+                                                                    f"allocation[{t.name!r}]"), t.n_blocks)
+                    for t in tilings}
     elif allocation == "uniform":
-        n_remove = {t.name: int(round(s * t.n_blocks)) for t in tilings}
+        n_remove = {t.name: t.n_blocks - keep_count(s, t.n_blocks) for t in tilings}
     else:
+        n_all = sum(t.n_blocks for t in tilings)
+        total = n_all - keep_count(s, n_all)
+        caps = sum(int(np.floor(max_layer_sparsity * t.n_blocks)) for t in tilings)
+        if total > caps:  # checked before any work: the caps cannot be met
+            raise ValueError(f"sparsity: {s} means removing {total} of the {n_all} blocks, but max_layer_sparsity="
+                             f"{max_layer_sparsity} lets the layers give up only {caps}; raise max_layer_sparsity or "
+                             f"lower the sparsity")
         costs, owner = {}, {}
         st, gram = streams(dense), _Grams()
         with tqdm(total=len(tilings), desc="loss curves", disable=not progress) as bar:
@@ -655,7 +663,6 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
         names = [t.name for t in tilings]
         owner = torch.cat([torch.full((costs[n].numel(),), i) for i, n in enumerate(names)])
         costs = torch.cat([costs[n] for n in names])
-        total = int(round(s * sum(t.n_blocks for t in tilings)))
         # each layer's costs are non-decreasing, so the global smallest ``total`` take a prefix of every layer
         pick = owner[torch.argsort(costs, stable=True)[:total]]
         counts = torch.bincount(pick, minlength=len(tilings))

@@ -44,7 +44,7 @@ from groupsparse.schedules import (Phase, PhaseSchedule, acdc_criteo, acdc_image
 
 from . import masking
 from .report import SparsityReport, finalize_model, measure
-from .tiling import find_prunable
+from .tiling import find_prunable, keep_count
 
 __all__ = ["BlockPruner", "MagnitudePruner", "PowerPropPruner", "ACDCPruner", "SAPPPruner", "make_pruner",
            "PRUNERS", "as_schedule", "check_state_keys"]
@@ -223,7 +223,7 @@ class BlockPruner:
         scores = [torch.where(p.mask > 0, sc, torch.full_like(sc, -float("inf")))
                   for p, sc in zip(self.params, self.scores())]
         if self.scope == "uniform":
-            keep = [int(round((1.0 - s) * t.n_blocks)) for t in self.tilings]
+            keep = [keep_count(s, t.n_blocks) for t in self.tilings]
         else:
             from .tiling import allocate_keep
             keep = allocate_keep(self.tilings, s, "global", scores)

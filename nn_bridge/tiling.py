@@ -25,6 +25,7 @@ mask, shared by every holder (``masking.attach``), and counts once in the sparsi
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -34,20 +35,23 @@ from torch import nn
 from groupsparse import Groups
 from groupsparse.schedules import check_sparsity
 
-__all__ = ["LayerTiling", "find_prunable", "check_block", "allocate_keep", "weight_to_matrix",
+__all__ = ["LayerTiling", "find_prunable", "check_block", "allocate_keep", "keep_count", "weight_to_matrix",
            "matrix_to_weight", "tie_groups"]
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
 
 
 def check_block(block) -> int:
-    try:
-        b = int(block)
-    except (TypeError, ValueError):
-        raise ValueError(f"block: expected a positive int (the side B of the B x B blocks), got {block!r}") from None
-    if b != block or b <= 0:
+    """B of the B x B blocks: an integer >= 1 (not a bool, a float or a string)."""
+    if isinstance(block, bool) or not isinstance(block, numbers.Integral) or block <= 0:
         raise ValueError(f"block: expected a positive int (the side B of the B x B blocks), got {block!r}")
-    return b
+    return int(block)
+
+
+def keep_count(sparsity: float, n_blocks: int) -> int:
+    """Blocks kept of ``n_blocks`` at block sparsity ``sparsity``: round((1 - s) n), the one rounding rule of the
+    bridge (training-time pruners and one-shot alike)."""
+    return int(round((1.0 - sparsity) * n_blocks))
 
 
 def weight_to_matrix(w: torch.Tensor) -> torch.Tensor:
@@ -238,13 +242,13 @@ def allocate_keep(tilings, sparsity, scope: str = "uniform", scores=None) -> lis
     """
     s = check_sparsity(sparsity)
     if scope == "uniform":
-        return [int(round((1.0 - s) * t.n_blocks)) for t in tilings]
+        return [keep_count(s, t.n_blocks) for t in tilings]
     if scope != "global":
         raise ValueError(f"scope: expected 'uniform' or 'global', got {scope!r}")
     if scores is None:
         raise ValueError("scores: global allocation needs one score tensor per layer")
     total = sum(t.n_blocks for t in tilings)
-    k = int(round((1.0 - s) * total))
+    k = keep_count(s, total)
     flat = torch.cat([sc.detach().float().reshape(-1).cpu() for sc in scores])
     owner = torch.cat([torch.full((t.n_blocks,), i) for i, t in enumerate(tilings)])
     top = torch.topk(flat, k, sorted=False).indices if k > 0 else torch.zeros(0, dtype=torch.long)

@@ -339,3 +339,37 @@ def test_top_level_cli_missing_or_unknown_subcommand_is_one_line(capsys):
     _one_line_error(capsys, "python -m nn_bridge: error:", "subcommand")
     assert cli(["prnue"]) == 2
     _one_line_error(capsys, "'prnue'")
+
+
+# ------------------------------------------------------------------------------------------ found by the fuzz suite
+def test_block_must_be_an_int_not_a_bool_or_float():
+    for bad in (True, 8.0, "8"):
+        with pytest.raises(ValueError, match=r"^block: expected a positive int"):
+            make_pruner("magnitude", _mlp(), 0.5, bad, total_steps=2, min_blocks=4)
+
+
+def test_oneshot_reaches_high_sparsity_exactly():
+    """0.875 of the 8 blocks of a 32 -> 16 layer is 7 blocks: the OBS paths stopped one block short of a whole
+    column block (6), silently."""
+    model = _mlp()
+    res = oneshot_prune(model, _batches(), 0.875, 8, min_blocks=4, progress=False)
+    kept = [int((t.block_sq_norms(model.get_submodule(t.name).weight.detach()) > 0).sum()) for t in res.tilings]
+    assert kept == [2, 1]  # round(0.125 * 16), round(0.125 * 8)
+
+
+def test_block_count_rounding_is_the_same_for_pruners_and_oneshot():
+    """33 x 33 padded to 11 x 11 blocks of 3: at 0.5 both keep round(60.5) = 60 blocks (one-shot kept 61)."""
+    torch.manual_seed(0)
+    a, b = nn.Sequential(nn.Linear(33, 33)), nn.Sequential(nn.Linear(33, 33))
+    b.load_state_dict(a.state_dict())
+    pr = make_pruner("magnitude", a, 0.5, 3, total_steps=1, min_blocks=1, pad=True)
+    pr.step()
+    res = oneshot_prune(b, [torch.randn(64, 33)], 0.5, 3, min_blocks=1, pad=True, progress=False)
+    assert [r["kept"] for r in pr.report().rows] == [r["kept"] for r in res.report().rows] == [60]
+
+
+def test_loss_allocation_target_beyond_the_layer_caps_is_refused():
+    """0.95 of 24 blocks is 23 removals; max_layer_sparsity 0.9 caps the layers at 14 + 7 = 21: it silently
+    removed 21."""
+    with pytest.raises(ValueError, match=r"^sparsity: 0.95 means removing 23 of the 24 blocks.*only 21"):
+        oneshot_prune(_mlp(), _batches(), 0.95, 8, min_blocks=4, allocation="loss", progress=False)
