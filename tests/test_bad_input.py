@@ -515,3 +515,30 @@ def test_issue14_model_selection_arguments():
         information_criterion(sol, loss, "cv")
     k, best, scores = choose_k(X, y, [2, 2, 2], np.array([1, 2, 3]), criterion="bic")
     assert set(scores) == {1, 2, 3} and scores[k] == min(scores.values()) and best.support.size == k
+
+
+@pytest.mark.parametrize("method,kw,name", [
+    ("sa", {"lr": np.nan}, "lr"), ("sa", {"per_step": 0}, "per_step"), ("sa", {"steps": 2.5}, "steps"),
+    ("sa", {"lam_ratio": -1.0}, "lam_ratio"), ("sa++", {"n_cycles": 0}, "n_cycles"), ("sa++", {"c": np.inf}, "c"),
+    ("sa++", {"dense_steps": -1}, "dense_steps"), ("acdc", {"n_cycles": 0}, "n_cycles"),
+    ("acdc", {"dense_steps": np.inf}, "dense_steps"), ("arht", {"max_iter": 0}, "max_iter"),
+    ("arht", {"rho": "x"}, "rho"), ("iht", {"relax": 0.5}, "relax"), ("iht", {"pursuit": "yes"}, "pursuit"),
+    ("alg2", {"lam_factor": 2.5}, "lam_factor"), ("alg2", {"n_iter": -1}, "n_iter"),
+    ("exact", {"max_nodes": 0}, "max_nodes"), ("exact", {"max_nodes": None}, "max_nodes"),
+    ("local_search", {"polish": 1}, "polish"), ("local_search", {"n_candidates": 0}, "n_candidates"),
+    ("splicing", {"exchange": 0}, "exchange"), ("ompr", {"tol": None}, "tol")])
+def test_issue14_select_method_options_are_named(method, kw, name):
+    """Sequential Attention hung on lr=nan and per_step=0; ACDC's n_cycles=0 and ARHT's max_iter=0 crashed; exact's
+    max_nodes=0 raised RuntimeError; bad counts were truncated or silently ignored."""
+    with time_limit_s(20):
+        with pytest.raises(ValueError, match=rf"^{name}: "):
+            gs.select(LeastSquares(X, y), [2, 2, 2], 2, method=method, **kw)
+
+
+def time_limit_s(seconds):
+    try:
+        from conftest import time_limit
+    except ImportError:  # pragma: no cover
+        import contextlib
+        return contextlib.nullcontext()
+    return time_limit(seconds)

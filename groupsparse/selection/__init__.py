@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from .._validation import (check_bool, check_choice, check_index_set, check_nonneg, check_positive_int,
-                           check_tol)
+from .._validation import (check_bool, check_choice, check_finite_real, check_index_set, check_nonneg,
+                           check_open_unit, check_positive_int, check_tol)
 from ._base import BudgetProblem
 from .model_selection import choose_k, information_criterion, select_path
 
@@ -103,19 +103,47 @@ def _check_k(k, n_groups):
     return int(k)
 
 
+# The methods' own options, checked in one place by name (a NaN step hung Sequential Attention, per_step=0 looped
+# forever, n_cycles=0 crashed ACDC): integer counts with their lower bound, positive steps and tolerances,
+# nonnegative weights, flags.  None passes only where a method gives None a meaning (its default).
+_INT_OPTIONS = {"batch": 1, "exchange": 1, "n_cycles": 1, "steps": 1, "per_step": 1, "max_nodes": 1,
+                "max_passes": 1, "dense_steps": 0, "sparsification_steps": 0, "n_iter": 0, "n_candidates": 1}
+_POSITIVE_OPTIONS = ("tol", "lr", "c", "gap_tol", "node_tol", "max_time")
+_NONNEG_OPTIONS = ("lam_ratio", "rho")
+_BOOL_OPTIONS = ("polish", "pursuit")
+_NONE_MEANS_DEFAULT = ("n_iter", "n_candidates", "rho")  # options whose own default is None
+
+
 def _check_options(options, n_groups, k, method):
-    """The options several methods share, checked once: ``init`` (distinct group ids in [0, G), at most k, or
-    at most the relaxed budget for the hard-thresholding methods; a negative id would wrap to the last group),
-    ``max_iter`` (an integer >= 0: 0 swaps / steps is meaningful), ``batch`` (>= 1) and ``tol`` (> 0).
-    An option no method takes is refused by the method's signature (a TypeError naming it)."""
+    """The options of the methods, checked once by name: ``init`` (distinct group ids in [0, G), at most k, or at
+    most the relaxed budget for the hard-thresholding methods; a negative id would wrap to the last group),
+    counts (``max_iter`` >= 0 where 0 swaps is meaningful, >= 1 for IHT/HTP/ARHT), steps and tolerances (> 0,
+    finite), weights (>= 0), ``relax`` (>= 1), ``lam_factor`` (in (0, 1)), flags (bools).  An option no method
+    takes is refused by the method's signature (a TypeError naming it)."""
     out = dict(options)
-    if out.get("init") is not None:
-        relaxed = METHODS[method][0] == "iht"  # IHT, HTP, ARHT keep up to their relaxed budget k' >= k
-        out["init"] = check_index_set(out["init"], "init", n_groups, max_size=None if relaxed else k)
+    iht_family = METHODS[method][0] == "iht"
+    if out.get("init") is not None:  # IHT, HTP, ARHT keep up to their relaxed budget k' >= k
+        out["init"] = check_index_set(out["init"], "init", n_groups, max_size=None if iht_family else k)
     if "max_iter" in out:
-        out["max_iter"] = check_positive_int(out["max_iter"], "max_iter", low=0)
-    if "batch" in out:
-        out["batch"] = check_positive_int(out["batch"], "batch")
-    if "tol" in out:
-        out["tol"] = check_tol(out["tol"], "tol")
+        out["max_iter"] = check_positive_int(out["max_iter"], "max_iter", low=1 if iht_family else 0)
+    given = {n for n, v in out.items() if not (v is None and n in _NONE_MEANS_DEFAULT)}
+    for name, low in _INT_OPTIONS.items():
+        if name in given:
+            out[name] = check_positive_int(out[name], name, low=low)
+    for name in _POSITIVE_OPTIONS:
+        if name in given:
+            out[name] = check_tol(out[name], name)
+    for name in _NONNEG_OPTIONS:
+        if name in given:
+            out[name] = check_nonneg(out[name], name)
+    for name in _BOOL_OPTIONS:
+        if name in out:
+            out[name] = check_bool(out[name], name)
+    if "relax" in out:
+        r = check_finite_real(out["relax"], "relax")
+        if r < 1:
+            raise ValueError(f"relax: the relaxed budget factor must be >= 1, got {out['relax']!r}")
+        out["relax"] = r
+    if "lam_factor" in out:
+        out["lam_factor"] = check_open_unit(out["lam_factor"], "lam_factor")
     return out
