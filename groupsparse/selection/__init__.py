@@ -38,6 +38,7 @@ METHODS = {
     "sa++": ("attention", "sequential_attention_pp", {}),   # dense -> sparsification (exp_ramp) -> sparse
     "alg2": ("attention", "ompr_nonconvex", {}),  # SA++ paper Algorithm 2: OMPR via nonconvex regularization
     "exact": ("exact", "exact", {}),              # exact best k-group subset (branch and bound; small problems)
+    "bnb": ("bnb", "bnb", {}),                    # certified L0L2 branch and bound (perspective bounds; ridge > 0)
 }
 
 
@@ -61,9 +62,13 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
         ``lower_bound`` and ``certificate = objective - lower_bound``.  Otherwise the certificate is the
         refit's stationarity (largest gradient norm on the support, ``'kkt'``).
     refit_ridge : tiny ridge of the Newton refits for logistic / multinomial (default 1e-8).
-    options : passed to the method (e.g. ``batch`` for 'omp', ``relax`` for 'iht', ``init`` = a warm support).
+    options : passed to the method (e.g. ``batch`` for 'omp', ``relax`` for 'iht', ``init`` = a warm support;
+        for 'bnb': ``max_time`` (s), ``max_nodes``, ``gap_tol`` (relative), ``progress`` (tqdm: None = on a terminal
+        after 2 s, True, False)).
 
     Returns a ``Solution``: numpy ``coef`` (the refit), ``support``, ``objective`` (the loss), certificate;
+    ``info['certified']`` says which certificate it carries: 'none' (stationarity only), 'lower_bound' (a proven
+    lower bound, relative gap ``info['gap']``) or 'optimal' ('exact'; 'bnb' when the gap is <= its gap_tol);
     ``info['coef_native']`` holds the coefficients in the loss's own array type (e.g. a CUDA tensor).
     """
     check_choice(method, "method", METHODS)
@@ -75,15 +80,20 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
     options = _check_options(options, bp.G, k, method)
     history = []
     t0 = time.perf_counter()
-    W, S, val, n_iter = _run_method(method, bp, k, history=history, **options)
+    W, S, val, n_iter, *found = _run_method(method, bp, k, history=history, **options)
     elapsed = time.perf_counter() - t0
     lb, extra = None, {}
     if method == "exact":
         lb = val  # branch and bound proves optimality (up to the refit's accuracy)
+    if found:  # 'bnb': its proven lower bound, gap, node count and status
+        extra = dict(found[0])
+        lb = extra.pop("lower_bound")
     if bound:
         from .bound import lower_bound
-        lb_relax, extra = lower_bound(bp, k)
+        lb_relax, binfo = lower_bound(bp, k)
         lb = lb_relax if lb is None else max(lb, lb_relax)
+        extra.update(binfo)
+        extra.pop("gap", None)  # recomputed from the combined bound (bp.solution)
     return bp.solution(W, S, val, n_iter, method, lower_bound=lb, history=history, time=elapsed, k=k,
                        n_groups=bp.G, **extra)
 

@@ -301,6 +301,11 @@ class BudgetProblem:
         else:
             cert, kind = max(float(value) - float(lower_bound), 0.0), "bound_gap"
         info = dict(info, method=method, coef_native=W[: self.p] if self.gram else None, n_refits=self.n_refits)
+        # which certificate this Solution carries: 'none', a proven 'lower_bound' (relative gap), or 'optimal'
+        # (gap within the method's gap_tol: 'exact' has lower bound = value, 'bnb' its own tolerance)
+        info["gap"] = None if lower_bound is None else cert / max(abs(float(value)), 1e-300)
+        info["certified"] = ("none" if lower_bound is None else
+                             "optimal" if info["gap"] <= info.get("gap_tol", 0.0) + 1e-11 else "lower_bound")  # + rounding
         if self.gram:
             info["coef_native"] = self.xp.reshape(W[: self.p], (-1,))
         return Solution(coef, icpt, S, float(value), float(cert), kind, bool(converged), int(n_iter),

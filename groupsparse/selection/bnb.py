@@ -1,0 +1,539 @@
+"""Certified budgeted selection by branch and bound (the L0L2 problem with a group budget).
+
+    min_b  L(X b + b0) + ridge/2 ||b||^2   subject to at most k nonzero groups b_g,
+
+with L the least-squares or logistic loss and ``ridge`` the loss's own ridge (``LeastSquares(X, y, ridge=...)``).
+Best-first search over groups (a node fixes some groups in, F, and some out; the rest, C, are free), as in l0bnb
+(Hazimeh, Mazumder & Saab 2022) and its grouped version L0Group (Hazimeh, Mazumder & Radchenko 2023), but with
+the group *budget* instead of an L0 penalty.
+
+Node bound: the perspective relaxation of the ridge term, z_g in [0, 1] with sum_C z_g <= m = k - |F|,
+
+    R = min_b  L(X b + b0) + ridge/2 sum_F ||b_g||^2 + ridge/2 sum_C ||b_g||^2 / z_g.
+
+Its Fenchel dual has a closed form: for ANY dual point V with 1^T V = 0 (intercept) and c = -X^T V,
+
+    R >= -L*(V) - 1/(2 ridge) [ sum_F ||c_g||^2 + (sum of the m largest ||c_g||^2 over g in C) ],     (D)
+
+(the conjugate of min_z ridge/2 sum ||b_g||^2/z_g is the top-m sum: the squared k-support norm, Argyriou,
+Foygel & Srebro 2012).  So every node bound is (D) at V = grad L at the current primal point -- valid whether or
+not the relaxation solver converged, never an unconverged primal value.  The relaxation itself is solved by
+warm-started block coordinate descent on its Lagrangian form (the reverse-Huber penalty of each free group with
+the multiplier mu set to the m-th largest ||c_g||^2 / (2 ridge), which maximises (D) over mu), exact block solves
+for least squares (eigendecomposition of X_g^T X_g / n and a 1-D root), proximal block steps for logistic loss;
+the relaxation's primal value (the squared k-support norm form) gives the gap that stops the node.
+
+Screening by the bound (l0bnb's idea, from the same dual point): forcing a free group g outside the top m into
+the support raises (D) by a_(m) - a_g (a_g = ||c_g||^2 / (2 ridge)), forcing a top-m group out raises it by
+a_g - a_(m+1); a group whose forced bound reaches the cutoff is fixed out / in at that node.
+
+Incumbents: ``local_search`` (least squares) or splicing (logistic) at the root, then the refit of every node's
+rounded relaxed support (F and the m free groups of largest relaxed norm).  A node is pruned when its bound is
+>= incumbent - gap_tol |incumbent|; the search stops when the smallest open bound says the same, or at
+``max_time`` / ``max_nodes``, returning the incumbent and the valid gap so far.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+import time
+
+import numpy as np
+from scipy.special import expit
+
+from .._validation import check_bool, check_nonneg, check_positive_int, check_tol
+from ..solvers._jit import numba  # optional (the bench extra); None without it or with GROUPSPARSE_NO_JIT=1
+
+__all__ = ["bnb"]
+
+
+class _Relaxation:
+    """Data and the block solves of the node relaxations (one output: least squares or binary logistic)."""
+
+    def __init__(self, bp):
+        loss = bp.loss
+        X = loss.X  # with an intercept its last column is the ones column: the features are the first p
+        self.sparse = hasattr(X, "tocsc")
+        self.X = X.tocsc()[:, : bp.p] if self.sparse else np.asarray(X)[:, : bp.p]
+        self.loss = loss
+        self.n = loss.n_samples
+        self.p = bp.p
+        self.y = np.asarray(loss.Y[:, 0], dtype=float)
+        self.lam = float(loss.ridge)
+        self.icpt = bool(loss.fit_intercept)
+        self.ls = bp.quadratic
+        self.G = bp.G
+        self.idx = [np.asarray(i, dtype=np.int64) for i in bp.groups.indices]
+        smax = max(i.size for i in self.idx)
+        self.gidx = np.full((self.G, smax), self.p, dtype=np.int64)  # padding reads an extra zero
+        for g, i in enumerate(self.idx):
+            self.gidx[g, : i.size] = i
+        self._blocks = {}  # g -> (X_g dense, eigenvalues, eigenvectors or None)
+
+    # -------------------------------------------------------------- per group data
+    def block(self, g):
+        """(X_g as a dense (n, s) array, curvature eigenvalues d, eigenvectors U): least squares uses the exact
+        block Hessian X_g^T X_g / n, logistic its bound 1/4 lambda_max(.) (a proximal block step)."""
+        b = self._blocks.get(g)
+        if b is None:
+            Xg = self.X[:, self.idx[g]]
+            Xg = Xg.toarray() if self.sparse else np.ascontiguousarray(Xg)
+            Q = Xg.T @ Xg / self.n
+            d, U = np.linalg.eigh(Q)
+            d = np.maximum(d, 0.0)
+            if not self.ls:
+                d, U = np.full(d.size, 0.25 * float(d.max())), np.eye(d.size)
+            b = self._blocks[g] = (Xg, d, U)
+        return b
+
+    def group_sq(self, c):
+        """||c_g||^2 for every group of a (p,) vector."""
+        ext = np.append(c, 0.0)[self.gidx]
+        return np.einsum("gs,gs->g", ext, ext)
+
+    # -------------------------------------------------------------- loss, dual point
+    def value(self, z):
+        if self.ls:
+            r = z - self.y
+            return 0.5 * float(r @ r) / self.n
+        return float(self.loss.raw_value(z[:, None]))
+
+    def dual_point(self, z):
+        """(V, L*(V)): V = grad L(z), moved onto {1^T V = 0} when there is an intercept, staying in dom L*."""
+        if self.ls:
+            V = (z - self.y) / self.n
+            if self.icpt:
+                V = V - V.mean()
+            return V, float(V @ self.y) + 0.5 * self.n * float(V @ V)
+        P = expit(z)
+        if self.icpt:  # rescale P (or 1 - P) so that sum P = sum y: stays in [0, 1] = dom of the conjugate
+            sy, sp = float(self.y.sum()), float(P.sum())
+            if sp > sy:
+                P = P * (sy / sp)
+            elif sp < sy:
+                P = 1.0 - (1.0 - P) * ((self.n - sy) / max(self.n - sp, 1e-300))
+        V = (P - self.y) / self.n
+        return V, float(self.loss.conjugate(V[:, None]))
+
+    def pack(self, work, fixed):
+        """The working groups packed for ``_sweeps``: (Xw Fortran-ordered, starts, D, U, fixed flags, columns)."""
+        blocks = [self.block(g) for g in work]
+        sizes = np.array([bl[1].size for bl in blocks], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        smax = int(sizes.max()) if sizes.size else 1
+        D = np.zeros((len(work), smax))
+        U = np.zeros((len(work), smax, smax))
+        for i, (_, d, Ug) in enumerate(blocks):
+            D[i, : d.size] = d
+            U[i, : d.size, : d.size] = Ug
+        Xw = np.asfortranarray(np.concatenate([bl[0] for bl in blocks], axis=1)) if blocks else np.zeros((self.n, 0))
+        cols = np.concatenate([self.idx[g] for g in work]) if len(work) else np.zeros(0, np.int64)
+        return Xw, starts, D, U, np.asarray(fixed, dtype=np.bool_), cols
+
+    def fit_intercept(self, z, b0):
+        """Exact (least squares) or a few Newton steps (logistic) on the intercept; returns (z, b0)."""
+        if not self.icpt:
+            return z, b0
+        if self.ls:
+            s = float(np.mean(self.y - z))
+            return z + s, b0 + s
+        for _ in range(3):
+            P = expit(z)
+            gr = float(np.mean(P - self.y))
+            h = float(np.mean(P * (1 - P)))
+            if abs(gr) <= 1e-15 or h <= 0:
+                break
+            s = -gr / h
+            z, b0 = z + s, b0 + s
+        return z, b0
+
+
+def _sweeps_py(Xw, starts, D, U, fixed, bw, z, y, kappa, lam, ls, icpt, max_sweeps, tol):
+    """Cyclic block coordinate descent on the working set (packed: group g owns columns starts[g]:starts[g+1] of
+    Xw and of bw), in place on bw and the linear predictor z.  Each block minimises its model
+        1/2 u^T Q u - c^T u + psi(||u||),   c = Q b_g - grad_g,
+    with Q = U diag(D) U^T the exact block Hessian X_g^T X_g / n (least squares: an exact block solve) or its
+    bound 1/4 lambda_max I (logistic: a proximal block step), psi = ridge/2 t^2 for a group fixed in, else the
+    reverse Huber of the Lagrangian (kappa t up to t = kappa/ridge, then ridge/2 t^2 + kappa^2/(2 ridge)).  In the
+    linear branch u = (Q + nu I)^-1 c with nu ||u|| = kappa: Newton on the concave secular function
+    1/||u(nu)|| - nu/kappa (More & Sorensen 1983) from the upper end of its bracket, monotone to the root.
+    The intercept (if any) is refit after every sweep.  Returns (largest coefficient change, intercept shift,
+    sweeps).  Plain Python; numba-compiled when numba imports (same arithmetic)."""
+    n = Xw.shape[0]
+    n_w = starts.size - 1
+    smax = D.shape[1]
+    res = np.empty(n)
+    grad = np.empty(smax)
+    t = np.empty(smax)
+    w = np.empty(smax)
+    v = np.empty(smax)
+    b0 = 0.0
+    change = 0.0
+    sweep = 0
+    for sweep in range(1, max_sweeps + 1):
+        change = 0.0
+        for g in range(n_w):
+            a = starts[g]
+            s = starts[g + 1] - a
+            for i in range(n):
+                res[i] = z[i] - y[i] if ls else 1.0 / (1.0 + math.exp(-z[i])) - y[i]
+            for j in range(s):
+                acc = 0.0
+                for i in range(n):
+                    acc += Xw[i, a + j] * res[i]
+                grad[j] = acc / n
+            for j in range(s):  # t = U^T b_g
+                acc = 0.0
+                for l in range(s):
+                    acc += U[g, l, j] * bw[a + l]
+                t[j] = acc
+            nw2 = 0.0
+            for j in range(s):  # w = U^T c = D t - U^T grad
+                acc = 0.0
+                for l in range(s):
+                    acc += U[g, l, j] * grad[l]
+                w[j] = D[g, j] * t[j] - acc
+                nw2 += w[j] * w[j]
+            nc = math.sqrt(nw2)
+            if fixed[g] or kappa <= 0.0:
+                for j in range(s):
+                    v[j] = w[j] / (D[g, j] + lam)
+            elif nc <= kappa:
+                for j in range(s):
+                    v[j] = 0.0
+            else:
+                nv2 = 0.0
+                for j in range(s):
+                    v[j] = w[j] / (D[g, j] + lam)
+                    nv2 += v[j] * v[j]
+                if lam * math.sqrt(nv2) < kappa:
+                    dmax = 0.0
+                    for j in range(s):
+                        dmax = max(dmax, D[g, j])
+                    nu = max(lam, kappa * dmax / (nc - kappa))
+                    for _ in range(60):
+                        q = 0.0
+                        dq = 0.0
+                        for j in range(s):
+                            e = D[g, j] + nu
+                            qj = w[j] * w[j] / (e * e)
+                            q += qj
+                            dq += qj / e
+                        nb = math.sqrt(q)
+                        dphi = dq / (nb * nb * nb) - 1.0 / kappa
+                        if dphi >= 0.0:
+                            break
+                        new = max(nu - (1.0 / nb - nu / kappa) / dphi, lam)
+                        done = abs(new - nu) <= 1e-14 * nu
+                        nu = new
+                        if done:
+                            break
+                    for j in range(s):
+                        v[j] = w[j] / (D[g, j] + nu)
+            for l in range(s):  # u = U v; apply the change
+                acc = 0.0
+                for j in range(s):
+                    acc += U[g, l, j] * v[j]
+                dl = acc - bw[a + l]
+                if dl != 0.0:
+                    bw[a + l] = acc
+                    change = max(change, abs(dl))
+                    for i in range(n):
+                        z[i] += Xw[i, a + l] * dl
+        if icpt:
+            if ls:
+                sh = 0.0
+                for i in range(n):
+                    sh += y[i] - z[i]
+                sh /= n
+                for i in range(n):
+                    z[i] += sh
+                b0 += sh
+            else:
+                for _ in range(3):
+                    gr = 0.0
+                    h = 0.0
+                    for i in range(n):
+                        pi = 1.0 / (1.0 + math.exp(-z[i]))
+                        gr += pi - y[i]
+                        h += pi * (1.0 - pi)
+                    if h <= 0.0 or abs(gr) <= 1e-15 * n:
+                        break
+                    sh = -gr / h
+                    for i in range(n):
+                        z[i] += sh
+                    b0 += sh
+        if change <= tol:
+            break
+    return change, b0, sweep
+
+
+_sweeps = _sweeps_py if numba is None else numba.njit(cache=True, nogil=True)(_sweeps_py)
+
+
+def _ksupport(t, m):
+    """min { 1/2 sum t_g^2 / z_g : sum z <= m, 0 <= z <= 1 } (the squared k-support norm / 2), its z and the
+    threshold tau of z = min(1, t / tau) (0 when at most m groups are nonzero: every z is 1)."""
+    z = np.zeros_like(t)
+    nz = t > 0
+    if np.count_nonzero(nz) <= m:
+        z[nz] = 1.0
+        return 0.5 * float(t @ t), z, 0.0
+    order = np.argsort(-t, kind="stable")
+    ts = t[order]
+    tail = np.cumsum(ts[::-1])[::-1]  # tail[j] = sum_{i >= j} ts[i]
+    best, bj, btau = np.inf, m - 1, 0.0
+    for j in range(m):  # j groups clipped at z = 1, the rest z = t / tau with sum z = m
+        tau = tail[j] / (m - j)
+        if ts[j] <= tau * (1 + 1e-12):  # feasible: z <= 1 for the unclipped
+            v = float(ts[:j] @ ts[:j]) + tail[j] * tau
+            if v < best:
+                best, bj, btau = v, j, tau
+    zs = np.minimum(1.0, ts / btau)
+    zs[:bj] = 1.0
+    z[order] = zs
+    return 0.5 * best, z, btau
+
+
+class _Node:
+    __slots__ = ("lb", "depth", "F", "C", "coef_idx", "coef_val", "b0")
+
+    def __init__(self, lb, depth, F, C, coef_idx, coef_val, b0):
+        self.lb, self.depth, self.F, self.C = lb, depth, F, C
+        self.coef_idx, self.coef_val, self.b0 = coef_idx, coef_val, b0
+
+    def __lt__(self, other):  # best first; deeper first among equal bounds
+        return (self.lb, -self.depth) < (other.lb, -other.depth)
+
+
+def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, progress=None, history=None,
+        max_passes=200, node_tol=1e-7):
+    """Branch and bound (module docstring).  Returns (W, S, value, n_nodes, info) with info holding the proven
+    ``lower_bound``, the relative ``gap`` = (value - lower_bound) / |value|, ``n_nodes`` and ``status``
+    ('optimal', 'time_limit' or 'node_limit')."""
+    max_time = check_tol(max_time, "max_time")
+    max_nodes = check_positive_int(max_nodes, "max_nodes")
+    gap_tol = check_nonneg(gap_tol, "gap_tol")
+    if progress is not None:
+        progress = check_bool(progress, "progress")
+    if bp.K != 1:
+        raise ValueError("loss: method='bnb' supports LeastSquares with one output and binary Logistic "
+                         "(multinomial / multi-output budgets are not implemented)")
+    if bp.gram:
+        raise ValueError("loss: method='bnb' needs the data matrix (LeastSquares or Logistic), not a "
+                         "GramLeastSquares")
+    if not bp.loss.ridge > 0:
+        raise ValueError("ridge: method='bnb' needs the loss's ridge > 0 (the perspective relaxation is the ridge "
+                         "term; without it the bound is vacuous): use e.g. LeastSquares(X, y, ridge=1e-3), or "
+                         "method='exact' for a handful of groups")
+    t0 = time.perf_counter()
+    rx = _Relaxation(bp)
+    G = bp.G
+    cache = {}
+
+    def refit(S):
+        S = np.unique(np.asarray(S, dtype=np.int64))
+        key = S.tobytes()
+        if key not in cache:
+            W, v = bp.refit(S)
+            # a GLM refit carries the tiny refit ridge: report the loss value at that point (an upper bound)
+            cache[key] = (W, float(v), S)
+        return cache[key]
+
+    # incumbent: the library's best heuristic
+    from .local_search import local_search
+    W, S, ub, _ = local_search(bp, k, init=init, polish=bp.quadratic)
+    inc = [W, np.sort(np.asarray(S, dtype=np.int64)), float(ub)]
+
+    def offer(S):
+        Wt, v, St = refit(S)
+        if v < inc[2]:
+            inc[:] = [Wt, St, v]
+            if history is not None:
+                history.append(v)
+
+    def cutoff():
+        return inc[2] - gap_tol * abs(inc[2])
+
+    lam = rx.lam
+    root = _Node(-np.inf, 0, np.zeros(0, np.int64), np.ones(G, dtype=bool),
+                 np.zeros(0, np.int64), np.zeros(0), 0.0)
+    heap = [root]
+    pruned_min = np.inf  # smallest bound among pruned nodes (each was >= the cutoff of its time)
+    n_nodes = 0
+    status = "optimal"
+    bar, last_bar = None, t0
+
+    while heap:
+        if n_nodes >= max_nodes:
+            status = "node_limit"
+            break
+        if time.perf_counter() - t0 > max_time:
+            status = "time_limit"
+            break
+        node = heapq.heappop(heap)
+        if node.lb >= cutoff():
+            pruned_min = min(pruned_min, node.lb)
+            continue
+        n_nodes += 1
+        children, lb = _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, max_time)
+        if not children:
+            pruned_min = min(pruned_min, lb)
+        for ch in children:
+            heapq.heappush(heap, ch)
+        now = time.perf_counter()
+        if progress is not False and now - last_bar > 1.0:
+            last_bar = now
+            if bar is None and now - t0 > 2.0:
+                from tqdm.auto import tqdm
+                bar = tqdm(desc="bnb nodes", unit="node", disable=None if progress is None else not progress)
+            if bar is not None:
+                open_lb = min((h.lb for h in heap), default=np.inf)
+                bar.update(n_nodes - bar.n)
+                bar.set_postfix(bound=f"{min(open_lb, pruned_min, inc[2]):.6g}", incumbent=f"{inc[2]:.6g}",
+                                open=len(heap), refresh=False)
+    if bar is not None:
+        bar.update(n_nodes - bar.n)
+        bar.close()
+    open_lb = min((h.lb for h in heap), default=np.inf)
+    lower = min(open_lb, pruned_min, inc[2])
+    # the dual bound is computed in floating point: a relative 1e-12 margin covers its rounding
+    lower -= 1e-12 * max(1.0, abs(lower))
+    gap = max(inc[2] - lower, 0.0) / max(abs(inc[2]), 1e-300)
+    info = {"lower_bound": float(lower), "gap": float(gap), "n_nodes": n_nodes, "status": status,
+            "open_nodes": len(heap), "gap_tol": gap_tol}
+    return inc[0], inc[1], inc[2], n_nodes, info
+
+
+def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, max_time):
+    """Bound node (and screen, round, branch).  Returns (children, node bound)."""
+    G, p = rx.G, rx.p
+    Fset = np.zeros(G, dtype=bool)
+    Fset[node.F] = True
+    C = node.C.copy()
+    m = k - int(Fset.sum())
+    if m <= 0 or int(C.sum()) <= m:  # leaf: the best completion uses every allowed group
+        S = np.concatenate([node.F, np.flatnonzero(C)]) if m > 0 else node.F
+        _, v, _ = refit(S)
+        offer(S)
+        return [], v
+    b = np.zeros(p)
+    b[node.coef_idx] = node.coef_val
+    b0 = float(node.b0)
+    keep = np.zeros(p + 1, dtype=bool)  # coefficients of allowed groups (padding slot excluded)
+    for g in np.flatnonzero(Fset | C):
+        keep[rx.idx[g]] = True
+    b[~keep[:p]] = 0.0
+    nzc = np.flatnonzero(b)
+    z = (np.asarray(rx.X[:, nzc] @ b[nzc]).ravel() if nzc.size else np.zeros(rx.n)) + b0
+    z, b0 = rx.fit_intercept(z, b0)
+    lb_best = node.lb
+    cols, Xc = None, None
+    zfrac = None
+    for it in range(max_passes):
+        allowed = np.flatnonzero(Fset | C)
+        # full gradient on the allowed groups' columns (a column copy once the allowed set is small)
+        acols = np.concatenate([rx.idx[g] for g in allowed])
+        if acols.size * 2 < p:
+            if cols is None or cols.size != acols.size or not np.array_equal(cols, acols):
+                cols = acols
+                Xc = rx.X[:, cols]
+        else:
+            cols, Xc = None, None
+        V, Fstar = rx.dual_point(z)
+        c = np.zeros(p)
+        if cols is None:
+            c[:] = -np.asarray(rx.X.T @ V).ravel()
+            c[~keep[:p]] = 0.0
+        else:
+            c[cols] = -np.asarray(Xc.T @ V).ravel()
+        a = rx.group_sq(c) / (2 * lam)
+        aC = np.where(C, a, -np.inf)
+        nC = int(C.sum())
+        if nC <= m:  # screening left no choice: leaf
+            S = np.concatenate([np.flatnonzero(Fset), np.flatnonzero(C)])
+            _, v, _ = refit(S)
+            offer(S)
+            return [], max(v, lb_best)
+        top = np.argpartition(-aC, m)[: m + 1]
+        top = top[np.argsort(-aC[top], kind="stable")]
+        am, am1 = aC[top[m - 1]], aC[top[m]]
+        lb = -Fstar - float(a[Fset].sum()) - float(aC[top[:m]].sum())
+        lb_best = max(lb_best, lb)
+        cut = cutoff()
+        if lb_best >= cut:
+            return [], lb_best
+        # screening from this dual point
+        out = C & (lb + am - a >= cut)
+        out[top[:m]] = False
+        fin = np.zeros(G, dtype=bool)
+        tm = top[:m]
+        fin[tm[lb + aC[tm] - am1 >= cut]] = True
+        changed = False
+        if out.any():
+            changed = True
+            C &= ~out
+            for g in np.flatnonzero(out):
+                ig = rx.idx[g]
+                keep[ig] = False
+                if np.any(b[ig]):
+                    z -= np.asarray(rx.X[:, ig] @ b[ig]).ravel()
+                    b[ig] = 0.0
+        if fin.any():
+            changed = True
+            Fset |= fin
+            C &= ~fin
+            m -= int(fin.sum())
+            if m <= 0 or int(C.sum()) <= m:
+                S = np.concatenate([np.flatnonzero(Fset), np.flatnonzero(C)]) if m > 0 else np.flatnonzero(Fset)
+                _, v, _ = refit(S)
+                offer(S)
+                return [], max(v, lb_best)
+        if changed:
+            continue  # recompute the bound with the reduced node
+        # primal value of the relaxation (an upper bound on R) and the relaxed z
+        t = np.sqrt(rx.group_sq(b))
+        tF = t[Fset]
+        ks, zC, tau = _ksupport(np.where(C, t, 0.0), m)
+        primal = rx.value(z) + 0.5 * lam * float(tF @ tF) + lam * ks
+        zfrac = zC
+        # converged, or the relaxation is surely below the cutoff (no pruning here: branch with a fair bound)
+        if (primal - lb <= max(node_tol * max(1.0, abs(primal)), 0.25 * (cut - primal))
+                or time.perf_counter() - t0 > max_time):
+            break
+        # BCD passes on the Lagrangian with the budget multiplier mu matched to the relaxed z of the current
+        # point (z_g = t_g / tau  <->  mu = ridge tau^2 / 2); a cold node starts from the m-th largest a_g
+        active = C & (t > 0)
+        mu = max(am, 0.0) if not active.any() else 0.5 * lam * tau * tau
+        kappa = math.sqrt(2.0 * lam * mu)
+        viol = np.flatnonzero(C & ~active & (a > mu))
+        if viol.size > 2 * m + 10:  # the strongest violators first: the rest enter in later passes
+            viol = viol[np.argpartition(-a[viol], 2 * m + 10)[: 2 * m + 10]]
+        work = np.union1d(np.flatnonzero(Fset | active), viol)
+        Xw, starts, D, U, fx, wcols = rx.pack(work, Fset[work])
+        bw = b[wcols].copy()
+        _, shift, _ = _sweeps(Xw, starts, D, U, fx, bw, z, rx.y, kappa, lam, rx.ls, rx.icpt, 10,
+                              1e-10 * max(1.0, float(np.max(np.abs(bw))) if bw.size else 1.0))
+        b[wcols] = bw
+        b0 += shift
+    # incumbent from rounding: F and the m free groups of largest relaxed norm (ties by the gradient)
+    t = np.sqrt(rx.group_sq(b))
+    score = np.where(C, t + 1e-12 * np.sqrt(np.maximum(a, 0.0)), -np.inf)
+    pick = np.argpartition(-score, m - 1)[:m]
+    offer(np.concatenate([np.flatnonzero(Fset), pick]))
+    if lb_best >= cutoff():
+        return [], lb_best
+    # branch on the most fractional free group (else the free group of largest relaxed norm)
+    frac = np.where(C, np.minimum(zfrac, 1.0 - zfrac), -1.0) if zfrac is not None else np.full(G, -1.0)
+    g = int(np.argmax(frac)) if frac.max() > 1e-6 else int(np.argmax(np.where(C, t + 1e-12 * a, -np.inf)))
+    nz = np.flatnonzero(b)
+    C2 = C.copy()
+    C2[g] = False
+    Fin = np.flatnonzero(Fset)
+    d = node.depth + 1
+    child_in = _Node(lb_best, d, np.append(Fin, g), C2, nz, b[nz], b0)
+    bo = b.copy()
+    bo[rx.idx[g]] = 0.0
+    nzo = np.flatnonzero(bo)
+    child_out = _Node(lb_best, d, Fin, C2.copy(), nzo, bo[nzo], b0)
+    return [child_in, child_out], lb_best

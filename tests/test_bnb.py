@@ -1,0 +1,161 @@
+"""select(method='bnb'): the proven optimum is the brute-force optimum, every reported gap is a valid gap, a MIQP
+solver agrees on a 60-group instance, bad input is named, and every method says which certificate it carries."""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import groupsparse as gs
+from groupsparse.selection import BudgetProblem, select
+
+from conftest import examples_scale, time_limit
+
+
+def _instance(seed, n, sizes, n_active, logistic=False, intercept=True, ridge=0.1):
+    rng = np.random.default_rng(seed)
+    p = int(sum(sizes))
+    X = rng.standard_normal((n, p))
+    X[:, 1:] += 0.5 * X[:, :-1]  # correlated neighbours: the relaxation is not trivially tight
+    beta = np.zeros(p)
+    beta[rng.choice(p, min(n_active, p), replace=False)] = rng.standard_normal(min(n_active, p))
+    eta = X @ beta
+    if logistic:
+        y = (rng.random(n) < 1 / (1 + np.exp(-2 * eta))).astype(float)
+        loss = gs.Logistic(X, y, ridge=ridge, fit_intercept=intercept)
+    else:
+        y = eta + 0.5 * rng.standard_normal(n)
+        loss = gs.LeastSquares(X, y, ridge=ridge, fit_intercept=intercept)
+    return loss, gs.Groups.from_sizes(list(sizes))
+
+
+def _brute(loss, groups, k):
+    """min over every support of exactly k groups of the exact refit (supports of k groups dominate smaller ones:
+    the refit value is non-increasing in the support)."""
+    bp = BudgetProblem(loss, groups)
+    return min(bp.refit(np.array(S))[1] for S in itertools.combinations(range(bp.G), k))
+
+
+@settings(max_examples=int(12 * examples_scale()))
+@given(seed=st.integers(0, 10_000), G=st.integers(3, 9), smax=st.integers(1, 3), k=st.integers(1, 3),
+       ridge=st.sampled_from([0.01, 0.1, 1.0]), intercept=st.booleans())
+def test_bnb_equals_brute_force(seed, G, smax, k, ridge, intercept):
+    k = min(k, G)
+    sizes = np.random.default_rng(seed).integers(1, smax + 1, size=G)
+    loss, groups = _instance(seed, 40, sizes, 4, intercept=intercept, ridge=ridge)
+    best = _brute(loss, groups, k)
+    with time_limit(60):
+        sol = select(loss, groups, k, method="bnb", gap_tol=1e-9)
+    assert sol.info["certified"] == "optimal" and sol.info["status"] == "optimal"
+    # the proven optimum is the optimum (refits are exact to rounding), and the bound never exceeds it
+    assert sol.objective <= best * (1 + 1e-9) + 1e-12
+    assert sol.lower_bound <= best * (1 + 1e-10) + 1e-12
+    assert len(sol.support) <= k
+
+
+@settings(max_examples=int(12 * examples_scale()))
+@given(seed=st.integers(0, 10_000), max_nodes=st.integers(1, 3), ridge=st.sampled_from([0.003, 0.03]))
+def test_bnb_early_stop_gap_is_valid(seed, max_nodes, ridge):
+    """Stopped after a few nodes, the reported lower bound is below the true optimum, so the reported relative
+    gap is at least the true one."""
+    loss, groups = _instance(seed, 30, [2] * 12, 8, ridge=ridge)
+    k = 4
+    best = _brute(loss, groups, k)
+    with time_limit(60):
+        sol = select(loss, groups, k, method="bnb", max_nodes=max_nodes, gap_tol=1e-9)
+    true_gap = (sol.objective - best) / sol.objective
+    assert sol.lower_bound <= best * (1 + 1e-10) + 1e-12
+    assert sol.info["gap"] >= true_gap - 1e-12
+    assert sol.info["n_nodes"] <= max_nodes
+    if sol.info["status"] != "optimal":
+        assert sol.info["status"] == "node_limit"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bnb_logistic_equals_brute_force(seed):
+    loss, groups = _instance(seed, 60, [2] * 8, 4, logistic=True, ridge=0.05)
+    k = 2
+    best = _brute(loss, groups, k)
+    with time_limit(60):
+        sol = select(loss, groups, k, method="bnb", gap_tol=1e-8)
+    assert sol.info["certified"] == "optimal"
+    # GLM refits carry the 1e-8 refit ridge: values agree to ~1e-8 * ||w||^2
+    assert sol.objective <= best + 1e-7
+    assert sol.lower_bound <= best + 1e-9
+
+
+def test_bnb_time_limit_returns_incumbent_and_valid_bound():
+    loss, groups = _instance(3, 50, [2] * 14, 10, ridge=0.002)
+    best = _brute(loss, groups, 5)
+    with time_limit(60):
+        sol = select(loss, groups, 5, method="bnb", max_time=1e-3, gap_tol=1e-9)
+    assert sol.info["status"] in ("time_limit", "optimal")
+    assert sol.lower_bound <= best * (1 + 1e-10)
+    assert sol.objective >= best * (1 - 1e-12)
+    assert len(sol.support) == 5
+
+
+def test_certificate_kind_of_every_method():
+    loss, groups = _instance(0, 40, [2] * 6, 4, ridge=0.1)
+    assert select(loss, groups, 2, method="splicing").info["certified"] == "none"
+    assert select(loss, groups, 2, method="exact").info["certified"] == "optimal"
+    sol = select(loss, groups, 2, method="bnb", max_nodes=1, gap_tol=1e-12)
+    assert sol.info["certified"] in ("optimal", "lower_bound")
+    assert (sol.info["certified"] == "optimal") == (sol.info["gap"] <= 1e-12 + 1e-11)
+    b = select(loss, groups, 2, method="splicing", bound=True)
+    assert b.info["certified"] in ("lower_bound", "optimal") and b.info["gap"] >= 0
+
+
+@pytest.mark.parametrize("kw, name", [({"max_time": -1}, "max_time"), ({"max_nodes": 0}, "max_nodes"),
+                                      ({"gap_tol": "x"}, "gap_tol"), ({"progress": "yes"}, "progress"),
+                                      ({"max_nodes": 2.5}, "max_nodes")])
+def test_bnb_bad_options_named(kw, name):
+    loss, groups = _instance(0, 20, [1] * 5, 2, ridge=0.1)
+    with pytest.raises(ValueError, match=name):
+        select(loss, groups, 2, method="bnb", **kw)
+
+
+def test_bnb_refuses_what_it_cannot_certify():
+    loss, groups = _instance(0, 20, [1] * 5, 2, ridge=0.0)
+    with pytest.raises(ValueError, match="ridge"):
+        select(loss, groups, 2, method="bnb")
+    rng = np.random.default_rng(0)
+    multi = gs.Multinomial(rng.standard_normal((30, 4)), rng.integers(0, 3, 30), ridge=0.1)
+    with pytest.raises(ValueError, match="loss"):
+        select(multi, 2, 1, method="bnb")
+
+
+def _scip_available():
+    if importlib.util.find_spec("pyscipopt") is None:
+        return False
+    import cvxpy as cp
+    return "SCIP" in cp.installed_solvers()
+
+
+@pytest.mark.skipif(not _scip_available(), reason="pyscipopt (SCIP through cvxpy) is not installed")
+def test_bnb_agrees_with_scip_miqp_60_groups():
+    """The budgeted ridge least-squares MIQP with a valid big-M solved by SCIP, against bnb.  Any optimum b* has
+    ridge/2 ||b*||^2 <= f(b*) <= f(b) for every feasible b, so |b*_j| <= sqrt(2 f(b) / ridge) at bnb's point b:
+    the big-M cuts off no optimum whatever bnb got right or wrong."""
+    import cvxpy as cp
+    G, k, n, ridge = 60, 3, 80, 0.3
+    loss, groups = _instance(7, n, [1] * G, 4, intercept=False, ridge=ridge)
+    X, y = loss.X, loss.Y[:, 0]
+    with time_limit(60):
+        sol = select(loss, groups, k, method="bnb", gap_tol=1e-7)
+    assert sol.info["certified"] == "optimal"
+    M = np.sqrt(2 * sol.objective / ridge) * (1 + 1e-9)
+    b = cp.Variable(G)
+    z = cp.Variable(G, boolean=True)
+    obj = cp.sum_squares(y - X @ b) / (2 * n) + ridge / 2 * cp.sum_squares(b)
+    prob = cp.Problem(cp.Minimize(obj), [cp.abs(b) <= M * z, cp.sum(z) <= k])
+    with time_limit(60):
+        prob.solve(solver=cp.SCIP, scip_params={"limits/gap": 1e-9, "limits/time": 50})
+    assert prob.status == "optimal"
+    # SCIP's own feasibility / optimality tolerances (~1e-6 relative) bound the agreement
+    assert abs(sol.objective - prob.value) <= 1e-6 * abs(prob.value)
+    assert set(np.flatnonzero(z.value > 0.5)) == set(sol.support.tolist())
