@@ -280,7 +280,8 @@ def _groups_from_sequence(groups, n):
     items = list(groups)
     if len(items) == 0:
         raise ValueError(f"groups: is empty; expected {GROUPS_RULE}")
-    nested = [np.ndim(v) > 0 and not isinstance(v, (str, bytes)) for v in items]
+    nested = [hasattr(v, "__len__") and not isinstance(v, (str, bytes)) and np.asarray(v, object).ndim > 0
+              for v in items]
     if all(nested):
         return Groups.from_indices(items, n)
     if any(nested):
