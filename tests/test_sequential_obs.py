@@ -1,0 +1,311 @@
+"""groupsparse.selection.sequential_obs: sequential group OBS (seqobs), SparseGPT and Wanda against naive references
+written straight from the formulas (explicit inverses of the trailing Grams, no factor, no lazy batching), the
+exact refit on the same support, and across numpy / torch (CPU, and CUDA where there is one)."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import time_limit
+from groupsparse.selection.sequential_obs import memory_bytes, seqobs, sparsegpt, wanda
+
+
+def _problem(p=48, K=32, n=160, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p)) @ (np.eye(p) + 0.4 * rng.standard_normal((p, p)))  # correlated inputs
+    H = X.T @ X / n + 0.05 * np.eye(p)
+    W = rng.standard_normal((p, K))
+    return H, W
+
+
+def _f(H, W, Wh):
+    """The loss above its optimum W: 1/2 tr((Wh - W)^T H (Wh - W))."""
+    D = Wh - W
+    return 0.5 * float(np.sum(D * (H @ D)))
+
+
+def _refit_loss(H, W, support):
+    """The exact optimum of _f with the entries off ``support`` (p, K bool) fixed at 0, column by column."""
+    B = H @ W
+    Wh = np.zeros_like(W)
+    for k in range(W.shape[1]):
+        s = support[:, k]
+        if s.any():
+            Wh[s, k] = np.linalg.solve(H[np.ix_(s, s)], B[s, k])
+    return _f(H, W, Wh)
+
+
+def _expand(keep, B):
+    return np.repeat(np.repeat(keep, B, 0), B, 1)
+
+
+# ---------------------------------------------------------------------------------------------- naive references
+def _naive_seqobs_blocks(H, W, B, n_remove, window):
+    """Row blocks in order; the trailing inverse inv(H[F, F]) formed explicitly at every step; the budget spread
+    over windows of ``window`` rows by cumulative rounding; saliencies at the window start."""
+    p, K = W.shape
+    R, C = p // B, K // B
+    W = W.copy()
+    keep = np.ones((R, C), bool)
+    due = lambda r: int(np.floor(n_remove * r / p + 0.5))  # noqa: E731
+    for a in range(0, p, window):
+        b = min(a + window, p)
+        sal = np.zeros(((b - a) // B, C))
+        for i in range((b - a) // B):
+            r0 = a + i * B
+            G = np.linalg.inv(H[r0:, r0:])[:B, :B]
+            for j in range(C):
+                wg = W[r0:r0 + B, j * B:(j + 1) * B]
+                sal[i, j] = 0.5 * np.sum(wg * np.linalg.solve(G, wg))
+        n = due(b) - due(a)
+        drop = np.zeros(sal.size, bool)
+        drop[np.argsort(sal.ravel(), kind="stable")[:n]] = True
+        drop = drop.reshape(sal.shape)
+        keep[a // B:b // B] = ~drop
+        for i in range((b - a) // B):
+            r0 = a + i * B
+            Hi = np.linalg.inv(H[r0:, r0:])
+            G = Hi[:B, :B]
+            for j in np.flatnonzero(drop[i]):
+                cs = slice(j * B, (j + 1) * B)
+                W[r0:, cs] -= Hi[:, :B] @ np.linalg.solve(G, W[r0:r0 + B, cs])
+                W[r0:r0 + B, cs] = 0.0
+    return W, keep
+
+
+def _naive_seqobs_nm(H, W, n, m):
+    """Every M-window in order; per column the drop subset of least joint OBS increase, from inv(H[F, F])."""
+    p, K = W.shape
+    W = W.copy()
+    for r0 in range(0, p, m):
+        Hi = np.linalg.inv(H[r0:, r0:])
+        G = Hi[:m, :m]
+        for k in range(K):
+            w = W[r0:r0 + m, k]
+            best = min(itertools.combinations(range(m), m - n),
+                       key=lambda S: 0.5 * w[list(S)] @ np.linalg.solve(G[np.ix_(S, S)], w[list(S)]))
+            S = list(best)
+            W[r0:, k] -= Hi[:, S] @ np.linalg.solve(G[np.ix_(S, S)], w[S])
+            W[[r0 + s for s in S], k] = 0.0
+    return W
+
+
+def _naive_sparsegpt(H, W, sparsity=None, nm=None, blocksize=128, damp=0.01):
+    """SparseGPT's Algorithm 1 row by row, with [H_F^-1] formed explicitly: the OBS update of weight i on the rows
+    after it, w_F -= w_i / [H_F^-1]_ii * [H_F^-1]_{:, i}."""
+    p, K = W.shape
+    H = H + damp * np.mean(np.diag(H)) * np.eye(p)
+    W = W.copy()
+    keep = np.ones((p, K), bool)
+    n_total = p * K - int(np.floor((1 - sparsity) * p * K + 0.5)) if nm is None else 0
+    due = lambda r: int(np.floor(n_total * r / p + 0.5))  # noqa: E731
+    d = np.sqrt([np.linalg.inv(H[i:, i:])[0, 0] for i in range(p)])  # the factor's diagonal: [H_F^-1]_ii^1/2
+    for a in range(0, p, blocksize):
+        b = min(a + blocksize, p)
+        if nm is None:
+            sal = W[a:b] ** 2 / d[a:b, None] ** 2
+            drop = np.zeros(sal.size, bool)
+            drop[np.argsort(sal.ravel(), kind="stable")[:due(b) - due(a)]] = True
+            keep[a:b] = ~drop.reshape(sal.shape)
+        for i in range(a, b):
+            if nm is not None and i % nm[1] == 0:
+                sal = W[i:i + nm[1]] ** 2 / d[i:i + nm[1], None] ** 2
+                order = np.argsort(np.argsort(sal, axis=0, kind="stable"), axis=0, kind="stable")
+                keep[i:i + nm[1]] = order >= nm[1] - nm[0]
+            Hi = np.linalg.inv(H[i:, i:])
+            err = np.where(keep[i], 0.0, W[i]) / Hi[0, 0]
+            W[i:] -= Hi[:, :1] @ err[None, :]
+            W[i, ~keep[i]] = 0.0
+    return W, keep
+
+
+# ---------------------------------------------------------------------------------------------- seqobs: blocks
+@pytest.mark.parametrize("window", [8, 16, 128])
+def test_seqobs_blocks_matches_naive_and_accounts_its_loss(window):
+    H, W = _problem()
+    B, n_remove = 8, 11
+    with time_limit(20):
+        r = seqobs(H, W, block=B, n_remove=n_remove, blocksize=window)
+    Wn, keep_n = _naive_seqobs_blocks(H, W, B, n_remove, max(B, window - window % B))
+    np.testing.assert_array_equal(r.keep, keep_n)
+    assert int((~r.keep).sum()) == n_remove
+    np.testing.assert_allclose(r.coef, Wn, atol=1e-9 * np.abs(W).max())
+    assert np.all(r.coef[~_expand(r.keep, B)] == 0.0)
+    # the recorded increases are the loss: f(coef) = sum of 1/2 ||e||^2 (exact given the frozen rows)
+    assert r.cost == pytest.approx(_f(H, W, r.coef), rel=1e-10)
+    # never below the exact refit on the same support
+    assert r.cost >= _refit_loss(H, W, _expand(r.keep, B)) * (1 - 1e-10)
+
+
+def test_seqobs_equals_exact_obs_when_drops_need_no_frozen_row():
+    """Dropping only in the first row block (every other row still free) is the exact OBS, i.e. the refit; and with
+    one row block the choice is group OBS's (the blocks with the least 1/2 w_g^T [H^-1_gg]^-1 w_g)."""
+    H, W = _problem(p=32, K=32)
+    B = 8
+    W0 = 100.0 * W
+    W0[:B] = W[:B]  # the cheapest blocks lie in row block 0 (one window: the mask is chosen at its start)
+    r = seqobs(H, W0, block=B, n_remove=2, blocksize=32)
+    assert not r.keep[0].all() and r.keep[1:].all()
+    assert r.cost == pytest.approx(_refit_loss(H, W0, _expand(r.keep, B)), rel=1e-9)
+    # one row block: p = B
+    H1, W1 = H[:B, :B], W[:B]
+    r1 = seqobs(H1, W1, block=B, n_remove=2)
+    G = np.linalg.inv(H1)
+    sal = [0.5 * np.sum(W1[:, j * B:(j + 1) * B] * np.linalg.solve(G, W1[:, j * B:(j + 1) * B])) for j in range(4)]
+    np.testing.assert_array_equal(np.flatnonzero(~r1.keep[0]), np.sort(np.argsort(sal)[:2]))
+    assert r1.cost == pytest.approx(sum(sorted(sal)[:2]), rel=1e-10)
+
+
+def test_seqobs_never_below_the_best_support():
+    """Exhaustive search over every support with the same number of blocks: seqobs's loss is >= the optimum."""
+    H, W = _problem(p=16, K=16, seed=3)
+    B, n_remove = 4, 6
+    r = seqobs(H, W, block=B, n_remove=n_remove)
+    best = np.inf
+    for drop in itertools.combinations(range(16), n_remove):
+        keep = np.ones(16, bool)
+        keep[list(drop)] = False
+        best = min(best, _refit_loss(H, W, _expand(keep.reshape(4, 4), B)))
+    assert r.cost >= best * (1 - 1e-10)
+    assert r.cost <= 3.0 * best  # a loose sanity bound: the sweep is a good heuristic on this instance
+
+
+def test_seqobs_gram_form_and_sparsity():
+    H, W = _problem()
+    r1 = seqobs(H, W, block=8, sparsity=0.5)
+    r2 = seqobs(H, B=H @ W, block=8, sparsity=0.5)
+    np.testing.assert_array_equal(r1.keep, r2.keep)
+    np.testing.assert_allclose(r1.coef, r2.coef, atol=1e-8 * np.abs(W).max())
+    assert int((~r1.keep).sum()) == 12  # half of the 6 x 4 blocks
+
+
+# ---------------------------------------------------------------------------------------------- seqobs: N:M
+@pytest.mark.parametrize("nm", [(2, 4), (1, 4), (4, 8)])
+def test_seqobs_nm_matches_naive_and_is_exactly_nm(nm):
+    H, W = _problem(p=32, K=12)
+    with time_limit(20):
+        r = seqobs(H, W, nm=nm, blocksize=16)
+    np.testing.assert_allclose(r.coef, _naive_seqobs_nm(H, W, *nm), atol=1e-9 * np.abs(W).max())
+    nz = (r.coef != 0).reshape(32 // nm[1], nm[1], 12).sum(axis=1)
+    assert np.all(nz <= nm[0]) and np.all(r.keep.reshape(32 // nm[1], nm[1], 12).sum(axis=1) == nm[0])
+    assert np.all(r.coef[~r.keep] == 0.0)
+    assert r.cost == pytest.approx(_f(H, W, r.coef), rel=1e-10)
+    assert r.cost >= _refit_loss(H, W, r.keep) * (1 - 1e-10)
+
+
+# ---------------------------------------------------------------------------------------------- SparseGPT, Wanda
+@pytest.mark.parametrize("kw", [dict(sparsity=0.5, blocksize=16), dict(sparsity=0.3, blocksize=128),
+                                dict(nm=(2, 4), blocksize=16)])
+def test_sparsegpt_matches_algorithm_1(kw):
+    H, W = _problem(p=32, K=10)
+    r = sparsegpt(H, W, **kw)
+    Wn, keep = _naive_sparsegpt(H, W, **kw)
+    np.testing.assert_array_equal(r.keep, keep)
+    np.testing.assert_allclose(r.coef, Wn, atol=1e-9 * np.abs(W).max())
+    Hd = H + 0.01 * np.mean(np.diag(H)) * np.eye(32)
+    assert r.cost == pytest.approx(_f(Hd, W, r.coef), rel=1e-10)
+    if "sparsity" in kw:
+        assert int((~r.keep).sum()) == 320 - int(np.floor((1 - kw["sparsity"]) * 320 + 0.5))
+
+
+def test_sparsegpt_dead_inputs():
+    H, W = _problem(p=16, K=8)
+    H[3, :] = H[:, 3] = 0.0
+    r = sparsegpt(H, W, sparsity=0.5)
+    assert np.all(np.isfinite(r.coef)) and np.all(r.coef[3] == 0.0)
+
+
+@pytest.mark.parametrize("kw", [dict(sparsity=0.5), dict(sparsity=0.25), dict(nm=(2, 4))])
+def test_wanda_matches_reference(kw):
+    H, W = _problem(p=16, K=6)
+    r = wanda(H, W, **kw)
+    score = np.abs(W) * np.sqrt(np.diag(H))[:, None]
+    keep = np.zeros_like(W, bool)
+    for k in range(6):  # per output
+        if "nm" in kw:
+            for g in range(0, 16, 4):
+                keep[g + np.argsort(score[g:g + 4, k])[2:], k] = True
+        else:
+            n_keep = int(np.floor((1 - kw["sparsity"]) * 16 + 0.5))
+            keep[np.argsort(score[:, k])[16 - n_keep:], k] = True
+    np.testing.assert_array_equal(r.keep, keep)
+    np.testing.assert_array_equal(r.coef, W * keep)
+
+
+# ---------------------------------------------------------------------------------------------- arrays, errors
+def _torch_cases():
+    torch = pytest.importorskip("torch")
+    return torch
+
+
+@pytest.mark.parametrize("call", [
+    lambda H, W: seqobs(H, W, block=8, sparsity=0.5, blocksize=16),
+    lambda H, W: seqobs(H, W, nm=(2, 4)),
+    lambda H, W: sparsegpt(H, W, sparsity=0.5, blocksize=16),
+    lambda H, W: sparsegpt(H, W, nm=(2, 4)),
+    lambda H, W: wanda(H, W, nm=(2, 4)),
+])
+def test_numpy_and_torch_float64_agree(call):
+    torch = _torch_cases()
+    H, W = _problem()
+    a = call(H, W)
+    b = call(torch.tensor(H), torch.tensor(W))
+    assert isinstance(b.coef, torch.Tensor) and b.coef.dtype == torch.float64
+    np.testing.assert_array_equal(np.asarray(a.keep), b.keep.numpy())
+    np.testing.assert_allclose(b.coef.numpy(), a.coef, rtol=0, atol=1e-10 * np.abs(W).max())
+
+
+def test_float32_runs_in_float32():
+    H, W = _problem()
+    r = seqobs(H.astype(np.float32), W.astype(np.float32), block=8, sparsity=0.5)
+    assert r.coef.dtype == np.float32
+    r64 = seqobs(H, W, block=8, sparsity=0.5)
+    assert abs(r.cost - r64.cost) <= 1e-3 * r64.cost  # float32 rounding of a damped, well-conditioned problem
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("call", [
+    lambda H, W: seqobs(H, W, block=8, sparsity=0.5, blocksize=16),
+    lambda H, W: seqobs(H, W, nm=(2, 4)),
+    lambda H, W: sparsegpt(H, W, sparsity=0.5, blocksize=16),
+    lambda H, W: wanda(H, W, sparsity=0.5),
+])
+def test_cuda_matches_cpu(call):
+    torch = _torch_cases()
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    H, W = _problem()
+    a = call(torch.tensor(H), torch.tensor(W))
+    b = call(torch.tensor(H, device="cuda"), torch.tensor(W, device="cuda"))
+    assert b.coef.is_cuda
+    np.testing.assert_array_equal(a.keep.numpy(), b.keep.cpu().numpy())
+    np.testing.assert_allclose(b.coef.cpu().numpy(), a.coef.numpy(), rtol=0, atol=1e-9 * np.abs(W).max())
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda H, W: seqobs(H, W, block=8), "sparsity"),
+    (lambda H, W: seqobs(H, W, sparsity=0.5), "block"),
+    (lambda H, W: seqobs(H, W, block=7, sparsity=0.5), "block"),
+    (lambda H, W: seqobs(H, W, block=8, n_remove=99), "n_remove"),
+    (lambda H, W: seqobs(H, W, nm=(2, 5)), "nm"),
+    (lambda H, W: seqobs(H, W, nm=(5, 4)), "nm"),
+    (lambda H, W: seqobs(H, W, nm=(2, 4), sparsity=0.5), "nm"),
+    (lambda H, W: seqobs(H, W, B=W, block=8, sparsity=0.5), "W"),
+    (lambda H, W: seqobs(H, W[:5], block=8, sparsity=0.5), "W"),
+    (lambda H, W: seqobs(-H, W, block=8, sparsity=0.5), "H"),
+    (lambda H, W: seqobs(H * np.nan, W, block=8, sparsity=0.5), "H"),
+    (lambda H, W: sparsegpt(H, W, sparsity=1.0), "sparsity"),
+    (lambda H, W: sparsegpt(H, W, sparsity=0.5, damp=-1), "damp"),
+    (lambda H, W: sparsegpt(H, W, sparsity=0.5, blocksize=0), "blocksize"),
+    (lambda H, W: wanda(H, W.astype(np.float32), sparsity=0.5), "H, W"),
+])
+def test_bad_input_names_the_argument(call, name):
+    H, W = _problem()
+    with pytest.raises(ValueError, match=f"^{name}"):
+        call(H, W)
+
+
+def test_memory_bytes():
+    assert memory_bytes(11008, 4096, 4) == (3 * 11008 ** 2 + 3 * 11008 * 4096) * 4
