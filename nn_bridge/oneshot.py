@@ -32,6 +32,7 @@ model computes every layer's loss curve (sorted single-block OBS increments, ``o
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -301,9 +302,27 @@ class OneShotResult:
         return finalize_model(self.model, self.tilings)
 
 
+def pow2_scale(m: float) -> float:
+    """A power of 2 near ``m`` (> 0, finite; else 1): dividing by it is exact in floating point."""
+    if not (m > 0 and math.isfinite(m)):
+        return 1.0
+    return math.ldexp(1.0, math.frexp(m)[1])
+
+
+def _rescaled(x):
+    """(x / s, s) with s a power of 2 when x's magnitude would over- or underflow X^T X in float32, else (x, 1)."""
+    m = float(x.abs().amax()) if x.numel() else 0.0
+    if 2.0 ** -30 <= m <= 2.0 ** 30 or not (m > 0 and math.isfinite(m)):
+        return x, 1.0
+    s = pow2_scale(m)
+    return x / s, s
+
+
 class _Grams:
     """Calibration Grams of one layer, H = X_p^T X_p / n and C = X_p^T X_d / n (X_p: inputs in the pruned model,
-    X_d: in the dense one), computed in float32 matmuls accumulated in float64, once per layer.
+    X_d: in the dense one), computed in float32 matmuls accumulated in float64, once per layer.  Row batches of
+    extreme magnitude are scaled by a power of 2 before the float32 product (exact), so inputs of 1e20 or 1e-20
+    give the Grams that 1 would, times the scale squared.
 
     Layers fed the same input (e.g. query / key / value) reuse the previous layer's Grams: the captured inputs are
     compared exactly (cheap next to the p x p products that dominate the run time).
@@ -324,9 +343,11 @@ class _Grams:
         C = torch.zeros_like(H)
         n = 0
         for xp, xd in xs:
-            H += (xp.t() @ xp).double()
+            a, sa = _rescaled(xp)
+            H += (a.t() @ a).double() * (sa * sa)
             if xd is not xp:
-                C += (xp.t() @ xd).double()
+                b, sb = _rescaled(xd)
+                C += (a.t() @ b).double() * (sa * sb)
             n += xp.shape[0]
         check_gram(H, n, layer)
         if all(xd is xp for xp, xd in xs):  # the dense pass: C = H
@@ -576,6 +597,9 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
     ``damp``: ridge weight, relative to the mean diagonal of H, pulling the refit toward the dense weights
     (``_damped``); more damping trusts the calibration data less.
     Masks are attached as ``BlockMask`` parametrizations holding the refit weights; call ``finalize()`` to bake.
+    ``batches`` are checked before any work by ``nn_bridge.calibration`` (finite, non-empty, alike, runnable; a
+    layer whose calibration Gram is all zero or not finite is an error naming ``batches`` and the layer).
+    A weight shared by several layers (tied) is pruned once: one mask, refit on the stacked inputs of all of them.
     ``result.seconds`` splits the wall time into forward passes, Gram products and selection/refit.
     ``keep``: fixed block masks, {layer name: (R, C) bool, True = kept} for every prunable layer (e.g. a previous
     result's ``result.keep``): selection and allocation are skipped and only the refit (and refine) runs on these
@@ -706,8 +730,8 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
                 res.layer_sparsity[t.name] = r / t.n_blocks
                 # relative reconstruction error ||X_d M - X_p M^||^2 / ||X_d M||^2 on the calibration rows
                 Mh32, Md32 = Mhat.float(), Md.float()
-                num = sum(float((xd @ Md32 - xp @ Mh32).pow(2).sum()) for xp, xd in xs)
-                den = sum(float((xd @ Md32).pow(2).sum()) for xp, xd in xs)
+                num = sum(float((xd @ Md32 - xp @ Mh32).double().pow(2).sum()) for xp, xd in xs)
+                den = sum(float((xd @ Md32).double().pow(2).sum()) for xp, xd in xs)
                 res.layer_loss[t.name] = num / max(den, 1e-30)
                 clock["solve"] += time.perf_counter() - t0
                 bar.update()

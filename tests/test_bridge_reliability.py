@@ -373,3 +373,18 @@ def test_loss_allocation_target_beyond_the_layer_caps_is_refused():
     removed 21."""
     with pytest.raises(ValueError, match=r"^sparsity: 0.95 means removing 23 of the 24 blocks.*only 21"):
         oneshot_prune(_mlp(), _batches(), 0.95, 8, min_blocks=4, allocation="loss", progress=False)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("c", [1e-20, 1e20])
+def test_oneshot_is_scale_invariant_in_the_calibration_data(driver, c):
+    """Bias-free ReLU layers are positively homogeneous: inputs times c scale every layer's H and Bm by c^2 and
+    leave each layer problem's solution unchanged.  Was: float32 X^T X overflowed at 1e20 (block) and the float32
+    N:M solver met an underflowed, singular H at 1e-20 (LinAlgError)."""
+    xs = _batches()
+    a, b = _mlp(bias=False), _mlp(bias=False)
+    DRIVERS[driver](a, xs)
+    DRIVERS[driver](b, [x * c for x in xs])
+    for la, lb in zip(a, b):
+        if isinstance(la, nn.Linear):
+            torch.testing.assert_close(lb.weight, la.weight, rtol=1e-4, atol=1e-6)

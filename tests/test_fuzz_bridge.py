@@ -112,22 +112,24 @@ def _make_batch(spec, seed):
 
 def _calibration_is_bad(specs, xs):
     """The contract (nn_bridge.calibration): every batch non-empty and finite, batch 0's dtype what the (float32)
-    model runs and every batch like batch 0, the right width; some non-zero input; no float32 overflow of X^T X."""
+    model runs and every batch like batch 0, the right width; some non-zero input (any scale: 1e-20 and 1e20 are
+    data like any other)."""
     if any(x.numel() == 0 for x in xs):
         return True
     if any(x.is_floating_point() and not bool(torch.isfinite(x).all()) for x in xs):
         return True
     if any(x.dtype != torch.float32 or x.shape[1] != 32 for x in xs):
         return True
-    if all(not bool((x != 0).any()) for x in xs):
-        return True
-    return any(float(x.abs().max()) > 1e18 for x in xs)  # randn * 1e20 squared overflows float32
+    return all(not bool((x != 0).any()) for x in xs)
 
 
 @settings(max_examples=n_examples(40))
 @given(specs=st.lists(batch_spec, min_size=1, max_size=3), driver=st.sampled_from(["block", "nm"]),
        seed=st.integers(0, 2**16))
 def test_fuzz_calibration_data(specs, driver, seed):
+    if seed % 2:  # half the cases: well-formed batches (any scale, zero batches allowed), to test the results too
+        specs = [{**s, "rows": max(s["rows"], 1), "width": 32, "dtype": torch.float32,
+                  "special": "zero" if s["special"] == "zero" else None} for s in specs]
     xs = [_make_batch(s, seed + i) for i, s in enumerate(specs)]
     bad = _calibration_is_bad(specs, xs)
     model = _mlp()

@@ -197,8 +197,10 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
     ``run(model, batch)``, ``row_masks`` and ``blocks`` (names of sequential submodules, e.g. transformer layers,
     whose inputs are cached so only one block is replayed per layer) as in ``nn_bridge.oneshot.oneshot_prune``,
     whose calibration streams and Gram accumulation are reused.  The pruned weights are written into the layers
-    (plain parameters with exact zeros).  Grams are accumulated in float64; the layer solver runs in
-    ``solver_dtype`` (float32 halves the refit cost; H is damped, so well conditioned).
+    (plain parameters with exact zeros); a weight shared by several layers (tied) is solved once, on the stacked
+    inputs of all of them.  ``batches`` are checked as in the block path (``nn_bridge.calibration``).  Grams are
+    accumulated in float64; the layer solver runs in ``solver_dtype`` (float32 halves the refit cost; H is damped,
+    so well conditioned).
     """
     import time
 
@@ -246,14 +248,18 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
                 Bm = Cx @ Md
                 dt = solver_dtype
                 Hd, Bm = block_oneshot._damped(H, Bm, Md, damp, name)  # ridge toward the dense weights
+                # the solution is invariant to scaling H and Bm together: bring mean diag H near 1 (a power of 2,
+                # exact) so that the float32 solver neither under- nor overflows on tiny or huge inputs
+                sc = block_oneshot.pow2_scale(float(Hd.diagonal().mean()))
+                Hd, Bm = Hd / sc, Bm / sc
                 beta, keep, info = solve_nm_layer(Hd.to(dt), Bm.to(dt), pat.n, pat.m,
                                                   method=method, Md=Md.to(dt), **solver_kw)
                 with torch.no_grad():
                     w = mod.weight
                     w.copy_(matrix_to_weight(beta.to(w.dtype), tuple(w.shape)))
                 Mh32, Md32 = beta.float(), Md.float()
-                num = sum(float((xd @ Md32 - xp @ Mh32).pow(2).sum()) for xp, xd in xs)
-                den = sum(float((xd @ Md32).pow(2).sum()) for xp, xd in xs)
+                num = sum(float((xd @ Md32 - xp @ Mh32).double().pow(2).sum()) for xp, xd in xs)
+                den = sum(float((xd @ Md32).double().pow(2).sum()) for xp, xd in xs)
                 res.layer_rel_error[name] = num / max(den, 1e-30)
                 res.layer_seconds[name] = time.perf_counter() - t0
                 bar.update()
