@@ -279,12 +279,15 @@ def _char_col(line, byte_col):
 
 
 # ---------------------------------------------------------------------------------------------- running
-def snapshot(work, commit="HEAD"):
-    """Unpack the committed repository at ``commit`` (git archive) into ``work``; returns the full commit id."""
+def snapshot(work, commit="HEAD", paths=("groupsparse", "proofs_checks", "tests", "pyproject.toml")):
+    """Unpack ``paths`` of the committed repository at ``commit`` (git archive) into ``work``; returns the full
+    commit id."""
     commit = subprocess.run(["git", "rev-parse", commit], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
-    data = subprocess.run(["git", "archive", commit, "groupsparse", "proofs_checks", "tests", "pyproject.toml"],
-                          cwd=ROOT, check=True, capture_output=True).stdout
+    data = subprocess.run(["git", "archive", commit, *paths], cwd=ROOT, check=True, capture_output=True).stdout
+    for p in paths:  # files deleted since: gone from the copy too
+        if p != "pyproject.toml":
+            shutil.rmtree(Path(work) / p, ignore_errors=True)
     with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(work)
     return commit
@@ -372,7 +375,7 @@ def run_mutant(m, work, args, base_skip, base_deselect):
         path.write_text(orig)
 
 
-def summarize(recs, explained):
+def summarize(recs, explained, rechecked=None):
     def score(rs):
         n = len(rs)
         k = sum(r["status"] in ("killed", "timeout") for r in rs)
@@ -386,6 +389,7 @@ def summarize(recs, explained):
     cats = sorted({r["category"] for r in recs})
     surv = [r for r in recs if r["status"] == "survived"]
     eq = [r for r in surv if r["uid"] in explained]
+    new_kill = [r for r in surv if (rechecked or {}).get(r["uid"], {}).get("status") in ("killed", "timeout")]
     nonequiv = [r for r in recs if r["uid"] not in explained]
     return dict(
         overall=score(recs),
@@ -395,7 +399,8 @@ def summarize(recs, explained):
                               proofs_checks_alone=pc_score([r for r in recs if r["category"] == c]))
                       for c in cats},
         timeouts=sum(r["status"] == "timeout" for r in recs),
-        survivors=len(surv), survivors_explained_equivalent=len(eq),
+        survivors=len(surv), survivors_explained_equivalent=len(eq), survivors_killed_by_new_checks=len(new_kill),
+        survivors_unexplained=len([r for r in surv if r["uid"] not in explained and r not in new_kill]),
     )
 
 
@@ -412,6 +417,10 @@ def main(argv=None):
     ap.add_argument("--work", default=None, help="scratch directory (default: a new temporary one)")
     ap.add_argument("--list", action="store_true", help="print the drawn mutants and exit")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated baseline run")
+    ap.add_argument("--recheck", default=None, metavar="UIDS",
+                    help="rerun these mutants (comma-separated uids; '' = every survivor) with the proofs_checks/ "
+                         "and tests/ of --checks-from, recording them under 'rechecked'")
+    ap.add_argument("--checks-from", default="HEAD", help="commit whose checks --recheck uses")
     ap.add_argument("--summarize-only", action="store_true",
                     help="only recompute the summary of --out (explanations of equivalent mutants: its 'equivalent' "
                          "map, uid -> why)")
@@ -449,13 +458,15 @@ def main(argv=None):
     state = dict(command=state.get("command", cmd) if same and args.summarize_only else cmd,
                  config=config, started=state.get("started") if same else time.strftime("%Y-%m-%d %H:%M:%S"),
                  claims=CLAIMS, tests=dict(TESTS, test_proofs_checks=PC_TESTS), equivalent=explained, baseline=state.get("baseline") if same else None,
-                 mutants=[done[m["uid"]] for m in drawn if m["uid"] in done])
+                 mutants=[done[m["uid"]] for m in drawn if m["uid"] in done],
+                 rechecked=state.get("rechecked", {}) if same else {})
 
     def save():
-        state["summary"] = summarize(state["mutants"], explained)
+        state["summary"] = summarize(state["mutants"], explained, state.get("rechecked"))
         state["survivors"] = [dict(uid=r["uid"], file=r["file"], line=r["line"], function=r["function"],
                                    operator=r["operator"], original=r["original"], mutated=r["mutated"],
-                                   equivalent=explained.get(r["uid"]))
+                                   equivalent=explained.get(r["uid"]),
+                                   recheck=(state.get("rechecked") or {}).get(r["uid"], {}).get("status"))
                               for r in state["mutants"] if r["status"] == "survived"]
         state["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
         tmp = out.with_name(out.name + ".tmp")
@@ -495,6 +506,24 @@ def main(argv=None):
     if args.summarize_only:  # recompute the summary (e.g. after adding explanations of equivalent mutants)
         save()
         print(json.dumps(state["summary"], indent=1))
+        return 0
+    if args.recheck is not None:
+        # the same mutants of the same library commit, against the checks (proofs_checks/, tests/) of a later
+        # commit: "killed by a new check" for a survivor of the main run
+        checks = snapshot(work, args.checks_from, paths=("proofs_checks", "tests"))
+        uids = [u for u in args.recheck.split(",") if u] or [r["uid"] for r in state["mutants"]
+                                                             if r["status"] == "survived"]
+        by_uid = {m["uid"]: m for m in drawn}
+        re = state.setdefault("rechecked", {})
+        for u in uids:
+            rec = run_mutant(by_uid[u], work, args, base_skip, base_deselect)
+            rec["checks_commit"] = checks
+            re[u] = rec
+            save()
+            print(f"recheck {u} {rec['file']}:{rec['line']} {rec['original']!r} -> {rec['mutated']!r}: "
+                  f"{rec['status']}{' by ' + rec['killed_by'] if rec.get('killed_by') else ''} "
+                  f"({(rec.get('tests') or rec['proofs_checks']).get('first_failure', '')})", file=sys.stderr,
+                  flush=True)
         return 0
     t0 = time.perf_counter()
     for i, m in enumerate(drawn):
