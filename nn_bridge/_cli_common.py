@@ -144,7 +144,7 @@ def load_torch_file(path, name: str = "path"):
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ValueError(f"{name}: {str(path)!r} is not a plain torch state file (weights_only load refused "
                          f"it: {first})") from None
-    except (EOFError, RuntimeError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+    except Exception as e:  # a corrupt file can fail anywhere in the unpickler (struct.error, AssertionError, ...)
         raise ValueError(f"{name}: {str(path)!r} is not a readable torch.save file (truncated or corrupt: "
                          f"{type(e).__name__})") from None
 

@@ -257,6 +257,21 @@ def test_nm_check_unreadable_file_is_one_line_naming_it(content, tmp_path, capsy
     _one_line_error(capsys, "python -m nn_bridge nm: error: path:", str(f))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_nm_check_corrupt_legacy_file_is_one_line(tmp_path, capsys):
+    """One zeroed byte inside a legacy (non-zip) torch.save file: the unpickler failed with a bare AssertionError
+    (found by the fuzz suite)."""
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.save(nn.Linear(16, 8).state_dict(), buf, _use_new_zipfile_serialization=False)
+    data = bytearray(buf.getvalue())
+    data[262] = 0
+    f = tmp_path / "legacy.pt"
+    f.write_bytes(bytes(data))
+    assert cli(["nm", "check", str(f)]) == 2
+    _one_line_error(capsys, "path:", "truncated or corrupt")
+
+
 class _Boom:
     def __reduce__(self):
         return (os.system, ("touch pwned_by_checkpoint",))

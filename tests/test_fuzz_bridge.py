@@ -70,10 +70,10 @@ def outcome(call, expect_error, arg_pattern):
     return res
 
 
-def check_result(ok):
-    """Invariant check of a valid input's result; counts a failure as a wrong result."""
+def check_result(ok, counted="ok"):
+    """Invariant check of a call's result; a failure moves it from ``counted`` to the wrong results."""
     if not ok:
-        TALLY["ok"] -= 1
+        TALLY[counted] -= 1
         TALLY["wrong"] += 1
     assert ok
 
@@ -366,6 +366,15 @@ def _run_cli(argv):
     return rc, err.getvalue()
 
 
+def cli_outcome(argv):
+    """``outcome`` for a command line: exit code 2 counts as an error (checked by the caller for clarity)."""
+    rc, err = outcome(lambda: _run_cli(argv), None, "")
+    if rc == 2:
+        TALLY["ok"] -= 1
+        TALLY["clear_error"] += 1
+    return rc, err
+
+
 @settings(max_examples=n_examples(80))
 @given(data=st.data(), kind=st.sampled_from(["prune", "prune", "nm", "unknown", "missing_value"]))
 def test_fuzz_cli_arguments(tmp_path_factory, data, kind):
@@ -389,6 +398,32 @@ def test_fuzz_cli_arguments(tmp_path_factory, data, kind):
     else:
         named = data.draw(st.sampled_from(sorted(o for o in PRUNE_BAD)))
         argv = base + [named]
-    rc, err = outcome(lambda: _run_cli(argv), False, "")
+    rc, err = cli_outcome(argv)
     check_result(rc == 2 and err.count("\n") == 1 and named in err and "Traceback" not in err
-                 and err.startswith("python -m nn_bridge"))
+                 and err.startswith("python -m nn_bridge"), "clear_error" if rc == 2 else "ok")
+
+
+def _saved(legacy):
+    buf = io.BytesIO()
+    torch.save(nn.Sequential(nn.Linear(16, 8)).state_dict(), buf, _use_new_zipfile_serialization=not legacy)
+    return buf.getvalue()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@settings(max_examples=n_examples(30))
+@given(legacy=st.booleans(), cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)),
+                                                                    max_size=4),
+       junk=st.one_of(st.none(), st.binary(max_size=300)))
+def test_fuzz_nm_check_files(tmp_path_factory, legacy, cut, flips, junk):
+    """A truncated, bit-flipped or random file: ``nm check`` reports it (exit 0 / 1 when it still loads as a state
+    dict) or says in one line that it cannot read that file (exit 2); never a traceback."""
+    data = bytearray(_saved(legacy) if junk is None else junk)
+    data = data[:int(round(cut * len(data)))] if cut < 0.5 else data
+    for where, byte in flips:
+        if data:
+            data[min(int(where * len(data)), len(data) - 1)] = byte
+    f = tmp_path_factory.mktemp("ck") / "model.pt"
+    f.write_bytes(bytes(data))
+    rc, err = cli_outcome(["nm", "check", str(f), "--pattern", "2:4"])
+    check_result(rc in (0, 1) and err == "" or rc == 2 and err.count("\n") == 1 and str(f) in err
+                 and err.startswith("python -m nn_bridge nm: error: path: "), "clear_error" if rc == 2 else "ok")
