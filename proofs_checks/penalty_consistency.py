@@ -108,7 +108,6 @@ def _check(params, wrong_gamma=False):
     x = np.zeros(p)
     if ref.kind == "composite":
         norms = groups.norms(z)
-        S = [ref.q(float(v)) for v in norms]
         for g, idx in enumerate(groups.indices):  # one block at a time, the others at their current value
             xb = beta.copy()
             rest = sum(ref.q(float(v)) for h, v in enumerate(groups.norms(xb)) if h != g)
@@ -116,7 +115,6 @@ def _check(params, wrong_gamma=False):
             xb[idx] = z[idx] * (pen.prox_given_rest(rr, step, rest) / rr) if rr > 0 else 0.0
             dist = pen.subdiff_distance(xb, (xb - z) / step, groups)[g]
             slacks.append(1e-7 - dist / max(1.0, rr / step))  # the 1-D root is polished to 4 eps; dq is exact
-        del S
     else:
         for g, idx in enumerate(groups.indices):
             x[idx] = pen.prox_group(z[idx], step, groups.weights[g])

@@ -94,7 +94,8 @@ def _argmax_untied(scores, exclude=()):
     s[list(exclude)] = -np.inf
     order = np.argsort(-s)
     top, second = s[order[0]], (s[order[1]] if np.isfinite(s[order[1]]) else -np.inf) if s.size > 1 else -np.inf
-    assume(top - second > 1e-6 * max(abs(top), 1e-300))  # near-ties make the pick ambiguous (theory_checks 0.3)
+    # near-ties make the pick ambiguous (theory_checks 0.3); the 1e-12 floor covers scores that are all ~0
+    assume(top - second > 1e-6 * abs(top) + 1e-12)
     return int(order[0])
 
 
@@ -357,4 +358,122 @@ register(Claim(
     under_test="groupsparse.select(method='splicing'): abess_init, splice, BudgetProblem.backward / forward; "
                "groupsparse.selection.iht.prune_to",
     cost=0.3,
+))
+
+
+def _J(ref, beta, logits, fixed, active, lam):
+    """Sequential Attention's objective J = L(a(l) o beta) + lam/2 (||beta||^2 + ||l||^2) (L with its ridge), a = 1 on ``fixed``,
+    m softmax(l) over the m ``active`` groups, 0 elsewhere (SA++ App. C.1; Yasuda et al. 2023)."""
+    a = np.where(fixed, 1.0, 0.0)
+    if active.any():
+        z = logits[active] - logits[active].max()
+        a[active] = active.sum() * np.exp(z) / np.exp(z).sum()
+    u = ref.groups.expand(a) * beta
+    return ref.value(u) + 0.5 * lam * (beta @ beta + logits @ logits)  # ref.value: the loss with its ridge
+
+
+def ref_train(ref, beta, logits, fixed, active, steps, lam, lr, L, fd=False):
+    """REFERENCE attention training: beta <- beta - dJ/dbeta / (L max(a)^2 + lam), l <- l - lr g / max|g| with
+    g = dJ/dl; gradients by central finite differences of J (``fd``) or by the chain rule."""
+    for _ in range(steps):
+        a = np.where(fixed, 1.0, 0.0)
+        if active.any():
+            z = logits[active] - logits[active].max()
+            p = np.exp(z) / np.exp(z).sum()
+            a[active] = active.sum() * p
+        A = ref.groups.expand(a)
+        if fd:
+            h = 1e-6
+            e = np.eye(beta.size)
+            gb = np.array([(_J(ref, beta + h * e[i], logits, fixed, active, lam)
+                            - _J(ref, beta - h * e[i], logits, fixed, active, lam)) / (2 * h) for i in range(beta.size)])
+            el = np.eye(logits.size)
+            gl = np.array([(_J(ref, beta, logits + h * el[i], fixed, active, lam)
+                            - _J(ref, beta, logits - h * el[i], fixed, active, lam)) / (2 * h)
+                           for i in range(logits.size)])
+        else:
+            G = ref.grad(A * beta)
+            gb = A * G + lam * beta
+            s = np.array([beta[idx] @ G[idx] for idx in ref.groups.indices])
+            gl = lam * logits
+            if active.any():
+                m = active.sum()
+                gl[active] += m * p * (s[active] - p @ s[active])
+        beta = beta - gb / (L * max(float(a.max()), 1.0) ** 2 + lam)
+        gmax = float(np.abs(gl).max())
+        if gmax > 0:
+            logits = logits - lr * gl / gmax
+    return beta, logits
+
+
+def ref_sa(ref, k, L, steps=15, lr=0.2, lam_ratio=0.02):
+    """REFERENCE Sequential Attention: train (ref_train) from the refit with zero logits, add the unselected group of
+    largest logit, refit; lam = lam_ratio * max_g ||grad_g L(0)||."""
+    lam = lam_ratio * (float(np.max(ref.groups.norms(ref.grad(np.zeros(ref.p))))) + 1e-300)
+    S = []
+    b = np.zeros(ref.p)
+    while len(S) < k:
+        fixed = np.isin(np.arange(ref.groups.n_groups), S)
+        _, lg = ref_train(ref, b.copy(), np.zeros(ref.groups.n_groups), fixed, ~fixed, steps, lam, lr, L)
+        S.append(_argmax_untied(lg, S))
+        b = ref.refit(S)[0]
+    return sorted(S), ref.refit(S)[1]
+
+
+def _attention(params, lr_scale=1.0):
+    from groupsparse.selection.attention import _train
+    rng, ref, loss, groups, k = build(params)
+    bp = BudgetProblem(loss, groups)
+    L = float(np.linalg.eigvalsh(ref.X.T @ ref.X / ref.n)[-1]) + ref.ridge
+    G = groups.n_groups
+    fixed = rng.random(G) < 0.3
+    active = ~fixed & (rng.random(G) < 0.8)
+    beta = rng.standard_normal(ref.p)
+    logits = rng.standard_normal(G) * (rng.random(G) < 0.7)
+    lam, lr = float(rng.uniform(0.01, 0.3)), float(rng.uniform(0.05, 0.5))
+    slacks, info = [], {}
+    # (i) one library step = one step along the finite-difference gradient of J (the objective it claims to descend)
+    b1, l1 = _train(bp, beta.reshape(-1, 1), logits.copy(), fixed, active, 1, lam, lr * lr_scale, None)
+    rb1, rl1 = ref_train(ref, beta, logits.copy(), fixed, active, 1, lam, lr, L, fd=True)
+    e1 = max(float(np.linalg.norm(np.asarray(b1).ravel() - rb1)) / max(1.0, float(np.linalg.norm(rb1))),
+             float(np.linalg.norm(l1 - rl1)) / max(1.0, float(np.linalg.norm(rl1))))
+    slacks.append(1e-5 - e1)  # central differences with h = 1e-6: O(1e-8) error, amplified by the normalization
+    # (ii) several steps = the chain-rule reference
+    steps = int(rng.integers(2, 8))
+    b2, l2 = _train(bp, beta.reshape(-1, 1), logits.copy(), fixed, active, steps, lam, lr * lr_scale, None)
+    rb2, rl2 = ref_train(ref, beta, logits.copy(), fixed, active, steps, lam, lr, L)
+    e2 = float(np.linalg.norm(np.asarray(b2).ravel() - rb2)) / max(1.0, float(np.linalg.norm(rb2)))
+    slacks.append(1e-9 - e2)
+    # (iii) select('sa') = reference Sequential Attention (no near-ties among the final logits)
+    S_ref, v_ref = ref_sa(ref, k, L)
+    sol = gs.select(loss, groups, k, method="sa")
+    slacks.append(1.0 if sol.support.tolist() == S_ref else -1.0)
+    info.update(one_step_err=e1, multi_step_err=e2, sa_lib=sol.support.tolist(), sa_ref=S_ref)
+    # the safe IHT/attention step uses the global Lipschitz constant: by Lanczos above 64 columns, exact below
+    for n_, p_ in ((30, 12), (90, 70)):
+        Xl = rng.standard_normal((n_, p_))
+        for lo in (gs.LeastSquares(Xl, rng.standard_normal(n_), ridge=ref.ridge),
+                   gs.Logistic(Xl, (rng.random(n_) < 0.5).astype(float), ridge=ref.ridge)):
+            exact = lo.curvature * float(np.linalg.eigvalsh(Xl.T @ Xl)[-1]) / n_ + ref.ridge
+            got = BudgetProblem(lo, gs.Groups.from_sizes([1] * p_)).lipschitz
+            slacks.append(min(got - exact * (1 - 1e-12), 1e-5 * exact - (got - exact)) / exact)
+    return Outcome(min(slacks), info)
+
+
+register(Claim(
+    name="selection_steps.attention",
+    title="Sequential Attention: library training steps = gradient steps on its objective J; select('sa') = reference",
+    source="Yasuda et al., ICLR 2023 (Sequential Attention); SA++ App. C.1 (weight decay on logits)",
+    mark="D✓ (definitions)",
+    statement="each _train step moves beta by -dJ/dbeta / (L max(a)^2 + lam) and the logits by -lr g/max|g|, "
+              "g = dJ/dl, J = L(a(l) o beta) + lam/2 (||beta||^2 + ||l||^2); select('sa') adds the largest logit; "
+              "BudgetProblem.lipschitz = curvature lambda_max(X^T X)/n + ridge (Lanczos above 64 columns)",
+    assumptions="as selection_steps.greedy; random masks (fixed / active / inactive groups), lam 0.01..0.3, lr "
+                "0.05..0.5; finite differences h = 1e-6 for one step, chain rule for 2..7 steps; no near-ties",
+    strategy=_strat, check=_attention,
+    controls=[Control("logit step x 1.5", "a library step with a different logit step length must disagree",
+                      _strat, lambda p: _attention(p, lr_scale=1.5), budget=30)],
+    under_test="groupsparse.selection.attention._train, select(method='sa'), BudgetProblem.lipschitz "
+               "(selection._base._glm_lipschitz)",
+    cost=0.5,
 ))

@@ -198,7 +198,6 @@ def _worst_top(self, scores, k, exclude=None):  # greedy/swap steps that pick th
 
 
 def _bound_plus(bp, k):  # a "lower bound" that lost its solver margin and more
-    from groupsparse.selection import bound
     lb, info = _LOWER_BOUND(bp, k)
     return lb + 1e-3 * (1 + abs(lb)), info
 
