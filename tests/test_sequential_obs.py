@@ -42,27 +42,41 @@ def _expand(keep, B):
 
 
 # ---------------------------------------------------------------------------------------------- naive references
-def _naive_seqobs_blocks(H, W, B, n_remove, window):
-    """Row blocks in order; the trailing inverse inv(H[F, F]) formed explicitly at every step; the budget spread
-    over windows of ``window`` rows by cumulative rounding; saliencies at the window start."""
+def _saliency(H, W, B, a, b, trailing=True):
+    """1/2 w_g^T G^-1 w_g of the blocks of rows [a, b), G = [inv(H[F, F])]_gg with F the rows from the block on
+    (``trailing``), else G = [inv(H)]_gg."""
+    C = W.shape[1] // B
+    sal = np.zeros(((b - a) // B, C))
+    for i in range((b - a) // B):
+        r0 = a + i * B
+        G = np.linalg.inv(H[r0:, r0:])[:B, :B] if trailing else np.linalg.inv(H)[r0:r0 + B, r0:r0 + B]
+        for j in range(C):
+            wg = W[r0:r0 + B, j * B:(j + 1) * B]
+            sal[i, j] = 0.5 * np.sum(wg * np.linalg.solve(G, wg))
+    return sal
+
+
+def _smallest(sal, n):
+    drop = np.zeros(sal.size, bool)
+    drop[np.argsort(sal.ravel(), kind="stable")[:n]] = True
+    return drop.reshape(sal.shape)
+
+
+def _naive_seqobs_blocks(H, W, B, n_remove, window, budget):
+    """Row blocks in order; the trailing inverse inv(H[F, F]) formed explicitly at every step.  Budget per window:
+    'uniform' = spread over the rows by cumulative rounding, 'sequential' / 'obs' = the window's row blocks' share of
+    the n_remove smallest trailing / full-inverse saliencies at the start; the blocks chosen at the window start."""
     p, K = W.shape
     R, C = p // B, K // B
     W = W.copy()
     keep = np.ones((R, C), bool)
+    per_row = _smallest(_saliency(H, W, B, 0, p, budget != "obs"), n_remove).sum(axis=1)
     due = lambda r: int(np.floor(n_remove * r / p + 0.5))  # noqa: E731
     for a in range(0, p, window):
         b = min(a + window, p)
-        sal = np.zeros(((b - a) // B, C))
-        for i in range((b - a) // B):
-            r0 = a + i * B
-            G = np.linalg.inv(H[r0:, r0:])[:B, :B]
-            for j in range(C):
-                wg = W[r0:r0 + B, j * B:(j + 1) * B]
-                sal[i, j] = 0.5 * np.sum(wg * np.linalg.solve(G, wg))
-        n = due(b) - due(a)
-        drop = np.zeros(sal.size, bool)
-        drop[np.argsort(sal.ravel(), kind="stable")[:n]] = True
-        drop = drop.reshape(sal.shape)
+        sal = _saliency(H, W, B, a, b)
+        n = due(b) - due(a) if budget == "uniform" else int(per_row[a // B:b // B].sum())
+        drop = _smallest(sal, n)
         keep[a // B:b // B] = ~drop
         for i in range((b - a) // B):
             r0 = a + i * B
@@ -122,13 +136,14 @@ def _naive_sparsegpt(H, W, sparsity=None, nm=None, blocksize=128, damp=0.01):
 
 
 # ---------------------------------------------------------------------------------------------- seqobs: blocks
-@pytest.mark.parametrize("window", [8, 16, 128])
-def test_seqobs_blocks_matches_naive_and_accounts_its_loss(window):
+@pytest.mark.parametrize("window, budget", [(8, "sequential"), (16, "uniform"), (20, "sequential"), (128, "uniform"),
+                                            (8, "obs"), (128, "obs")])
+def test_seqobs_blocks_matches_naive_and_accounts_its_loss(window, budget):
     H, W = _problem()
     B, n_remove = 8, 11
     with time_limit(20):
-        r = seqobs(H, W, block=B, n_remove=n_remove, blocksize=window)
-    Wn, keep_n = _naive_seqobs_blocks(H, W, B, n_remove, max(B, window - window % B))
+        r = seqobs(H, W, block=B, n_remove=n_remove, blocksize=window, budget=budget)
+    Wn, keep_n = _naive_seqobs_blocks(H, W, B, n_remove, max(B, window - window % B), budget)
     np.testing.assert_array_equal(r.keep, keep_n)
     assert int((~r.keep).sum()) == n_remove
     np.testing.assert_allclose(r.coef, Wn, atol=1e-9 * np.abs(W).max())
@@ -160,16 +175,32 @@ def test_seqobs_equals_exact_obs_when_drops_need_no_frozen_row():
 
 def test_seqobs_never_below_the_best_support():
     """Exhaustive search over every support with the same number of blocks: seqobs's loss is >= the optimum."""
-    H, W = _problem(p=16, K=16, seed=3)
-    B, n_remove = 4, 6
+    H, W = _problem(p=16, K=12, seed=3)
+    B, n_remove = 4, 5
     r = seqobs(H, W, block=B, n_remove=n_remove)
     best = np.inf
-    for drop in itertools.combinations(range(16), n_remove):
-        keep = np.ones(16, bool)
+    for drop in itertools.combinations(range(12), n_remove):  # 792 supports of the 4 x 3 grid
+        keep = np.ones(12, bool)
         keep[list(drop)] = False
-        best = min(best, _refit_loss(H, W, _expand(keep.reshape(4, 4), B)))
+        best = min(best, _refit_loss(H, W, _expand(keep.reshape(4, 3), B)))
     assert r.cost >= best * (1 - 1e-10)
     assert r.cost <= 3.0 * best  # a loose sanity bound: the sweep is a good heuristic on this instance
+
+
+@pytest.mark.parametrize("kw", [dict(block=8, n_remove=11, budget="uniform", blocksize=8), dict(nm=(2, 4))])
+def test_seqobs_refit_iterations_descend_to_the_exact_refit(kw):
+    """CG on the chosen support: the loss never rises with more iterations and reaches the exact refit."""
+    H, W = _problem()
+    costs = []
+    for it in (0, 1, 3, 10, 80):
+        r = seqobs(H, W, refit_iters=it, **kw)
+        assert r.cost == pytest.approx(_f(H, W, r.coef), rel=1e-9)
+        support = _expand(r.keep, 8) if "block" in kw else r.keep
+        assert np.all(r.coef[~support] == 0.0)
+        costs.append(r.cost)
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(costs, costs[1:]))
+    assert costs[-1] == pytest.approx(_refit_loss(H, W, support), rel=1e-8)
+    assert costs[1] < costs[0]
 
 
 def test_seqobs_gram_form_and_sparsity():
@@ -289,6 +320,8 @@ def test_cuda_matches_cpu(call):
     (lambda H, W: seqobs(H, W, sparsity=0.5), "block"),
     (lambda H, W: seqobs(H, W, block=7, sparsity=0.5), "block"),
     (lambda H, W: seqobs(H, W, block=8, n_remove=99), "n_remove"),
+    (lambda H, W: seqobs(H, W, block=8, n_remove=3, budget="global"), "budget"),
+    (lambda H, W: seqobs(H, W, block=8, n_remove=3, refit_iters=-1), "refit_iters"),
     (lambda H, W: seqobs(H, W, nm=(2, 5)), "nm"),
     (lambda H, W: seqobs(H, W, nm=(5, 4)), "nm"),
     (lambda H, W: seqobs(H, W, nm=(2, 4), sparsity=0.5), "nm"),
