@@ -159,3 +159,16 @@ def test_bnb_agrees_with_scip_miqp_60_groups():
     # SCIP's own feasibility / optimality tolerances (~1e-6 relative) bound the agreement
     assert abs(sol.objective - prob.value) <= 1e-6 * abs(prob.value)
     assert set(np.flatnonzero(z.value > 0.5)) == set(sol.support.tolist())
+
+
+def test_bnb_sparse_X_same_answer():
+    import scipy.sparse as sp
+    loss, groups = _instance(5, 40, [2] * 8, 4, ridge=0.05)
+    X = np.asarray(loss.X[:, :16])
+    X[np.abs(X) < 0.7] = 0.0
+    y = loss.Y[:, 0]
+    dense = select(gs.LeastSquares(X, y, ridge=0.05), groups, 3, method="bnb", gap_tol=1e-9)
+    sparse = select(gs.LeastSquares(sp.csr_matrix(X), y, ridge=0.05), groups, 3, method="bnb", gap_tol=1e-9)
+    assert sparse.info["certified"] == "optimal"
+    assert set(sparse.support.tolist()) == set(dense.support.tolist())
+    assert abs(sparse.objective - dense.objective) <= 1e-9 * dense.objective

@@ -397,8 +397,9 @@ def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, pro
         bar.close()
     open_lb = min((h.lb for h in heap), default=np.inf)
     lower = min(open_lb, pruned_min, inc[2])
-    # the dual bound is computed in floating point: a relative 1e-12 margin covers its rounding
-    lower -= 1e-12 * max(1.0, abs(lower))
+    # the dual bound is computed in floating point: a relative 1e-12 margin covers its rounding; both losses
+    # (least squares, log-loss) and the ridge are nonnegative, so 0 is a bound too
+    lower = max(lower - 1e-12 * max(1.0, abs(lower)), 0.0)
     gap = max(inc[2] - lower, 0.0) / max(abs(inc[2]), 1e-300)
     info = {"lower_bound": float(lower), "gap": float(gap), "n_nodes": n_nodes, "status": status,
             "open_nodes": len(heap), "gap_tol": gap_tol}
