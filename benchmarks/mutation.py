@@ -59,12 +59,16 @@ CLAIMS = {
                 "penalty_consistency", "axiotis_yasuda", "theorem_1_1"],
     "selection": ["selection_steps", "selection_bound", "greedy_submodularity_ratio.group_omp",
                   "rsc_implies_weak", "iht_guarantee.descent", "theorem_b3"],
+    "bnb": ["selection_bound"],
+    "sequential_obs": ["selection_steps.swap"],  # no claim covers it (layer-wise OBS pruning): its tests do
 }
 TESTS = {
     "penalties": ["tests/test_penalties.py", "tests/test_solvers.py"],
     "problem": ["tests/test_solvers.py", "tests/test_selection.py"],
     "solvers": ["tests/test_solvers.py"],
     "selection": ["tests/test_selection.py", "tests/test_selection_gram.py"],
+    "bnb": ["tests/test_bnb.py", "tests/test_selection.py"],
+    "sequential_obs": ["tests/test_sequential_obs.py"],
 }
 # "prox/penalty/bound" category (the acceptance figure for proofs_checks alone): these files and Problem methods
 PPB_FILES = ("groupsparse/penalties.py", "groupsparse/selection/bound.py")
@@ -80,7 +84,7 @@ MINMAX = {"min": "max", "max": "min", "minimum": "maximum", "maximum": "minimum"
 # ---------------------------------------------------------------------------------------------- mutants
 def _key(path):
     p = path.replace("\\", "/")
-    for k in ("penalties", "problem", "solvers", "selection"):
+    for k in ("bnb", "sequential_obs", "penalties", "problem", "solvers", "selection"):
         if f"/{k}" in p:
             return k
     raise ValueError(path)
@@ -262,7 +266,8 @@ def candidates(root):
 def category(m):
     if m["file"] in PPB_FILES or (m["file"] == "groupsparse/problem.py" and m["function"].split(".")[-1] in PPB_FUNCS):
         return "prox/penalty/bound"
-    return {"penalties": "penalty", "problem": "problem", "solvers": "solver", "selection": "selection"}[_key(m["file"])]
+    return {"penalties": "penalty", "problem": "problem", "solvers": "solver", "selection": "selection",
+            "bnb": "selection", "sequential_obs": "selection"}[_key(m["file"])]
 
 
 def apply(src, m):

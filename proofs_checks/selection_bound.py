@@ -10,7 +10,9 @@ reports less than the unconstrained minimum (a valid bound); with delta = 0 (p >
 Checks: lower_bound <= OPT_k (enumeration of all k-group supports, exact refits) + 1e-9 scale;
 lower_bound >= the unconstrained minimum - 1e-9 scale; lower_bound agrees with the relaxation solved here by
 cvxpy (|difference| <= 2e-6 (1 + |value|): the library subtracts a 1e-7 solver margin); certificate = objective -
-lower_bound; the same for the Gram form (``GramLeastSquares.from_data``) and ``selection.lower_bound``.
+lower_bound; the same for the Gram form (``GramLeastSquares.from_data``) and ``selection.lower_bound``.  With a
+ridge, ``select(method='bnb')`` (certified branch and bound): its lower bound <= OPT_k <= its objective, and =
+OPT_k when it reports 'optimal'.
 
 Negative control: the relaxation without the perspective term (delta = 0 always: the unconstrained bound) must be
 strictly below the library's bound on some instance (the library's bound is not the trivial one).
@@ -97,6 +99,13 @@ def _check(params, trivial=False):
               1e-12 * scale - abs(sol.certificate - max(sol.objective - lb, 0.0))]
     lb2, _ = lib_lower_bound(loss, groups, k)
     slacks.append(1e-9 * scale - abs(float(lb2) - lb))
+    if ridge > 0 and not (params["gram"] and not icpt):  # certified branch and bound (needs a ridge, X form)
+        bb = gs.select(loss, groups, k, method="bnb")
+        info.update(bnb_objective=bb.objective, bnb_lower_bound=bb.lower_bound, bnb_status=bb.info.get("certified"))
+        slacks += [opt + 1e-9 * scale - float(bb.lower_bound),   # its proven bound is a bound
+                   bb.objective - opt + 1e-9 * scale]            # and its support is feasible
+        if bb.info.get("certified") == "optimal":
+            slacks.append(1e-7 * scale - (bb.objective - opt))  # proven optimal (gap_tol default): = OPT_k
     if relax is not None:  # the library's bound is the relaxation's value (minus its 1e-7 margin) or the trivial one
         slacks.append(2e-6 * (1 + abs(relax)) - abs(lb - max(relax, unc)))
     return Outcome(min(slacks), info)
@@ -113,6 +122,7 @@ register(Claim(
     strategy=_strat, check=_check,
     controls=[Control("trivial bound", "the unconstrained minimum must be strictly weaker than the library's bound "
                       "somewhere", _strat, lambda p: _check(p, trivial=True), budget=30)],
-    under_test="groupsparse.select(..., bound=True), groupsparse.selection.lower_bound (selection/bound.py)",
+    under_test="groupsparse.select(..., bound=True), groupsparse.selection.lower_bound (selection/bound.py), "
+               "select(method='bnb')",
     cost=1.0,
 ))
