@@ -36,7 +36,7 @@ def _spectral_norm_sq(A) -> float:
     return float(np.linalg.eigvalsh(G)[-1])
 
 
-_CACHES = ("_block_lipschitz",)  # per-loss caches: derived losses (restrict_rows) start without them
+_CACHES = ("_block_lipschitz", "_col_blocks")  # per-loss caches: derived losses (restrict_rows) start without them
 
 
 def _device(a):
@@ -57,7 +57,8 @@ def _check_psd(xp, H):
     asym = float(xp.max(xp.abs(Hf - xp.permute_dims(Hf, (1, 0)))))
     if asym > 1e3 * eps * scale:
         raise ValueError(f"H: must be symmetric, got max |H - H^T| = {asym:.3g} (max |H| = {scale:.3g})")
-    Hs = 0.5 * (Hf + xp.permute_dims(Hf, (1, 0))) + (max(1e-9, 10 * p * eps) * scale) * xp.eye(p, dtype=xp.float64, device=_device(H))
+    delta = max(1e-9, 10 * p * eps) * scale
+    Hs = 0.5 * (Hf + xp.permute_dims(Hf, (1, 0))) + delta * xp.eye(p, dtype=xp.float64, device=_device(H))
     try:
         Lc = xp.linalg.cholesky(Hs)
         ok = bool(xp.all(xp.isfinite(Lc)))
@@ -194,12 +195,24 @@ class _GLM(Loss):
         return R
 
     def grad_rows(self, Z, W, rows):
-        g = self.X[:, rows].T @ self.raw_grad(Z)
+        g = self._cols(rows).T @ self.raw_grad(Z)
         g = np.asarray(g).reshape(-1, self.n_outputs)
         return g + self._ridge_rows(W, rows)
 
     def update_state(self, Z, rows, dW):
-        Z += np.asarray(self.X[:, rows] @ dW).reshape(Z.shape)
+        Z += np.asarray(self._cols(rows) @ dW).reshape(Z.shape)
+
+    def _cols(self, rows):
+        """X[:, rows]; a sparse X's contiguous column blocks are sliced once and kept (slicing a CSC matrix costs
+        more than the product with the block in a coordinate-descent epoch)."""
+        if not (isinstance(rows, slice) and sp.issparse(self.X)):
+            return self.X[:, rows]
+        cache = self.__dict__.setdefault("_col_blocks", {})
+        key = (rows.start, rows.stop)
+        blk = cache.get(key)
+        if blk is None:
+            blk = cache[key] = self.X[:, rows]
+        return blk
 
     def full_grad(self, Z, W):
         return self.grad_rows(Z, W, slice(None))
@@ -306,7 +319,7 @@ class LeastSquares(_GLM):
         return R / self.n_samples
 
     def grad_rows(self, R, W, rows):
-        g = np.asarray(self.X[:, rows].T @ R).reshape(-1, self.n_outputs) / self.n_samples
+        g = np.asarray(self._cols(rows).T @ R).reshape(-1, self.n_outputs) / self.n_samples
         return g + self._ridge_rows(W, rows) if self.ridge else g
 
     def conjugate(self, V):
@@ -316,8 +329,9 @@ class LeastSquares(_GLM):
     def solve_rows(self, rows, cols=None):
         """Exact minimiser over the coefficient rows ``rows`` (the others at 0), for the outputs ``cols`` (default
         all), of the least-squares loss: min-norm solution by a complete orthogonal factorisation (LAPACK gelsy),
-        never the normal equations, so it stays the optimum at cond(X) ~ 1e12.  The ridge enters as rows sqrt(n ridge) I."""
-        import scipy.linalg
+        never the normal equations, so it stays the optimum at cond(X) ~ 1e12.  The ridge enters as rows
+        sqrt(n ridge) I.  With the intercept among ``rows`` the columns are centred, so the minimum norm is over the
+        features alone."""
         rows = np.asarray(rows, dtype=np.int64)
         Y = self.Y if cols is None else self.Y[:, np.asarray(cols)]
         A = self.X[:, rows]
@@ -330,7 +344,22 @@ class LeastSquares(_GLM):
             return np.column_stack([lsmr(A, Y[:, k], atol=1e-15, btol=1e-15, conlim=1e16,
                                          maxiter=4 * max(A.shape))[0] for k in range(Y.shape[1])])
         A = A.toarray() if sp.issparse(A) else np.asarray(A)
-        if self.ridge:
+        icpt = np.flatnonzero(rows == self.n_features) if self.fit_intercept else np.zeros(0, int)
+        if icpt.size:  # centre instead: min-norm over the features only, the intercept fitted to what is left
+            feat = np.flatnonzero(rows != self.n_features)
+            mx, my = A[:, feat].mean(axis=0), Y.mean(axis=0)
+            out = np.empty((rows.size, Y.shape[1]))
+            out[feat] = self._lstsq(A[:, feat] - mx, Y - my, d[feat])
+            out[icpt] = my - mx @ out[feat]
+            return out
+        return self._lstsq(A, Y, d)
+
+    @staticmethod
+    def _lstsq(A, Y, d):
+        import scipy.linalg
+        if A.shape[1] == 0:
+            return np.zeros((0, Y.shape[1]))
+        if np.any(d > 0):
             A = np.vstack([A, np.diag(d)[d > 0]])
             Y = np.vstack([Y, np.zeros((int(np.sum(d > 0)), Y.shape[1]))])
         return scipy.linalg.lstsq(A, Y, lapack_driver="gelsy", check_finite=False)[0]

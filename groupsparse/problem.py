@@ -222,7 +222,8 @@ class Problem:
         if not self.has_gap:
             return np.nan, None, 0.0
         best = self._dual_point(self.loss.raw_grad(state), G, W)
-        if extra_state is not None and not self.loss.fit_intercept and not self.loss.ridge and not self.free_groups.size:
+        if (extra_state is not None and not self.loss.fit_intercept and not self.loss.ridge
+                and not self.free_groups.size):
             V2 = self.loss.raw_grad(extra_state)
             cand = self._dual_point(V2, self.loss.full_grad(extra_state, W), W)
             if cand[0] > best[0]:

@@ -48,7 +48,8 @@ def test_restrict_rows_does_not_reuse_the_parents_lipschitz_cache():
     X, y = _data()
     X[:, 0] *= 0.05  # the parent's block (0, 1) has a far smaller Lipschitz constant than column 4 alone
     loss = gs.LeastSquares(X, y)
-    gs.solve(loss, gs.GroupLasso(0.05), gs.Groups.from_sizes([1] * 12))  # fills the parent's block cache, key (0, 1) among others
+    gs.solve(loss, gs.GroupLasso(0.05), gs.Groups.from_sizes([1] * 12))  # fills the parent's block cache
+    # (key (0, 1) among others)
     sub = loss.restrict_rows([4])
     with time_limit(20):
         got = gs.solve(sub, gs.GroupLasso(0.001), [1])

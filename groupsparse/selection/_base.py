@@ -138,7 +138,8 @@ class BudgetProblem:
     def lipschitz(self) -> float:
         """Global Lipschitz constant of the gradient (the safe IHT step is its inverse)."""
         if self._lip is None:
-            self._lip = self.gram and float(self.loss.global_lipschitz()) or _glm_lipschitz(self.loss)
+            L = float(self.loss.global_lipschitz()) if self.gram else _glm_lipschitz(self.loss)
+            self._lip = max(L, 1e-300)  # X = 0: the gradient is 0 and any step is exact
         return self._lip
 
     # ------------------------------------------------------------------ groups

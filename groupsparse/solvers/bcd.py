@@ -227,6 +227,7 @@ def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, ke
     rest = [prob.composite_rest(W)] if composite else None
     past, states = [], []
     epoch = 0
+    best, best_epoch = np.inf, 0
     for epoch in range(1, max_epochs + 1):
         worst = _bcd_epoch(prob, W, state, ws, L, rest)
         if keep_states and anderson:
@@ -234,6 +235,11 @@ def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, ke
             del states[:-(anderson + 1)]
         if worst <= inner_tol or (deadline is not None and time.perf_counter() >= deadline):
             break
+        if worst < 0.5 * best:
+            best, best_epoch = worst, epoch
+        elif epoch - best_epoch >= _STALL_EPOCHS:
+            break  # no halving of the step in that long: rounding in the running state; the outer loop refreshes it
+
         if anderson:
             past.append(W[rows].ravel().copy())
             if len(past) == anderson + 1:
@@ -256,6 +262,9 @@ def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, ke
         e = _anderson(states)
         extra = None if e is None else e.reshape(state.shape)
     return epoch, extra
+
+
+_STALL_EPOCHS = 500  # inner epochs without halving the largest step before the outer loop takes over
 
 
 def _refresh_state(prob, W):
