@@ -171,10 +171,13 @@ class LayerTiling:
         return self.scale(ones, per_block)
 
 
-def tie_groups(model: nn.Module, names, arg: str = "layers") -> list:
+def tie_groups(model: nn.Module, names, arg: str = "layers", skip_shared: bool = False) -> list:
     """``names`` grouped by the weight Parameter they hold: a list of tuples in order of first appearance (a name
-    whose weight nobody else among ``names`` holds is a 1-tuple).  A module outside ``names`` that holds one of their
-    weights is an error naming ``arg``: pruning a shared tensor for some of its users only is ambiguous."""
+    whose weight nobody else among ``names`` holds is a 1-tuple).
+
+    A Parameter that some module outside ``names`` also uses (e.g. an LM head tied to the input embedding) cannot
+    be pruned for some of its users only: with ``skip_shared`` the names holding it are left out (left dense, as
+    for an automatic choice of layers), otherwise it is an error naming ``arg`` (an explicit choice)."""
     names = list(names)
     by_id, order = {}, []
     for n in names:
@@ -185,11 +188,16 @@ def tie_groups(model: nn.Module, names, arg: str = "layers") -> list:
         by_id[key].append(n)
     chosen = set(names)
     for n, mod in model.named_modules():
-        w = getattr(mod, "_parameters", {}).get("weight")
-        if w is not None and id(w) in by_id and n not in chosen:
-            raise ValueError(f"{arg}: {n!r} shares its weight with {by_id[id(w)][0]!r}; select both or neither "
+        for pname, w in mod._parameters.items():
+            if w is None or id(w) not in by_id or (n in chosen and pname == "weight"):
+                continue
+            if skip_shared:
+                by_id[id(w)] = []
+                continue
+            where = f"{n}.{pname}" if n else pname
+            raise ValueError(f"{arg}: {where!r} shares its weight with {by_id[id(w)][0]!r}; select both or neither "
                              f"(a tied weight is pruned once, for all its users)")
-    return [tuple(by_id[k]) for k in order]
+    return [tuple(by_id[k]) for k in order if by_id[k]]
 
 
 def find_prunable(model: nn.Module, block, *, min_blocks: int = 100, pad: bool = False, include=None,
@@ -198,7 +206,9 @@ def find_prunable(model: nn.Module, block, *, min_blocks: int = 100, pad: bool =
 
     ``include``: optional list of module names (or a predicate name -> bool) restricting the search.
     Raises ValueError naming ``block`` when a candidate layer's shape is not a multiple of B and ``pad`` is False,
-    and naming ``model`` when nothing is left to prune.  Modules sharing one weight give one tiling (``tied``).
+    and naming ``model`` when nothing is left to prune.  Modules sharing one weight give one tiling (``tied``); a
+    weight that a non-prunable module also uses (an LM head tied to the embedding) is left dense, or, when
+    ``include`` names it, an error.
     """
     B = check_block(block)
     if int(min_blocks) < 1:
@@ -227,7 +237,8 @@ def find_prunable(model: nn.Module, block, *, min_blocks: int = 100, pad: bool =
         out.append(t)
     if out:
         by_name = {t.name: t for t in out}
-        out = [replace(by_name[g[0]], tied=g[1:]) for g in tie_groups(model, [t.name for t in out], "include")]
+        groups = tie_groups(model, [t.name for t in out], "include", skip_shared=include is None)
+        out = [replace(by_name[g[0]], tied=g[1:]) for g in groups]
     if not out:
         raise ValueError(f"model: no prunable layer (Linear/Conv2d with >= {min_blocks} blocks of {B}x{B}); "
                          f"candidates seen: {seen or 'none'}. Lower min_blocks or the block size")

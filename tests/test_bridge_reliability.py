@@ -197,7 +197,7 @@ def test_nm_pruner_treats_a_tied_weight_as_one_tensor(method):
 
 
 def test_tied_weight_selected_for_one_holder_only_is_refused():
-    with pytest.raises(ValueError, match=r"^include: 'b' shares its weight with 'a'"):
+    with pytest.raises(ValueError, match=r"^include: 'b.weight' shares its weight with 'a'"):
         make_pruner("magnitude", Tied(), 0.5, 8, total_steps=4, min_blocks=4, include=["a"])
 
 
@@ -403,3 +403,49 @@ def test_oneshot_is_scale_invariant_in_the_calibration_data(driver, c):
     for la, lb in zip(a, b):
         if isinstance(la, nn.Linear):
             torch.testing.assert_close(lb.weight, la.weight, rtol=1e-4, atol=1e-6)
+
+
+class TiedHead(nn.Module):
+    """A language-model shape: the output Linear shares its weight with the input Embedding."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(64, 32)
+        self.mid = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 64, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids):
+        return self.head(torch.tanh(self.mid(self.embed(ids))))
+
+
+def test_weight_tied_to_an_embedding_is_left_dense_unless_named():
+    """Pruning the head would prune the embedding table too: automatic choices leave it dense, an explicit one is
+    an error naming the option."""
+    model, ids = TiedHead(), [torch.randint(0, 64, (4, 8)) for _ in range(2)]
+    emb = model.embed.weight.detach().clone()
+    res = oneshot_prune(model, ids, 0.5, 8, min_blocks=4, progress=False)
+    assert [t.name for t in res.tilings] == ["mid"]
+    res.finalize()
+    assert torch.equal(model.embed.weight, emb) and model.head.weight is model.embed.weight
+    pr = make_nm_pruner("srste", TiedHead(), "2:4")
+    assert pr.names == ["mid"] and "head" in pr.skipped
+    with pytest.raises(ValueError, match=r"^include: 'embed.weight' shares its weight with 'head'"):
+        make_pruner("magnitude", TiedHead(), 0.5, 8, total_steps=2, min_blocks=4, include=["head", "mid"])
+    with pytest.raises(ValueError, match=r"^layers: 'embed.weight' shares its weight with 'head'"):
+        nm_oneshot(TiedHead(), ids, "2:4", layers=["head"], progress=False)
+
+
+def test_tied_weights_across_replayed_blocks_are_refused():
+    class TwoBlocks(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b0, self.b1 = nn.Sequential(nn.Linear(32, 32)), nn.Sequential(nn.Linear(32, 32))
+            self.b1[0].weight = self.b0[0].weight
+
+        def forward(self, x):
+            return self.b1(torch.tanh(self.b0(x)))
+
+    with pytest.raises(ValueError, match=r"^blocks: layers 'b0.0' and 'b1.0' share one weight"):
+        oneshot_prune(TwoBlocks(), _batches(), 0.5, 8, min_blocks=4, blocks=["b0", "b1"], progress=False)

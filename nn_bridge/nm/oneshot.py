@@ -225,7 +225,11 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
         def __init__(self, holders):
             self.name, self.holders = holders[0], holders
 
-    order = block_oneshot._forward_order(model, [_N(g) for g in tie_groups(model, names)], batches[0], run)
+    groups = tie_groups(model, names, skip_shared=isinstance(layers, str))  # a preset leaves shared ones dense
+    if not groups:
+        raise ValueError(f"layers: every selected layer shares its weight with a module outside the selection "
+                         f"({names}); nothing to prune")
+    order = block_oneshot._forward_order(model, [_N(g) for g in groups], batches[0], run)
     dense = copy.deepcopy(model).eval()
     model.eval()
     st = (block_oneshot._PrefixStreams(model, dense, batches, run, row_masks) if blocks is None else

@@ -105,7 +105,11 @@ class NMPruner:
         self.model = model
         names, self.skipped = select_layers(model, self.pattern.m,
                                             self.default_preset if layers is None else layers)
-        groups = tie_groups(model, names)
+        groups = tie_groups(model, names, skip_shared=isinstance(layers, str) or layers is None)
+        for name in set(names) - {n for g in groups for n in g}:
+            self.skipped[name] = "its weight is shared with a module outside the selection (left dense)"
+        if not groups:
+            raise ValueError(f"model: no layer to sparsify with {self.pattern}; left dense: {self.skipped}")
         self.names = [g[0] for g in groups]
         self.tied = {g[0]: g[1:] for g in groups if len(g) > 1}
         self.params = []
