@@ -391,3 +391,22 @@ def test_gram_accepts_a_singular_gram_from_few_samples():
     X = rng.standard_normal((5, 12))  # rank 5 < 12: eigenvalues 0 up to rounding
     loss = gs.GramLeastSquares.from_data(X, rng.standard_normal(5))
     assert loss.n_features == 12
+
+
+# ------------------------------------------------------------------------------------------ 4. select max_time
+@pytest.mark.parametrize("method", ["splicing", "local_search", "omp", "ompr", "iht", "exact"])
+def test_select_max_time_returns_the_best_so_far_unconverged(method):
+    import time
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((300, 400))
+    y = X[:, :40] @ rng.standard_normal(40) + rng.standard_normal(300)
+    loss = gs.LeastSquares(X, y)
+    t = time.perf_counter()
+    with time_limit(30):
+        sol = gs.select(loss, [2] * 200, 30, method=method, max_time=1e-3)
+    assert time.perf_counter() - t < 10.0
+    assert not sol.converged and sol.support.size <= 30
+    # still an exact refit on whatever support it holds
+    cols = np.concatenate([np.arange(2 * g, 2 * g + 2) for g in sol.support]) if sol.support.size else []
+    assert sol.objective == pytest.approx(_ls_objective(X[:, cols], y) if len(cols) else 0.5 * y @ y / 300,
+                                          rel=1e-9)

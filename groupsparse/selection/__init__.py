@@ -42,6 +42,13 @@ METHODS = {
 }
 
 
+def _method_params(method):
+    import importlib
+    import inspect
+    module, name, _ = METHODS[method]
+    return inspect.signature(getattr(importlib.import_module(f".{module}", __name__), name)).parameters
+
+
 def _run_method(method, bp, k, **options):
     import importlib
     module, name, fixed = METHODS[method]
@@ -80,10 +87,15 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
     options = _check_options(options, bp.G, k, method)
     history = []
     t0 = time.perf_counter()
+    if options.get("max_time") is not None and "max_time" not in _method_params(method):
+        # the search loops stop at their next step past it (BudgetProblem.time_up); the answer is the best so far
+        bp.deadline = t0 + check_tol(options.pop("max_time"), "max_time")
     W, S, val, n_iter, *found = _run_method(method, bp, k, history=history, **options)
     elapsed = time.perf_counter() - t0
     lb, extra = None, {}
-    if method == "exact":
+    if bp.timed_out:
+        extra["converged"] = False
+    if method == "exact" and not bp.timed_out:
         lb = val  # branch and bound proves optimality (up to the refit's accuracy)
     if found:  # 'bnb': its proven lower bound, gap, node count and status
         extra = dict(found[0])

@@ -19,6 +19,8 @@ host, which costs one transfer of G numbers per step.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .._array import namespace, to_numpy
@@ -59,6 +61,8 @@ class BudgetProblem:
         self._phi = None
         self._lip = None
         self.n_refits = 0
+        self.deadline = None  # perf_counter() time past which the search loops stop (select's max_time)
+        self.timed_out = False
 
     # ------------------------------------------------------------------ layout
     def _layout(self):
@@ -101,6 +105,12 @@ class BudgetProblem:
         # coefficient mask of each group, host side, for supports -> masks
         self._label = g.label  # flat coef -> group
         self.fixed_rows = np.array([self.p], dtype=np.int64) if self.loss.fit_intercept else np.zeros(0, np.int64)
+
+    def time_up(self) -> bool:
+        """True once past ``deadline`` (and remembered in ``timed_out``): each method's loops check it per step."""
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            self.timed_out = True
+        return self.timed_out
 
     def asarray(self, a, integer=False):
         xp = self.xp

@@ -35,7 +35,7 @@ def exact(bp, k, *, max_nodes=1_000_000, init=None, history=None):
     tol = 1e-12 * max(1.0, abs(ub))
     stack = [((), 0)]
     nodes = 0
-    while stack:
+    while stack and not bp.time_up():  # past select's max_time: the best so far, unproven (converged=False)
         F, i = stack.pop()
         nodes += 1
         if nodes > max_nodes:

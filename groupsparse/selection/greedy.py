@@ -37,7 +37,7 @@ def omp(bp, k, *, batch=1, score="gradient", init=None, history=None):
         else:
             val = bp.value(W)
     steps = 0
-    while S.size < k:
+    while S.size < k and not bp.time_up():
         add = bp.top(_scores(bp, bp.grad(W), score), min(batch, k - S.size), exclude=S)
         S = np.union1d(S, add)
         W, val = bp.refit(S)
@@ -57,7 +57,7 @@ def ompr(bp, k, *, init=None, max_iter=200, score="gradient", tol=1e-12, history
     it = 0
     for it in range(1, max_iter + 1):
         add = bp.top(_scores(bp, bp.grad(W), score), 1, exclude=S)
-        if add.size == 0:
+        if add.size == 0 or bp.time_up():
             break
         drop = S[np.argmin(bp.group_sq(W)[S])]
         S2 = np.union1d(np.setdiff1d(S, [drop]), add)

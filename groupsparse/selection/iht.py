@@ -66,6 +66,8 @@ def _iterate(bp, k, kk, *, max_iter, tol, pursuit, init, reg=None, history=None)
         if stable >= patience and diff <= tol * tol * max(nrm, 1e-300):
             break
         S_prev = S
+        if bp.time_up():
+            break
     return W, S, it
 
 

@@ -36,7 +36,7 @@ def splice(bp, k, S, W, val, *, exchange=5, max_iter=100, tol=1e-12, history=Non
     cmax = max(0, min(int(exchange), S.size, bp.G - S.size))
     it = 0
     for it in range(1, max_iter + 1):
-        if cmax == 0:
+        if cmax == 0 or bp.time_up():
             break
         bwd = bp.backward(W)[S]
         fwd = bp.forward(bp.grad(W))
@@ -96,7 +96,7 @@ def swap_polish(bp, k, S, W, val, *, n_candidates=None, max_iter=50, tol=1e-12, 
     U = bp.G if n_candidates is None and bp.G <= 200 else int(n_candidates or max(100, 8 * k))
     swaps = 0
     for _ in range(max_iter):
-        if S.size == 0 or S.size == bp.G:
+        if S.size == 0 or S.size == bp.G or bp.time_up():
             break
         cand = bp.top(bp.forward(bp.grad(W)), min(U, bp.G - S.size), exclude=S)
         rows_of = [R[g][R[g] < nr] for g in S]
@@ -168,6 +168,6 @@ def local_search(bp, k, *, init=None, exchange=5, max_iter=100, polish=True, n_c
             break
         W, S, val, n2 = swap_polish(bp, k, S, W, val, n_candidates=n_candidates, history=history)
         total += n2
-        if n2 == 0:
+        if n2 == 0 or bp.time_up():
             break
     return W, S, val, total
