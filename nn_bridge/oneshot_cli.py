@@ -44,6 +44,8 @@ def build_parser():
     ap.add_argument("--exclude", nargs="+", default=[], metavar="GLOB", help="leave layers matching a glob dense")
     ap.add_argument("--allocation", default="uniform", choices=["uniform", "loss"],
                     help="block: the same sparsity in every layer, or spread by the one-shot loss curves")
+    ap.add_argument("--max-layer-sparsity", type=fraction_in_0_1, default=0.9,
+                    help="block, --allocation loss: no layer above this block sparsity")
     ap.add_argument("--damp", type=nonneg_float, default=0.01, help="ridge toward the dense weights")
     ap.add_argument("--min-blocks", type=positive_int, default=100,
                     help="block: layers with fewer blocks stay dense")
@@ -102,7 +104,9 @@ def _main(argv) -> int:
                 image_size=a.image_size)
     cal = calibdata.load_data(a.calib, "--calib", **opts)
     ev = calibdata.load_data(a.eval, "--eval", **opts) if a.eval is not None else None
-    kw = dict(allocation=a.allocation, damp=a.damp) if pkind == "block" else dict(damp=a.damp)
+    kw = dict(damp=a.damp)
+    if pkind == "block":
+        kw.update(allocation=a.allocation, max_layer_sparsity=a.max_layer_sparsity)
     res = pruned.oneshot_prune(loaded, cal, a.pattern, a.sparsity, a.method, include=a.include, exclude=a.exclude,
                                min_blocks=a.min_blocks, eval_batches=ev, device=device, progress=not a.no_progress,
                                **kw)

@@ -241,10 +241,15 @@ def test_classifier_agreement_and_accuracy(tmp_path, capsys):
     with time_limit(120):
         rc = main(["--model", str(tmp_path / "clf"), "--calib", str(tmp_path / "data.npz"), "--eval",
                    str(tmp_path / "data.npz"), "--pattern", "8x8", "--sparsity", "0.5", "--min-blocks", "32",
-                   "--out", str(out), "--no-progress"])
+                   "--allocation", "loss", "--max-layer-sparsity", "0.6", "--out", str(out), "--no-progress"])
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((out / "report.json").read_text())
     assert rep["kind"] == "classifier"
+    # loss allocation: the blocks removed over all layers add up to the target, no layer above the cap
+    tiles = {r["name"]: r["n_weights"] // 64 for r in rep["layers"]}
+    removed = {r["name"]: round(r["block_sparsity"] * tiles[r["name"]]) for r in rep["layers"]}
+    assert sum(removed.values()) == round(0.5 * sum(tiles.values()))
+    assert all(removed[n] <= int(0.6 * tiles[n]) for n in tiles) and len(set(removed.values())) > 1
     pruned = transformers.AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
     dense = transformers.AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "clf")).eval()
     with torch.no_grad():
