@@ -122,5 +122,5 @@ register(Claim(
                       _strat, lambda p: _check(p, ignore_step=True), budget=100)],
     under_test="Penalty.prox_group / prox_scalar (all radial penalties), SparseGroupLasso.prox_group, "
                "CompositePenalty.prox_given_rest, Problem.prox",
-    cost=0.3,
+    cost=2.0,  # kind "all": 24 prox problems per instance
 ))

@@ -124,5 +124,5 @@ register(Claim(
                       "somewhere", _strat, lambda p: _check(p, trivial=True), budget=30)],
     under_test="groupsparse.select(..., bound=True), groupsparse.selection.lower_bound (selection/bound.py), "
                "select(method='bnb')",
-    cost=1.0,
+    cost=2.0,  # cvxpy relaxation, enumeration and branch and bound per instance
 ))
