@@ -322,7 +322,7 @@ def load_pruned(folder, model: nn.Module | None = None) -> nn.Module:
 
 def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str | None = None, *, include=None,
                   exclude=(), row_masks=None, run=None, blocks="auto", min_blocks: int = 100, eval_batches=None,
-                  eval_labels=None, kind: str | None = None, device=None, progress: bool = True,
+                  eval_labels=None, kind: str | None = None, device=None, solve_device=None, progress: bool = True,
                   **driver_kw) -> PrunedResult:
     """Prune ``model`` in place, one-shot from calibration ``batches``, to ``pattern``; returns a
     :class:`PrunedResult` whose ``save(dir)`` writes the model and its report.
@@ -342,7 +342,9 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     ``'causal_lm'``, ``'classifier'``; a user module may not chain its ModuleList), else None.  ``eval_batches``
     (and ``eval_labels``, for classifiers): data on which the dense and the pruned model are compared by
     ``nn_bridge.compare`` for ``kind``.  ``device``: move the model and the batches there first.  Other keyword
-    arguments go to the driver (e.g. ``allocation``, ``damp``, ``refine_steps`` for blocks).
+    arguments go to the driver (e.g. ``allocation``, ``damp``, ``refine_steps`` for blocks, ``max_memory``).
+    ``solve_device``: run the layer solves there while the model stays on ``device`` (the driver's ``device``).
+    Pattern ``"1x1"`` with a sparsity prunes single weights (e.g. ``method='sparsegpt'`` or ``'wanda'``).
     """
     from .calibdata import Data
     from .userload import LoadedModel
@@ -355,6 +357,8 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     if isinstance(eval_batches, Data):
         eval_batches, eval_labels = eval_batches.batches, eval_batches.labels if eval_labels is None else eval_labels
     pkind, p = parse_pattern(pattern)
+    if solve_device is not None:
+        driver_kw["device"] = solve_device
     s = check_sparsity_for(pkind, p, sparsity)
     if kind not in _compare.KINDS:
         raise ValueError(f"kind: expected one of {_compare.KINDS}, got {kind!r}")
@@ -394,7 +398,8 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
         for name in names:
             w = model.get_submodule(name).weight
             row = {"name": name, "shape": list(w.shape), "n_weights": w.numel(),
-                   "weight_sparsity": float((w == 0).sum()) / w.numel(), "rel_error": float(errors[name])}
+                   "weight_sparsity": float((w == 0).sum()) / w.numel(), "rel_error": float(errors[name]),
+                   "method": res.layer_method.get(name, method)}
             if pkind == "block":
                 from .tiling import LayerTiling
                 kept = int((LayerTiling(name, tuple(w.shape), p).block_sq_norms(w) > 0).sum())

@@ -344,3 +344,102 @@ def test_bad_input_names_the_argument(call, name):
 
 def test_memory_bytes():
     assert memory_bytes(11008, 4096, 4) == (3 * 11008 ** 2 + 3 * 11008 * 4096) * 4
+
+
+# ---------------------------------------------------------------------------------------------- through the bridge
+def _mlp_and_calib():
+    torch = _torch_cases()
+    from nn_bridge.models import MLP
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(64, 64, generator=g) / 8
+    cal = [torch.randn(256, 64, generator=g) @ base + 0.1 * torch.randn(256, 64, generator=g) for _ in range(3)]
+    return torch, MLP(64, 128, 16), cal
+
+
+def test_bridge_max_memory_picks_the_exact_or_the_scalable_method():
+    import copy
+
+    from nn_bridge.oneshot import layer_method, obs_memory_bytes, oneshot_prune
+    torch, dense, cal = _mlp_and_calib()
+    tight = obs_memory_bytes(128, 128, 16, 0) - 1  # the 128 x 128 layer's exact path does not fit, 64 x 128 does
+    assert layer_method("obs", 64, 128, 16, 16, tight) == "obs"
+    assert layer_method("obs", 128, 128, 16, 32, tight) == "seqobs"
+    runs = {}
+    for mm in (None, tight):
+        with time_limit(60):
+            res = oneshot_prune(copy.deepcopy(dense), cal, 0.5, 16, method="obs", min_blocks=1, max_memory=mm,
+                                progress=False)
+        runs[mm] = res
+        for t in res.tilings:
+            assert res.layer_sparsity[t.name] == pytest.approx(0.5)
+            assert int((~res.keep[t.name]).sum()) == t.n_blocks // 2
+    assert set(runs[None].layer_method.values()) == {"obs"}
+    assert "seqobs" in runs[tight].layer_method.values() and "obs" in runs[tight].layer_method.values()
+    # the scalable method is a heuristic for the same problem: on these layers within 1.5x the exact path's error
+    for name, m in runs[tight].layer_method.items():
+        if m == "seqobs":
+            assert runs[tight].layer_loss[name] <= 1.5 * runs[None].layer_loss[name] + 1e-12
+    with pytest.raises(ValueError, match="^max_memory"):
+        oneshot_prune(copy.deepcopy(dense), cal, 0.5, 16, min_blocks=1, max_memory=1e5, progress=False)
+
+
+@pytest.mark.parametrize("method", ["seqobs", "sparsegpt", "wanda"])
+def test_bridge_methods_block_and_nm(method):
+    import copy
+
+    from nn_bridge.nm.oneshot import nm_oneshot
+    from nn_bridge.oneshot import oneshot_prune
+    torch, dense, cal = _mlp_and_calib()
+    block = 16 if method == "seqobs" else 1
+    with time_limit(60):
+        res = oneshot_prune(copy.deepcopy(dense), cal, 0.5, block, method=method, min_blocks=1, progress=False)
+    assert set(res.layer_method.values()) == {method}
+    for t in res.tilings:
+        w = res.model.get_submodule(t.name).weight
+        assert float((w == 0).float().mean()) == pytest.approx(0.5, abs=1e-6)
+        assert 0.0 < res.layer_loss[t.name] < 1.0
+    model = copy.deepcopy(dense)
+    with time_limit(60):
+        r = nm_oneshot(model, cal, "2:4", method=method, progress=False)
+    for name in r.names:
+        w = model.get_submodule(name).weight.detach()
+        assert int((w.reshape(w.shape[0], -1, 4) != 0).sum(-1).max()) <= 2
+        assert r.layer_method[name] == method and 0.0 < r.layer_rel_error[name] < 1.0
+
+
+def test_bridge_bad_options_name_the_argument():
+    from nn_bridge.nm.oneshot import nm_oneshot
+    from nn_bridge.oneshot import oneshot_prune
+    torch, dense, cal = _mlp_and_calib()
+    with pytest.raises(ValueError, match="^method"):
+        oneshot_prune(dense, cal, 0.5, 16, method="sparsegpt", min_blocks=1, progress=False)
+    with pytest.raises(ValueError, match="^max_memory"):
+        oneshot_prune(dense, cal, 0.5, 16, min_blocks=1, max_memory=-1, progress=False)
+    with pytest.raises(ValueError, match="^device"):
+        oneshot_prune(dense, cal, 0.5, 16, min_blocks=1, device="nonsense", progress=False)
+    with pytest.raises(ValueError, match="^max_memory"):
+        nm_oneshot(dense, cal, "2:4", method="seqobs", max_memory=1e3, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device"):
+            oneshot_prune(dense, cal, 0.5, 16, min_blocks=1, device="cuda", progress=False)
+        with pytest.raises(ValueError, match="^device"):
+            nm_oneshot(dense, cal, "2:4", device="cuda", progress=False)
+    assert all(float((m.weight == 0).sum()) == 0 for m in dense.modules() if hasattr(m, "weight"))  # untouched
+
+
+@pytest.mark.gpu
+def test_bridge_solves_on_cuda_with_the_model_on_cpu():
+    import copy
+
+    from nn_bridge.oneshot import oneshot_prune
+    torch, dense, cal = _mlp_and_calib()
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    a = oneshot_prune(copy.deepcopy(dense), cal, 0.5, 16, method="seqobs", min_blocks=1, progress=False)
+    b = oneshot_prune(copy.deepcopy(dense), cal, 0.5, 16, method="seqobs", min_blocks=1, device="cuda",
+                      progress=False)
+    for t in a.tilings:
+        assert next(b.model.parameters()).device.type == "cpu"
+        assert torch.equal(a.keep[t.name], b.keep[t.name])
+        assert b.layer_loss[t.name] == pytest.approx(a.layer_loss[t.name], rel=1e-6)

@@ -27,6 +27,11 @@ Methods (``method``):
   every group, the exact Euclidean projection onto the N:M set) with exact refits, keeping the best iterate.  With
   step 1/L every IHT step does not increase the objective (majorization), and a refit can only lower it, so the
   result is never worse on the calibration objective than ``'obs'`` (tested, with brute force on small layers).
+* ``'seqobs'``           -- the scalable sequential OBS of ``groupsparse.selection.sequential_obs`` (per M-window and
+  output the drop subset of least joint OBS increase, error pushed to the later inputs through one shared factor,
+  then preconditioned CG on the support; O(p^2 + pK) memory, no per-output refit);
+* ``'sparsegpt'`` / ``'wanda'`` -- the papers' N:M methods (Frantar & Alistarh 2023; Sun et al. 2023) on the raw
+  calibration Gram and the dense weights.
 
 The exact refit solves H[S_k, S_k] beta_S = Bm[S_k, k] for every output k with its own support S_k (batched
 Cholesky, in chunks of outputs).  ``c = ||X_d M_d||^2 / 2n`` makes the objective the layer's reconstruction error
@@ -51,7 +56,8 @@ from .pruner import measure_nm
 __all__ = ["nm_oneshot", "solve_nm_layer", "project_nm", "refit_nm", "gram_nm_groups", "NMOneShotResult",
            "ONESHOT_METHODS"]
 
-ONESHOT_METHODS = ("magnitude", "magnitude_refit", "obs", "iht")
+ONESHOT_METHODS = ("magnitude", "magnitude_refit", "obs", "iht", "seqobs", "sparsegpt", "wanda")
+_SEQUENTIAL = ("seqobs", "sparsegpt", "wanda")  # groupsparse.selection.sequential_obs; the last two take the raw H
 
 
 def _gram_loss(H, Bm, c=0.0):
@@ -154,6 +160,16 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
         if method == "magnitude_refit":
             beta = refit_nm(H, Bm, keep)
         return beta, keep, {"objective": value(beta), "history": hist}
+    if method in _SEQUENTIAL:
+        from groupsparse.selection import sequential_obs
+        from nn_bridge.oneshot import SEQOBS_OPTIONS
+        if method == "seqobs":
+            r = sequential_obs.seqobs(H, B=Bm, nm=(n, m), refit_iters=SEQOBS_OPTIONS["refit_iters"])
+        elif Md is None:
+            raise ValueError(f"Md: {method!r} needs the dense matrix")
+        else:
+            r = getattr(sequential_obs, method)(H, Md.to(H.dtype), nm=(n, m))
+        return r.coef, r.keep, {"objective": value(r.coef), "history": hist}
     keep = _obs_nm(H, Bm, n, m)
     beta = refit_nm(H, Bm, keep)
     best = (value(beta), beta, keep)
@@ -182,14 +198,15 @@ class NMOneShotResult:
     pattern: NMPattern
     layer_rel_error: dict = field(default_factory=dict)  # name -> ||X_d M_d - X_p M^||^2 / ||X_d M_d||^2
     layer_seconds: dict = field(default_factory=dict)
+    layer_method: dict = field(default_factory=dict)     # name -> the method that ran
 
     def report(self):
         return measure_nm(self.model, self.names, self.pattern)
 
 
 def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht", layers="all", run=None,
-               row_masks=None, damp: float = 0.01, blocks=None, solver_dtype=torch.float32, progress: bool = True,
-               **solver_kw) -> NMOneShotResult:
+               row_masks=None, damp: float = 0.01, blocks=None, solver_dtype=torch.float32, max_memory=None,
+               device=None, progress: bool = True, **solver_kw) -> NMOneShotResult:
     """Prune ``model`` in place to N:M from calibration ``batches``, layer by layer in forward order, each layer
     against the dense model's output from the already-pruned inputs (see the module docstring).
 
@@ -200,7 +217,9 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
     (plain parameters with exact zeros); a weight shared by several layers (tied) is solved once, on the stacked
     inputs of all of them.  ``batches`` are checked as in the block path (``nn_bridge.calibration``).  Grams are
     accumulated in float64; the layer solver runs in ``solver_dtype`` (float32 halves the refit cost; H is damped,
-    so well conditioned).
+    so well conditioned).  ``max_memory`` (bytes): every method here works in O(p^2 + pK) memory, so a layer whose
+    estimate exceeds it is an error before any work.  ``device``: run the layer solves there (the model stays).
+    'sparsegpt' and 'wanda' get the raw Gram (SparseGPT damps it itself by 1% of its mean diagonal).
     """
     import time
 
@@ -218,6 +237,10 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
             raise ValueError(f"layers: one-shot handles Linear and Conv2d (groups=1) layers; {nm_!r} is "
                              f"{type(mod).__name__}")
     damp = check_nonneg(damp, "damp")
+    if max_memory is not None:
+        from groupsparse._validation import check_tol
+        max_memory = check_tol(max_memory, "max_memory")
+    dev = block_oneshot.solve_device(device)
     run = run or block_oneshot._default_run
     batches = check_batches(batches, model, run, row_masks)
 
@@ -230,6 +253,9 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
         raise ValueError(f"layers: every selected layer shares its weight with a module outside the selection "
                          f"({names}); nothing to prune")
     order = block_oneshot._forward_order(model, [_N(g) for g in groups], batches[0], run)
+    for t in order:  # every layer fits max_memory, checked before any work
+        w = model.get_submodule(t.name).weight
+        block_oneshot.layer_method("seqobs", w[0].numel(), w.shape[0], 1, 0, max_memory)  # O(p^2 + pK) each
     dense = copy.deepcopy(model).eval()
     model.eval()
     st = (block_oneshot._PrefixStreams(model, dense, batches, run, row_masks) if blocks is None else
@@ -256,8 +282,12 @@ def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht",
                 # exact) so that the float32 solver neither under- nor overflows on tiny or huge inputs
                 sc = block_oneshot.pow2_scale(float(Hd.diagonal().mean()))
                 Hd, Bm = Hd / sc, Bm / sc
-                beta, keep, info = solve_nm_layer(Hd.to(dt), Bm.to(dt), pat.n, pat.m,
-                                                  method=method, Md=Md.to(dt), **solver_kw)
+                Hs = H / sc if method in ("sparsegpt", "wanda") else Hd
+                dv = dev or Hd.device
+                beta, keep, info = solve_nm_layer(Hs.to(dv, dt), Bm.to(dv, dt), pat.n, pat.m,
+                                                  method=method, Md=Md.to(dv, dt), **solver_kw)
+                beta = beta.to(Md.device)
+                res.layer_method[name] = method
                 with torch.no_grad():
                     w = mod.weight
                     w.copy_(matrix_to_weight(beta.to(w.dtype), tuple(w.shape)))
