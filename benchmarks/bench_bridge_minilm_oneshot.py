@@ -13,6 +13,9 @@ CPython's ``pydoc_data.topics`` (fixed seed).  All methods run in the same proce
                         costs normalized by the layer's output energy), each layer capped at min(0.9, 1.5 x target):
                         uncapped, those first-step costs send 90% of the blocks of every FFN2 (1536-wide input,
                         where one block alone is nearly free) and the embedding gets worse (0.82 vs 0.88 uniform)
+* seqobs/...         -- the scalable sequential group OBS (``groupsparse.selection.sequential_obs``: one shared
+                        factor of H^-1, row-block budgets, CG on the support), the same allocations
+* sparsegpt, wanda   -- the papers' unstructured methods: run them with ``--blocks 1`` (single weights)
 * obs/...+refine     -- the same selection, then block reconstruction: after each encoder layer's Linears are
                         pruned, --refine-steps Adam steps on that layer's parameters (masks fixed) fit its output
                         on the pruned stream to the dense layer's output on the dense stream (calibration tokens)
@@ -93,7 +96,7 @@ def main(argv=None):
     ap.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5])
     ap.add_argument("--methods", nargs="+",
                     default=["magnitude", "activation", "activation_refit", "obs/uniform", "obs/loss",
-                             "obs/uniform+refine", "obs/loss+refine"])
+                             "obs/uniform+refine", "obs/loss+refine", "seqobs/loss", "seqobs/loss+refine"])
     ap.add_argument("--n-calib", type=int, default=256)
     ap.add_argument("--select-n-calib", type=int, default=None,
                     help="choose the masks on this many calibration sentences, then refit them on --n-calib")

@@ -5,7 +5,8 @@ embedding functions are imported so both use the very same data): 256 calibratio
 evaluation sentences from CPython's ``pydoc_data.topics``; metric = mean cosine similarity between the pruned and
 the dense mean-pooled, L2-normalized embeddings.  All 36 encoder Linears (6 layers x q, k, v, attention output,
 intermediate, output) get 2:4.  Methods (``nn_bridge.nm.oneshot``): magnitude (no refit), magnitude_refit, obs
-(SparseGPT-style N:M OBS + exact refit), iht (obs, then IHT rounds with refits; the default).
+(SparseGPT-style N:M OBS + exact refit), iht (obs, then IHT rounds with refits; the default), seqobs (the scalable
+sequential OBS: joint drop subsets per window, CG on the support), sparsegpt and wanda (the papers' 2:4 methods).
 
 Usage: python -m benchmarks.bench_nm_minilm_oneshot [--methods magnitude magnitude_refit obs iht] [--pattern 2:4]
        (the run reported in RESULTS.md: --methods magnitude iht, on a shared, heavily loaded 2-core machine)
@@ -29,7 +30,8 @@ from nn_bridge.nm.oneshot import nm_oneshot
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--methods", nargs="+", default=["magnitude", "magnitude_refit", "obs", "iht"])
+    ap.add_argument("--methods", nargs="+",
+                    default=["magnitude", "magnitude_refit", "obs", "iht", "seqobs", "sparsegpt", "wanda"])
     ap.add_argument("--pattern", default="2:4")
     ap.add_argument("--n-calib", type=int, default=256)
     ap.add_argument("--n-eval", type=int, default=512)
