@@ -17,9 +17,10 @@ N(0, 1/in).  Patterns 16x16 blocks at 50% and 2:4.  Methods (``groupsparse.selec
 All methods see the same H = X^T X / n, damped by 1% of its mean diagonal (SparseGPT's damping, which it applies
 itself; the others get the damped H).  Every shape runs in its own subprocess (data and Gram formed once), and
 each (pattern, method) gets its own peak-RSS mark (VmHWM, reset through /proc/self/clear_refs before the solve; it
-includes the H and W that every method holds).  Relative layer error = ||X (W - W^)||_F / ||X W||_F on the calibration tokens
-(through the undamped H).  Reported: wall time of the solve (``seconds``), its CPU time (``cpu_s``: on a shared
-machine the wall time is not the solve's own), the Gram product (``gram_s``), peak RSS, the load average.
+includes the H and W that every method holds).  Relative layer error = ||X (W - W^)||_F / ||X W||_F on the
+calibration tokens (through the undamped H).  Reported: wall time of the solve (``seconds``), its CPU time
+(``cpu_s``: on a shared machine the wall time is not the solve's own), the Gram product (``gram_s``), peak RSS, the
+load average.
 
 Usage: nice -n 5 python -m benchmarks.bench_oneshot_scale [--device cpu|cuda] [--shapes 768x3072 ...] [--quick]
        [--patterns 16x16 2:4] [--methods seqobs obs sparsegpt wanda] [--out benchmarks/results/oneshot_scale.json]

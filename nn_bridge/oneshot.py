@@ -304,7 +304,8 @@ def layer_method(method: str, p: int, K: int, block: int, n_remove: int, max_mem
     from groupsparse.selection.sequential_obs import memory_bytes
     if memory_bytes(p, K, 8) > max_memory:
         raise ValueError(f"max_memory: a {p} x {K} layer needs about {memory_bytes(p, K, 8) / 1e9:.2f} GB even for "
-                         f"the scalable method (H, its factor and the weights in float64); got {max_memory / 1e9:.2f} GB")
+                         f"the scalable method (H, its factor and the weights in float64); got "
+                         f"{max_memory / 1e9:.2f} GB")
     return method
 
 

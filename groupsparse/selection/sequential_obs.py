@@ -50,9 +50,10 @@ Choosing what to drop.
   row free), which spreads the drops over all rows: the sweep alone compensates late drops less well (fewer rows
   follow them), but the supports are better once refit (``refit_iters``); ``'uniform'`` -- the budget spread over
   the windows of ``blocksize`` rows in proportion to their rows (cumulative rounding) and the blocks of a window
-  chosen at its start, as SparseGPT's adaptive mask selection does on 128-row blocks.  On synthetic correlated layers (``benchmarks/bench_oneshot_scale.py``'s generator,
-  512x256 and 768x384, 16x16 at 50%) the relative output error was 0.222 / 0.214 for the exact group OBS with
-  refit, 0.245 / 0.239 for 'sequential', 0.225 / 0.218 for 'obs' + 20 CG iterations, 0.262 / 0.260 for 'uniform'.
+  chosen at its start, as SparseGPT's adaptive mask selection does on 128-row blocks.  On synthetic correlated
+  layers (``benchmarks/bench_oneshot_scale.py``'s generator, 512x256 and 768x384, 16x16 at 50%) the relative
+  output error was 0.222 / 0.214 for the exact group OBS with refit, 0.245 / 0.239 for 'sequential', 0.225 /
+  0.218 for 'obs' + 20 CG iterations, 0.262 / 0.260 for 'uniform'.
   With one row block (p = B) every variant is the exact group OBS choice.
 * N:M (``seqobs(nm=(N, M))``): g is one M-window; for every column the M - N rows to drop are the subset D with the
   smallest joint increase 1/2 w_D^T (G_DD)^-1 w_D, enumerated over the C(M, M-N) subsets (6 for 2:4); the kept rows
