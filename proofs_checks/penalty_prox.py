@@ -12,7 +12,8 @@ GroupBridge, ExpMaskPenalty; ``SparseGroupLasso.prox_group``; ``CompositePenalty
 ``Problem.prox`` (the solvers' entry point) on the same block.
 Reference: ``_refpen`` (independent scalar formulas) minimised by grid + Brent polishing (``_refpen.global_min``);
 the sparse-group lasso by cvxpy (Clarabel).  Asserted: h(library) <= h(reference) + 1e-10 * scale, the output is
-on the ray of z (radial), and prox_scalar, prox_group and Problem.prox agree.
+on the ray of z (radial), prox_scalar, prox_group and Problem.prox agree, and below ``prox_zero_radius`` (where the
+solvers skip zero groups) the exact prox is 0.
 
 Negative control: the prox with the step ignored (t = 1 inside, the true step outside) must lose to the reference.
 """
@@ -103,6 +104,14 @@ def _check(params, ignore_step=False):
     _, m = global_min(h, r, ref.kinks(lw))
     scale = max(h(0.0), 1e-300)
     s_opt = 1e-10 - (h(xn) - m) / scale
+    # prox_zero_radius (the solvers skip zero groups inside it): below it the exact prox must be 0
+    rz = float(np.asarray(pen.prox_zero_radius(tt, lw)))
+    if rz > 0:
+        r1 = rz * (1 - 1e-9)
+        h1 = lambda x: (x - r1) ** 2 / (2 * t) + ref.rho(x, lw)
+        x1, m1 = global_min(h1, r1, ref.kinks(lw))
+        s_opt = min(s_opt, 1e-10 - (h1(0.0) - m1) / max(h1(0.0), 1e-300))
+        info["zero_radius"] = rz
     s_agree = 1e-12 * max(r, 1e-300) - max(abs(xs - xn), float(np.linalg.norm(np.asarray(xp) - x)), ray)
     info.update(x_lib=xn, x_scalar=xs, h_lib=h(xn), h_ref=m)
     return Outcome(min(s_opt, s_agree / max(r, 1e-300)), info)
