@@ -126,11 +126,16 @@ def _null_value(X, y, fit_intercept):
 
 
 def _lstsq_value(X, y, fit_intercept):
-    A = np.column_stack([X, np.ones(len(y))]) if fit_intercept else X
-    if A.shape[1] == 0 or not np.any(A):
-        return 0.5 * float(y @ y) / len(y)
-    r = A @ scipy.linalg.lstsq(A, y, lapack_driver="gelsy")[0] - y
-    return 0.5 * float(r @ r) / len(y)
+    """min (1/2n)||y - X b (- c)||^2: the intercept by centring (a ones column next to columns of size 1e-8 would
+    make the rank cut-off drop them), the best of two LAPACK drivers."""
+    if fit_intercept:
+        X, y = X - X.mean(axis=0), y - y.mean()
+    best = 0.5 * float(y @ y) / len(y)
+    if X.shape[1] and np.any(X):
+        for driver in ("gelsd", "gelsy"):
+            r = X @ scipy.linalg.lstsq(X, y, lapack_driver=driver)[0] - y
+            best = min(best, 0.5 * float(r @ r) / len(y))
+    return best
 
 
 def _cvx_value(X, y, sizes, weights, lam, fit_intercept, l1_ratio=None):
@@ -158,7 +163,9 @@ def _cvx_value(X, y, sizes, weights, lam, fit_intercept, l1_ratio=None):
         return None
     if prob.status not in ("optimal", "optimal_inaccurate"):
         return None
-    return float(prob.value) * c * c
+    # (value, its accuracy): Clarabel's objective is good to ~1e-7 of the normalised problem's scale (seen: 3e-7 on
+    # n = 1, p = 24), so 1e-6 c^2; the bugs this suite is for moved objectives by percents
+    return float(prob.value) * c * c, 1e-6 * c * c
 
 
 # ----------------------------------------------------------------------------------------------- solve (convex)
@@ -183,15 +190,23 @@ def test_fuzz_solve_convex_matches_cvxpy_or_lstsq(inst, lam_factor, penalty, sol
             assert sol.converged
             assert abs(sol.objective - ref) <= 1e-6 * scale, desc
             return
-        if lam_factor >= 1.0 and sol.converged:  # beta = 0 is optimal (the intercept fitted)
-            assert np.all(sol.coef == 0), desc
-        ref = _cvx_value(X, y, sizes, groups.weights, lam, fit_intercept, None if penalty == "group_lasso" else 0.5)
-        if ref is None:
+        # lambda_max at rounding level (y fitted by the intercept alone): the threshold itself is noise
+        trivial = lmax <= 1e-9 * float(np.max(np.abs(X)) * np.max(np.abs(y)))
+        if lam_factor >= 1.0 and sol.converged and not trivial:  # beta = 0 is the optimum
+            if lam_factor > 1.0 and solver == "bcd":  # block soft-thresholding lands on it exactly
+                assert np.all(sol.coef == 0), desc
+            # FISTA (momentum): 0 up to the tolerance; at the threshold itself the objective is flat to second
+            # order in beta, so a relative gap tol allows |beta| ~ sqrt(tol) of its scale
+            coef_scale = (np.max(np.abs(y)) or 1.0) / (np.max(np.abs(X)) or 1.0)
+            assert np.max(np.abs(sol.coef)) <= (1e-4 if lam_factor == 1.0 else 1e-7) * coef_scale, desc
+        found = _cvx_value(X, y, sizes, groups.weights, lam, fit_intercept, None if penalty == "group_lasso" else 0.5)
+        if found is None:
             return
+        ref, acc = found
         # cvxpy's optimum is a lower bound up to its accuracy; a converged gap bounds our suboptimality
-        assert sol.objective >= ref - 1e-7 * scale, desc
+        assert sol.objective >= ref - 1e-7 * scale - acc, desc
         if sol.converged:
-            assert sol.objective - ref <= sol.certificate + 1e-7 * scale, desc
+            assert sol.objective - ref <= sol.certificate + 1e-7 * scale + acc, desc
 
     _run(check)
 
@@ -300,10 +315,11 @@ def test_fuzz_regressor_is_the_core_solution(inst, alpha_factor):
         value = 0.5 * float(np.sum((y - pred) ** 2)) / len(y) + alpha * float(
             groups.weights @ groups.norms(np.ravel(m.coef_)))
         scale = _null_value(X, y, fit_intercept)
-        ref = _lstsq_value(X, y, fit_intercept) if alpha == 0 else \
+        found = (_lstsq_value(X, y, fit_intercept), 0.0) if alpha == 0 else \
             _cvx_value(X, y, sizes, groups.weights, alpha, fit_intercept)
-        if ref is not None:
-            assert value >= ref - 1e-7 * scale and value - ref <= 1e-6 * scale, desc
+        if found is not None:
+            ref, acc = found
+            assert value >= ref - 1e-7 * scale - acc and value - ref <= 1e-6 * scale + acc, desc
 
     _run(check)
 
