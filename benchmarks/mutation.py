@@ -433,7 +433,7 @@ def main(argv=None):
     ap.add_argument("--checks-from", default="HEAD", help="commit whose checks --recheck uses")
     ap.add_argument("--summarize-only", action="store_true",
                     help="only recompute the summary of --out (explanations of equivalent mutants: its 'equivalent' "
-                         "map, uid -> why)")
+                         "map, uid -> why; notes on the other survivors: its 'notes' map)")
     args = ap.parse_args(argv)
     for name in ("n", "examples"):
         if getattr(args, name) < 1:
@@ -469,14 +469,16 @@ def main(argv=None):
                  config=config, started=state.get("started") if same else time.strftime("%Y-%m-%d %H:%M:%S"),
                  claims=CLAIMS, tests=dict(TESTS, test_proofs_checks=PC_TESTS), equivalent=explained, baseline=state.get("baseline") if same else None,
                  mutants=[done[m["uid"]] for m in drawn if m["uid"] in done],
-                 rechecked=state.get("rechecked", {}) if same else {})
+                 rechecked=state.get("rechecked", {}) if same else {},
+                 notes=state.get("notes", {}) if same else {})
 
     def save():
         state["summary"] = summarize(state["mutants"], explained, state.get("rechecked"))
         state["survivors"] = [dict(uid=r["uid"], file=r["file"], line=r["line"], function=r["function"],
                                    operator=r["operator"], original=r["original"], mutated=r["mutated"],
                                    equivalent=explained.get(r["uid"]),
-                                   recheck=(state.get("rechecked") or {}).get(r["uid"], {}).get("status"))
+                                   recheck=(state.get("rechecked") or {}).get(r["uid"], {}).get("status"),
+                                   note=state["notes"].get(r["uid"]))
                               for r in state["mutants"] if r["status"] == "survived"]
         state["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
         tmp = out.with_name(out.name + ".tmp")
