@@ -443,3 +443,20 @@ def test_bridge_solves_on_cuda_with_the_model_on_cpu():
         assert next(b.model.parameters()).device.type == "cpu"
         assert torch.equal(a.keep[t.name], b.keep[t.name])
         assert b.layer_loss[t.name] == pytest.approx(a.layer_loss[t.name], rel=1e-6)
+
+
+def test_pruned_entry_point_passes_method_and_solve_device():
+    import copy
+
+    from nn_bridge.pruned import oneshot_prune
+    torch, dense, cal = _mlp_and_calib()
+    with time_limit(60):
+        res = oneshot_prune(copy.deepcopy(dense), cal, "1x1", 0.5, method="wanda", min_blocks=1, progress=False)
+    assert {r["method"] for r in res.layers} == {"wanda"}
+    assert all(r["weight_sparsity"] == pytest.approx(0.5) for r in res.layers)
+    with time_limit(60):
+        res = oneshot_prune(copy.deepcopy(dense), cal, "16x16", 0.5, min_blocks=1, progress=False, max_memory=1e6)
+    assert {r["method"] for r in res.layers} == {"obs", "seqobs"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device"):
+            oneshot_prune(copy.deepcopy(dense), cal, "2:4", solve_device="cuda", progress=False)
