@@ -12,7 +12,7 @@ lower_bound >= the unconstrained minimum - 1e-9 scale; lower_bound agrees with t
 cvxpy (|difference| <= 2e-6 (1 + |value|): the library subtracts a 1e-7 solver margin); certificate = objective -
 lower_bound; the same for the Gram form (``GramLeastSquares.from_data``) and ``selection.lower_bound``.  With a
 ridge, ``select(method='bnb')`` (certified branch and bound): its lower bound <= OPT_k <= its objective, and =
-OPT_k when it reports 'optimal'.
+OPT_k when it reports 'optimal'.  Two outputs (feature groups spanning both): lower_bound <= OPT_k.
 
 Negative control: the relaxation without the perspective term (delta = 0 always: the unconstrained bound) must be
 strictly below the library's bound on some instance (the library's bound is not the trivial one).
@@ -108,7 +108,27 @@ def _check(params, trivial=False):
             slacks.append(1e-7 * scale - (bb.objective - opt))  # proven optimal (gap_tol default): = OPT_k
     if relax is not None:  # the library's bound is the relaxation's value (minus its 1e-7 margin) or the trivial one
         slacks.append(2e-6 * (1 + abs(relax)) - abs(lb - max(relax, unc)))
+    # two outputs (feature groups span both): the library's bound (the unconstrained minimum) <= OPT_k, which is
+    # the best k-group support for the sum of the two outputs' refits
+    Y2 = np.column_stack([y, X @ rng.standard_normal(p) + rng.standard_normal(n)])
+    loss2 = gs.LeastSquares(X, Y2, ridge=ridge, fit_intercept=icpt)
+    opt2 = min(sum(_ref_values_opt(X, Y2[:, j], groups, S, ridge, icpt) for j in range(2))
+               for S in combinations(range(groups.n_groups), k))
+    lb_multi = float(gs.select(loss2, groups, k, method="omp", bound=True).lower_bound)
+    slacks.append(opt2 + 1e-9 * max(1.0, abs(opt2)) - lb_multi)
+    info.update(opt_two_outputs=opt2, lower_bound_two_outputs=lb_multi)
     return Outcome(min(slacks), info)
+
+
+def _ref_values_opt(X, y, groups, S, ridge, icpt):
+    """Refit value of support S for one output (intercept profiled out)."""
+    n = X.shape[0]
+    if icpt:
+        X, y = X - X.mean(axis=0), y - y.mean()
+    cols = groups.columns(list(S))
+    A = X[:, cols].T @ X[:, cols] / n + ridge * np.eye(cols.size)
+    b = X[:, cols].T @ y / n
+    return y @ y / (2 * n) - 0.5 * b @ np.linalg.lstsq(A, b, rcond=None)[0]
 
 
 register(Claim(
