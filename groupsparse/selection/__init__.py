@@ -14,9 +14,10 @@ from .._validation import (check_bool, check_choice, check_finite_real, check_in
                            check_open_unit, check_positive_int, check_tol)
 from ._base import BudgetProblem
 from .model_selection import choose_k, information_criterion, select_path
+from .sequential_obs import seqobs, sparsegpt, wanda  # one-shot pruning of a Gram-form layer (blocks, N:M, single)
 
 __all__ = ["select", "select_path", "choose_k", "information_criterion", "lower_bound", "METHODS",
-           "BudgetProblem"]
+           "BudgetProblem", "seqobs", "sparsegpt", "wanda"]
 
 # The best in benchmarks/bench_select.py (RESULTS.md, Selection): splicing matches local_search's F1 on I1/I2
 # (0.850 vs 0.855, 0.777 vs 0.773) at a third of its time on I2, and meets F1 >= abess at <= 2x its time.
@@ -39,6 +40,7 @@ METHODS = {
     "alg2": ("attention", "ompr_nonconvex", {}),  # SA++ paper Algorithm 2: OMPR via nonconvex regularization
     "exact": ("exact", "exact", {}),              # exact best k-group subset (branch and bound; small problems)
     "bnb": ("bnb", "bnb", {}),                    # certified L0L2 branch and bound (perspective bounds; ridge > 0)
+    "obs": ("obs", "obs", {}),                    # group OBS backward elimination over B x B tiles (Gram form)
 }
 
 
