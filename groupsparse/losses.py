@@ -362,7 +362,10 @@ class LeastSquares(_GLM):
         if np.any(d > 0):
             A = np.vstack([A, np.diag(d)[d > 0]])
             Y = np.vstack([Y, np.zeros((int(np.sum(d > 0)), Y.shape[1]))])
-        return scipy.linalg.lstsq(A, Y, lapack_driver="gelsy", check_finite=False)[0]
+        # gelsy's default rank cut-off keeps a singular value of 1e-16 relative (exactly duplicated columns) and
+        # returns a huge, wrong solution: cut at max(n, p) eps, as numpy's lstsq does
+        return scipy.linalg.lstsq(A, Y, cond=max(A.shape) * np.finfo(float).eps, lapack_driver="gelsy",
+                                  check_finite=False)[0]
 
 
 class Logistic(_GLM):

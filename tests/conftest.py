@@ -7,7 +7,7 @@ import signal
 import threading
 
 try:
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, Phase, settings
 except ImportError:  # hypothesis comes with the test extra; only the fuzz tests need it
     settings = None
 
@@ -17,7 +17,9 @@ if settings is not None:
     _checks = [HealthCheck.too_slow, HealthCheck.data_too_large]
     settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True,
                               suppress_health_check=_checks)
-    settings.register_profile("deep", max_examples=2000, deadline=None, suppress_health_check=_checks)
+    # deep: no shrinking (each example can take seconds; the failing input is reported as drawn)
+    settings.register_profile("deep", max_examples=2000, deadline=None, suppress_health_check=_checks,
+                              phases=[Phase.explicit, Phase.reuse, Phase.generate])
     settings.load_profile("ci")
 
 

@@ -410,3 +410,15 @@ def test_select_max_time_returns_the_best_so_far_unconverged(method):
     cols = np.concatenate([np.arange(2 * g, 2 * g + 2) for g in sol.support]) if sol.support.size else []
     assert sol.objective == pytest.approx(_ls_objective(X[:, cols], y) if len(cols) else 0.5 * y @ y / 300,
                                           rel=1e-9)
+
+
+def test_lam_zero_with_exactly_duplicated_columns_and_tiny_y_is_the_lstsq_minimum():
+    # found by tests/test_fuzz_core.py (deep): gelsy's default cut-off kept a 2e-16 singular value
+    X = np.array([[-0.60965855, -1.27152018, -0.60965855], [-2.08432817, -0.16358852, -2.08432817],
+                  [-0.19677778, 1.81862837, -0.19677778], [1.28434541, -0.26426237, 1.28434541],
+                  [0.72382777, -0.24889357, 0.72382777]])
+    y = np.array([-7.67303708e-09, 1.94084037e-09, 7.45037355e-09, -3.83023903e-09, -4.47976081e-09])
+    sol = gs.solve(gs.LeastSquares(X, y), gs.GroupLasso(0.0), [2, 1])
+    ref = _ls_objective(X, y)
+    assert sol.objective <= ref * (1 + 1e-9)
+    assert np.max(np.abs(sol.coef)) < 1e-6  # the min-norm solution, not +-2.7e6
