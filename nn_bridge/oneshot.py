@@ -18,7 +18,8 @@ Selection (``method``):
   Brain Surgeon: increment 1/2 tr(M_g^T [H^-1]_gg^-1 M_g), rank-B downdate of H^-1).  The loss is separable over
   the column blocks of M (they share H), so all column blocks run in lock step as one batched computation
   (one p x p inverse per column block, O(p^3) each for the whole path), and the per-column paths are merged by
-  their loss increments: the layer's loss curve.  The kept blocks are then refit exactly (float64 solve).
+  their loss increments: the layer's loss curve.  The kept blocks are then refit exactly (float64 solve).  The
+  math is ``groupsparse.selection.obs`` (``obs_keep``, ``gram_refit``; ``select(..., method='obs')``).
 * ``'magnitude'`` / ``'activation'``: block Frobenius norm of M, or of X M_g (tr(M_g^T H_gg M_g)), no refit;
   ``'activation_refit'``: activation scores then the least-squares refit of the kept blocks.  (Baselines.)
 * ``'seqobs'``: the scalable sequential group OBS of ``groupsparse.selection.sequential_obs`` (one shared factor of
@@ -49,6 +50,8 @@ from torch import nn
 
 from groupsparse._validation import check_nonneg, check_positive_int, check_tol
 from groupsparse.schedules import check_sparsity
+from groupsparse.selection.obs import (gram_refit, merge_paths, obs_first_costs, obs_keep, obs_memory_bytes,
+                                       obs_paths)
 
 from . import masking
 from .calibration import check_batches, check_gram, run_batch
@@ -150,120 +153,15 @@ def _pad_problem(H, Bm, t: LayerTiling):
     return Hp, Bp
 
 
-def obs_paths(H: torch.Tensor, Bm: torch.Tensor, block: int, n_steps: int, dtype=torch.float64):
-    """Greedy backward elimination of row blocks, independently in every column block, in lock step.
-
-    H (p, p) SPD, Bm (p, K) with p, K multiples of ``block``.  Returns ``order`` (C, n_steps) -- the row block
-    removed by each column block at each step -- and ``incr`` (C, n_steps), the exact loss increase of each removal
-    (the loss re-optimized over the remaining blocks of that column block).
-
-    Each column block's H^-1 after s removals is H0^-1 - V V^T with V (p, B*s) (the rank-B downdates stacked), so
-    nothing of size C x p x p is ever formed: a step costs O(C p B^2 s) and one shared p x p inverse is computed.
-    """
-    B = block
-    p, K = Bm.shape
-    R, C = p // B, K // B
-    n_steps = int(min(n_steps, R))
-    dev = H.device
-    Hinv0 = torch.linalg.inv(H.to(dtype))
-    Hinv0 = 0.5 * (Hinv0 + Hinv0.t())
-    M = (Hinv0 @ Bm.to(dtype)).reshape(p, C, B).permute(1, 0, 2).contiguous()  # (C, p, B): LS optimum
-    ar, cr, bb = torch.arange(R, device=dev), torch.arange(C, device=dev), torch.arange(B, device=dev)
-    D = Hinv0.view(R, B, R, B)[ar, :, ar, :].expand(C, R, B, B).clone()  # diagonal blocks, per column block
-    V = torch.zeros(C, p, B * n_steps, dtype=dtype, device=dev)
-    removed = torch.zeros(C, R, dtype=torch.bool, device=dev)
-    order = torch.zeros(C, n_steps, dtype=torch.long, device=dev)
-    incr = torch.zeros(C, n_steps, dtype=torch.float64, device=dev)
-    eye = torch.eye(B, dtype=dtype, device=dev)
-    for s in range(n_steps):
-        Ds = torch.where(removed[:, :, None, None], eye, D)
-        L, info = torch.linalg.cholesky_ex(Ds)
-        Mg = M.view(C, R, B, B)
-        cost = 0.5 * (Mg * torch.cholesky_solve(Mg, L)).sum(dim=(2, 3))  # (C, R)
-        cost = torch.where(removed | (info != 0), torch.full_like(cost, float("inf")), cost)
-        g = cost.argmin(dim=1)  # (C,)
-        order[:, s] = g
-        incr[:, s] = cost[cr, g].double()
-        cols = g[:, None] * B + bb  # (C, B)
-        U = Hinv0[:, cols].permute(1, 0, 2)  # (C, p, B): columns g of H0^-1 ...
-        if s:
-            Vs = V[:, :, :B * s]
-            U = U - Vs @ Vs.gather(1, cols[:, :, None].expand(C, B, B * s)).transpose(1, 2)  # ... minus V V^T
-        Lg = L[cr, g]  # (C, B, B), D_g = Lg Lg^T
-        Linv = torch.linalg.solve_triangular(Lg, eye.expand(C, B, B), upper=False)  # small: invert, then bmm
-        Vn = U @ Linv.transpose(1, 2)  # U Lg^-T
-        V[:, :, B * s:B * (s + 1)] = Vn
-        M -= Vn @ (Linv @ Mg[cr, g])  # M - U D_g^-1 M_g
-        Vb = Vn.view(C, R, B, B)
-        D -= Vb @ Vb.transpose(2, 3)
-        removed[cr, g] = True
-        M.view(C, R, B, B)[cr, g] = 0.0
-    return order, incr
-
-
-def obs_first_costs(H: torch.Tensor, Bm: torch.Tensor, block: int) -> torch.Tensor:
-    """The loss increase of removing each block alone from the least-squares optimum (C, R): the first step of
-    ``obs_paths`` for every block, used as a cheap loss curve for allocating sparsity across layers."""
-    B = block
-    p, K = Bm.shape
-    R, C = p // B, K // B
-    Hinv = torch.linalg.inv(H.double())
-    M = (Hinv @ Bm.double()).reshape(R, B, C, B).permute(2, 0, 1, 3)  # (C, R, B, B)
-    ar = torch.arange(R, device=H.device)
-    L = torch.linalg.cholesky(0.5 * (Hinv.view(R, B, R, B)[ar, :, ar, :] + Hinv.view(R, B, R, B)[ar, :, ar, :]
-                                     .transpose(1, 2)))
-    return 0.5 * (M * torch.cholesky_solve(M, L.expand(C, R, B, B))).sum(dim=(2, 3))
-
-
-def merge_paths(incr: torch.Tensor) -> tuple:
-    """Merge per-column removal paths into one non-decreasing sequence of marginal costs.
-
-    Increments along a path are made non-decreasing (running max), so sorting all (column, step) pairs by them
-    (ties by step) takes a prefix of every column's path: the first m entries say how many blocks each column
-    block gives up when the layer gives up m.  Returns (sorted marginal costs, column of each entry).
-    """
-    C, S = incr.shape
-    adj = torch.cummax(incr.cpu(), dim=1).values
-    steps = torch.arange(S).expand(C, S)
-    cols = torch.arange(C)[:, None].expand(C, S)
-    key = np.lexsort((steps.reshape(-1).numpy(), adj.reshape(-1).numpy()))
-    key = torch.from_numpy(key)
-    return adj.reshape(-1)[key], cols.reshape(-1)[key]
-
-
-def _refit(H, Bm, keep_mask, block):
-    """Exact least-squares refit of the kept blocks, column block by column block (float64)."""
-    p, K = Bm.shape
-    R, C = keep_mask.shape
-    Mhat = torch.zeros(p, K, dtype=torch.float64, device=H.device)
-    Hd, Bd = H.double(), Bm.double()
-    for j in range(C):
-        rows = keep_mask[:, j].repeat_interleave(block)
-        if not rows.any():
-            continue
-        idx = rows.nonzero().squeeze(1)
-        cs = slice(j * block, (j + 1) * block)
-        Hk = Hd[idx][:, idx]
-        Mhat[idx, cs] = torch.cholesky_solve(Bd[idx, cs], torch.linalg.cholesky(Hk))
-    return Mhat
-
-
 def _select_layer(H, Bm, t: LayerTiling, n_remove: int, method: str):
     """Keep-mask (R, C) and refit matrix for one layer, removing ``n_remove`` blocks (the one place a solver is
     chosen; a ``groupsparse.select`` method name goes to groupsparse)."""
     R, C = t.grid
     B = t.block
     k = t.n_blocks - n_remove
-    if method == "obs":
-        # lock-step path length: enough for an uneven split across column blocks (a column block gives up at
-        # most ``steps`` blocks; the merge takes the rest elsewhere)
-        order, incr = obs_paths(H, Bm, B, _obs_steps(R, C, n_remove))
-        _, col = merge_paths(incr)
-        counts = torch.bincount(col[:n_remove], minlength=C)
-        keep = torch.ones(R, C, dtype=torch.bool)
-        for j in range(C):
-            keep[order[j, :counts[j]].cpu(), j] = False
-        return keep, _refit(H, Bm, keep, B)
+    if method == "obs":  # groupsparse.selection.obs: merged lock-step group OBS paths, then the exact refit
+        keep = obs_keep(H, Bm, B, n_remove).cpu()
+        return keep, gram_refit(H, Bm, keep, block=B, dtype=torch.float64)
     if method == "seqobs":
         from groupsparse.selection.sequential_obs import seqobs
         r = seqobs(H, B=Bm, block=B, n_remove=n_remove, **SEQOBS_OPTIONS)
@@ -277,19 +175,6 @@ def _select_layer(H, Bm, t: LayerTiling, n_remove: int, method: str):
     keep[torch.as_tensor(np.asarray(sol.support), dtype=torch.long)] = True
     coef = torch.as_tensor(np.asarray(sol.coef), dtype=torch.float64).reshape(Bm.shape)
     return keep.reshape(R, C), coef
-
-
-def _obs_steps(R, C, n_remove):
-    """Lock-step path length of ``obs_paths``: enough for an uneven split across column blocks (a column block gives
-    up at most ``steps`` blocks; the merge takes the rest elsewhere)."""
-    return min(R, max(int(np.ceil(1.6 * n_remove / C)), int(np.ceil(n_remove / C)) + 2))
-
-
-def obs_memory_bytes(p: int, K: int, block: int, n_remove: int) -> int:
-    """Working memory of the exact path on a (p, K) layer (float64): the stacked downdates V (C, p, B * steps) of
-    ``obs_paths``, H^-1 and its copies, the per-column-block optimum and the refit."""
-    R, C = p // block, K // block
-    return 8 * (C * p * block * _obs_steps(R, C, n_remove) + 3 * p * p + 4 * p * K)
 
 
 def layer_method(method: str, p: int, K: int, block: int, n_remove: int, max_memory=None) -> str:
@@ -342,7 +227,7 @@ def _baseline(H, Mdense, t: LayerTiling, k: int, method: str, Bm):
     keep[torch.topk(score.reshape(-1), k).indices] = True
     keep = keep.reshape(R, C)
     if method == "activation_refit":
-        return keep, _refit(H, Bm, keep, B)
+        return keep, gram_refit(H, Bm, keep, block=B, dtype=torch.float64)
     return keep, (Mdense * keep.repeat_interleave(B, 0).repeat_interleave(B, 1)).double()
 
 
@@ -791,7 +676,7 @@ def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str 
                     Hd, Bp, H, Mdp = (x.to(dev) for x in (Hd, Bp, H, Mdp))
                 if keep is not None:
                     kept = keep[t.name]
-                    Mhat = _refit(Hd, Bp, kept.to(Hd.device), t.block)
+                    Mhat = gram_refit(Hd, Bp, kept, block=t.block, dtype=torch.float64)
                 elif m_run in ("magnitude", "activation", "activation_refit"):
                     kept, Mhat = _baseline(Hd, Mdp, t, t.n_blocks - r, m_run, Bp)
                 elif m_run in _SINGLE_WEIGHT:

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from nn_bridge.models import MLP, SmallCNN
-from nn_bridge.oneshot import _refit, layer_inputs, merge_paths, obs_paths, oneshot_prune
+from groupsparse.selection.obs import gram_refit, merge_paths, obs_paths
+from nn_bridge.oneshot import layer_inputs, oneshot_prune
 from nn_bridge.tiling import weight_to_matrix
 
 
@@ -22,10 +23,10 @@ def test_obs_path_increments_are_exact_refit_loss_differences():
         return 0.5 * (M * (H @ M)).sum() - (M * Bm).sum()
 
     keep = torch.ones(p // B, K // B, dtype=torch.bool)
-    prev = loss(_refit(H, Bm, keep, B))
+    prev = loss(gram_refit(H, Bm, keep, block=B))
     for s in range(7):
         keep[order[:, s], torch.arange(K // B)] = False
-        cur = loss(_refit(H, Bm, keep, B))
+        cur = loss(gram_refit(H, Bm, keep, block=B))
         assert float(cur - prev) == pytest.approx(float(incr[:, s].sum()), rel=1e-8, abs=1e-10)
         prev = cur
     # merged costs are non-decreasing and take a prefix of each column's path

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from nn_bridge.nm import is_nm
-from nn_bridge.nm.oneshot import gram_nm_groups, nm_oneshot, project_nm, refit_nm, solve_nm_layer
+from groupsparse.selection.obs import gram_refit
+from nn_bridge.nm.oneshot import gram_nm_groups, nm_oneshot, project_nm, solve_nm_layer
 
 
 def _problem(p, K, n_samples=200, seed=0, corr=0.6):
@@ -73,7 +74,7 @@ def test_projection_matches_groups_definition():
 def test_refit_is_least_squares_on_support():
     H, Bm, Wd, c = _problem(16, 4, seed=3)
     _, keep = project_nm(Wd, 2, 4)
-    beta = refit_nm(H, Bm, keep)
+    beta = gram_refit(H, Bm, keep)
     g = (H @ beta - Bm)
     assert float(g[keep].abs().max()) < 1e-9  # stationarity on the support
     assert bool((beta[~keep] == 0).all())

@@ -33,9 +33,9 @@ Methods (``method``):
 * ``'sparsegpt'`` / ``'wanda'`` -- the papers' N:M methods (Frantar & Alistarh 2023; Sun et al. 2023) on the raw
   calibration Gram and the dense weights.
 
-The exact refit solves H[S_k, S_k] beta_S = Bm[S_k, k] for every output k with its own support S_k (batched
-Cholesky, in chunks of outputs).  ``c = ||X_d M_d||^2 / 2n`` makes the objective the layer's reconstruction error
-/ 2, so ``objective / c`` is the relative output error reported per layer.
+The exact refit (``groupsparse.selection.obs.gram_refit``) solves H[S_k, S_k] beta_S = Bm[S_k, k] for every output
+k with its own support S_k (batched Cholesky, in chunks of outputs).  ``c = ||X_d M_d||^2 / 2n`` makes the objective
+the layer's reconstruction error / 2, so ``objective / c`` is the relative output error reported per layer.
 """
 from __future__ import annotations
 
@@ -48,12 +48,13 @@ from torch import nn
 
 from groupsparse import Groups
 from groupsparse._validation import check_nonneg
+from groupsparse.selection.obs import gram_refit
 
 from .groups import NMPattern
 from .presets import select_layers
 from .pruner import measure_nm
 
-__all__ = ["nm_oneshot", "solve_nm_layer", "project_nm", "refit_nm", "gram_nm_groups", "NMOneShotResult",
+__all__ = ["nm_oneshot", "solve_nm_layer", "project_nm", "gram_nm_groups", "NMOneShotResult",
            "ONESHOT_METHODS"]
 
 ONESHOT_METHODS = ("magnitude", "magnitude_refit", "obs", "iht", "seqobs", "sparsegpt", "wanda")
@@ -98,27 +99,6 @@ def project_nm(beta: torch.Tensor, n: int, m: int, score: torch.Tensor | None = 
     return beta * keep, keep
 
 
-def refit_nm(H: torch.Tensor, Bm: torch.Tensor, keep: torch.Tensor, chunk_bytes: float = 2e8) -> torch.Tensor:
-    """Exact least squares on each column's support (all columns have the same support size s = p N / M)."""
-    p, K = Bm.shape
-    s = int(keep[:, 0].sum())
-    rows = torch.argsort((~keep).to(torch.int8), dim=0, stable=True)[:s].t()  # (K, s) kept row ids, sorted
-    out = torch.zeros_like(Bm)
-    step = max(1, int(chunk_bytes // max(s * s * H.element_size(), 1)))
-    for a in range(0, K, step):
-        r = rows[a:a + step]                                          # (c, s)
-        Hs = H[r[:, :, None], r[:, None, :]]                           # (c, s, s)
-        cols = torch.arange(a, a + r.shape[0], device=H.device)
-        bs = Bm[r, cols[:, None]]                                      # (c, s)
-        L, info = torch.linalg.cholesky_ex(Hs)
-        if bool((info > 0).any()):
-            sol = torch.linalg.lstsq(Hs, bs.unsqueeze(-1)).solution.squeeze(-1)
-        else:
-            sol = torch.cholesky_solve(bs.unsqueeze(-1), L).squeeze(-1)
-        out[r, cols[:, None]] = sol
-    return out
-
-
 def _obs_nm(H, Bm, n, m):
     """SparseGPT-style N:M selection (see the module docstring); returns the keep mask (p, K)."""
     p, K = Bm.shape
@@ -158,7 +138,7 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
             raise ValueError("Md: the magnitude methods need the dense matrix")
         beta, keep = project_nm(Md.to(Bm.dtype), n, m)
         if method == "magnitude_refit":
-            beta = refit_nm(H, Bm, keep)
+            beta = gram_refit(H, Bm, keep)
         return beta, keep, {"objective": value(beta), "history": hist}
     if method in _SEQUENTIAL:
         from groupsparse.selection import sequential_obs
@@ -171,7 +151,7 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
             r = getattr(sequential_obs, method)(H, Md.to(H.dtype), nm=(n, m))
         return r.coef, r.keep, {"objective": value(r.coef), "history": hist}
     keep = _obs_nm(H, Bm, n, m)
-    beta = refit_nm(H, Bm, keep)
+    beta = gram_refit(H, Bm, keep)
     best = (value(beta), beta, keep)
     hist.append(best[0])
     if method == "iht":
@@ -181,7 +161,7 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
             for _ in range(iters):
                 HW = loss.init_state(b)
                 b, kp = project_nm(b - loss.full_grad(HW, b) / L, n, m)
-            b = refit_nm(H, Bm, kp)
+            b = gram_refit(H, Bm, kp)
             v = value(b)
             hist.append(v)
             if v < best[0] - 1e-12 * abs(best[0]):
