@@ -17,11 +17,12 @@ Methods (``method``):
 
 * ``'magnitude'``        -- top-N |w| of each group, no refit: the usual magnitude 2:4 baseline;
 * ``'magnitude_refit'``  -- the magnitude support, then the exact refit (separates selection from refit);
-* ``'obs'``              -- SparseGPT-style N:M Optimal Brain Surgeon: sweep the inputs in order; at the start of
-  each M-group choose, per output, the N weights with the largest OBS saliency w^2 / [H^-1]_ii^2 (the error of
-  removing one weight given the others re-optimized), zero the rest and push the error onto the not-yet-visited
-  inputs through the Cholesky factor of H^-1; then the exact refit on the chosen support.  Starts from the
-  unconstrained optimum beta* = H^-1 Bm, which is exact for the objective since Bm = H beta*.
+* ``'obs'``              -- SparseGPT-style N:M Optimal Brain Surgeon (``sequential_obs.sparsegpt`` of groupsparse
+  on the damped H, no further damping): sweep the inputs in order; at the start of each M-group choose, per output,
+  the N weights with the largest OBS saliency w^2 / [U_ii]^2 (H^-1 = U^T U; the error of removing one weight given
+  the later ones re-optimized), zero the rest and push the error onto the not-yet-visited inputs through U; then
+  the exact refit on the chosen support.  Starts from the unconstrained optimum beta* = H^-1 Bm, which is exact
+  for the objective since Bm = H beta*.
 * ``'iht'`` (default)    -- starts from the ``'obs'`` solution and alternates rounds of iterative hard
   thresholding (beta <- P_NM(beta - grad / L), step 1/L with L = lambda_max(H); P_NM keeps the N largest |.| of
   every group, the exact Euclidean projection onto the N:M set) with exact refits, keeping the best iterate.  With
@@ -46,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from groupsparse import Groups
+from groupsparse import GramLeastSquares, Groups
 from groupsparse._validation import check_nonneg
 from groupsparse.selection.obs import gram_refit
 
@@ -59,27 +60,6 @@ __all__ = ["nm_oneshot", "solve_nm_layer", "project_nm", "gram_nm_groups", "NMOn
 
 ONESHOT_METHODS = ("magnitude", "magnitude_refit", "obs", "iht", "seqobs", "sparsegpt", "wanda")
 _SEQUENTIAL = ("seqobs", "sparsegpt", "wanda")  # groupsparse.selection.sequential_obs; the last two take the raw H
-
-
-def _gram_loss(H, Bm, c=0.0):
-    """The groupsparse Gram-form least squares (value / gradient), or a local stand-in if it is absent."""
-    try:
-        from groupsparse import GramLeastSquares
-        return GramLeastSquares(H, Bm, c)
-    except ImportError:  # pragma: no cover - older groupsparse
-        class _L:
-            def __init__(s, H, B, c):
-                s.H, s.B, s.c = H, B, c
-
-            def init_state(s, W):
-                return s.H @ W
-
-            def state_value(s, HW, W):
-                return float(0.5 * (W * HW).sum() - (W * s.B).sum() + s.c)
-
-            def full_grad(s, HW, W):
-                return HW - s.B
-        return _L(H, Bm, c)
 
 
 def gram_nm_groups(p: int, K: int, m: int) -> Groups:
@@ -99,25 +79,6 @@ def project_nm(beta: torch.Tensor, n: int, m: int, score: torch.Tensor | None = 
     return beta * keep, keep
 
 
-def _obs_nm(H, Bm, n, m):
-    """SparseGPT-style N:M selection (see the module docstring); returns the keep mask (p, K)."""
-    p, K = Bm.shape
-    W = torch.linalg.solve(H, Bm).t().contiguous()                    # (K, p): the unconstrained optimum
-    Hinv = torch.cholesky_inverse(torch.linalg.cholesky(H))
-    U = torch.linalg.cholesky(Hinv, upper=True)                       # upper factor of H^-1
-    keep = torch.zeros(K, p, dtype=torch.bool, device=H.device)
-    d = U.diagonal()
-    for j in range(0, p, m):
-        sal = W[:, j:j + m].pow(2) / d[j:j + m].pow(2)
-        idx = torch.topk(sal, n, dim=1).indices
-        keep[:, j:j + m].scatter_(1, idx + 0, True)
-        for i in range(j, j + m):
-            w = W[:, i]
-            err = (w - w * keep[:, i]) / U[i, i]
-            W[:, i:] -= err[:, None] * U[i, i:][None, :]
-    return keep.t()
-
-
 @torch.no_grad()
 def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: float = 0.0, rounds: int = 3,
                    iters: int = 30):
@@ -130,7 +91,7 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
     p, K = Bm.shape
     if p % m:
         raise ValueError(f"M={m} does not divide the layer's {p} inputs")
-    loss = _gram_loss(H, Bm, c)
+    loss = GramLeastSquares(H, Bm, c)
     value = lambda b: loss.state_value(loss.init_state(b), b)  # noqa: E731
     hist = []
     if method.startswith("magnitude"):
@@ -150,12 +111,14 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
         else:
             r = getattr(sequential_obs, method)(H, Md.to(H.dtype), nm=(n, m))
         return r.coef, r.keep, {"objective": value(r.coef), "history": hist}
-    keep = _obs_nm(H, Bm, n, m)
+    # SparseGPT's N:M sweep (no damping of its own: H is damped) from the unconstrained optimum H^-1 Bm
+    from groupsparse.selection.sequential_obs import sparsegpt
+    keep = sparsegpt(H, gram_refit(H, Bm, torch.ones_like(Bm, dtype=torch.bool)), nm=(n, m), damp=0.0).keep
     beta = gram_refit(H, Bm, keep)
     best = (value(beta), beta, keep)
     hist.append(best[0])
     if method == "iht":
-        L = float(torch.linalg.eigvalsh(H)[-1])
+        L = loss.global_lipschitz()
         for _ in range(rounds):
             b = best[1]
             for _ in range(iters):
