@@ -422,3 +422,14 @@ def test_lam_zero_with_exactly_duplicated_columns_and_tiny_y_is_the_lstsq_minimu
     ref = _ls_objective(X, y)
     assert sol.objective <= ref * (1 + 1e-9)
     assert np.max(np.abs(sol.coef)) < 1e-6  # the min-norm solution, not +-2.7e6
+
+
+@pytest.mark.parametrize("method", ["local_search", "exact"])
+def test_swap_polishing_on_a_rank_deficient_support_does_not_crash(method):
+    # found by tests/test_fuzz_core.py: n = 1 sample, a 2-group support -> H_AA singular (LinAlgError)
+    X = np.array([[1.25730221e-09, -1.32104863e-09, 6.40422650e-09]])
+    y = np.array([7.06727321e-09])
+    ones = gs.Groups.from_sizes([1, 1, 1])
+    with time_limit(20):
+        sol = gs.select(gs.LeastSquares(X, y), ones, 2, method=method)
+    assert sol.objective <= 1e-12 * float(y @ y)  # one sample: any nonzero column fits it exactly

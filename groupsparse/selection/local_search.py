@@ -110,7 +110,10 @@ def swap_polish(bp, k, S, W, val, *, n_candidates=None, max_iter=50, tol=1e-12, 
         GA = HA[: A.size].copy()
         d = np.where(A < bp.p, ridge, 0.0)
         GA[np.diag_indices_from(GA)] += d
-        Ginv = np.linalg.inv(GA)
+        try:
+            Ginv = np.linalg.inv(GA)
+        except np.linalg.LinAlgError:  # a rank-deficient support (n < its size): the swap algebra needs H_AA^-1
+            break
         beta = Ginv @ b[: A.size]
         r = b - HA @ beta  # negative gradient (outside A)
         E = HA @ Ginv
@@ -123,7 +126,10 @@ def swap_polish(bp, k, S, W, val, *, n_candidates=None, max_iter=50, tol=1e-12, 
         for j, rj in zip(S, rows_of):
             idx = np.arange(off, off + rj.size)
             off += rj.size
-            Tj = np.linalg.inv(Ginv[np.ix_(idx, idx)])
+            try:
+                Tj = np.linalg.inv(Ginv[np.ix_(idx, idx)])
+            except np.linalg.LinAlgError:
+                continue
             bj = beta[idx]
             Ej = Eg[:, :, idx]
             M = base + (Ej @ Tj) @ np.swapaxes(Ej, 1, 2)
