@@ -27,13 +27,37 @@ def _check_solver(solver, prob):
 _STOPS = ("auto", "kkt")
 
 
+def _host_loss(loss):
+    """(loss on host numpy arrays, native GramLeastSquares or None).  The convex solvers (bcd, fista) and the path
+    run on numpy: a GramLeastSquares on torch tensors (any device, float32/64) is copied to float64 numpy once and
+    the answer comes back in ``info['coef_native']`` in the input's array type, dtype and device.  (An array-API
+    BCD that stays on the device is not written yet.)"""
+    from .losses import GramLeastSquares
+    if not isinstance(loss, GramLeastSquares) or isinstance(loss.H, np.ndarray):
+        return loss, None
+    host = GramLeastSquares(np.asarray(to_numpy(loss.H), float), np.asarray(to_numpy(loss.B), float), loss.c,
+                            loss.ridge)
+    return host, loss
+
+
+def _native(sol, native):
+    """Attach the coefficients in the native loss's array type (see ``_host_loss``)."""
+    if native is not None:
+        xp, H = native.xp, native.H
+        import array_api_compat
+        sol.info["coef_native"] = xp.asarray(sol.coef, dtype=H.dtype, device=array_api_compat.device(H))
+    return sol
+
+
 def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=None, max_time=None,
           warm_start=None, warm_intercept=None, verbose=False, **options) -> Solution:
     """Minimise loss(beta) + penalty(beta) over the group structure ``groups``.
 
     Parameters
     ----------
-    loss : LeastSquares, Logistic, Multinomial or GramLeastSquares.
+    loss : LeastSquares, Logistic, Multinomial or GramLeastSquares (H, B may be torch tensors on any device: the
+        solve runs on a float64 host copy, the coefficients also come back as ``info['coef_native']`` in H's
+        array type, dtype and device).
     penalty : GroupLasso, SparseGroupLasso, GroupMCP, GroupSCAD, GroupLogSum, GroupBridge, ExpMaskPenalty or
         CompositePenalty.
     groups : a Groups, an int (equal consecutive groups), one label per feature, a list of group sizes (any
@@ -51,6 +75,7 @@ def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=N
     (``solvers/lstsq.py``), whatever the solver.  Returns a ``Solution`` with coef, intercept, support, objective
     and certificate.
     """
+    loss, native = _host_loss(loss)
     prob = Problem(loss, penalty, groups)
     tol = check_tol(tol)
     name = _check_solver(solver, prob)
@@ -66,8 +91,8 @@ def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=N
     if kw.get("stop", "auto") not in _STOPS:
         raise ValueError(f"stop: expected one of {list(_STOPS)}, got {kw['stop']!r}")
     if prob.unpenalized and hasattr(loss, "solve_rows"):
-        return least_squares(prob, W0, tol=tol, verbose=verbose)
-    return SOLVERS[name](prob, W0, tol=tol, verbose=verbose, **kw)
+        return _native(least_squares(prob, W0, tol=tol, verbose=verbose), native)
+    return _native(SOLVERS[name](prob, W0, tol=tol, verbose=verbose, **kw), native)
 
 
 def lambda_max(loss, penalty: Penalty, groups) -> float:
@@ -78,6 +103,7 @@ def lambda_max(loss, penalty: Penalty, groups) -> float:
     solves the scalar condition ||ST(grad_g, lam l1_ratio)|| <= lam (1 - l1_ratio) w_g by bisection.
     """
     check_instance(penalty, "penalty", Penalty, _PENALTY_KINDS)
+    loss, _ = _host_loss(loss)
     prob = Problem(loss, penalty.with_lam(1.0), groups)
     W = _fit_free(prob)
     G = np.asarray(to_numpy(loss.full_grad(loss.init_state(W), W)), float).ravel()
@@ -130,10 +156,11 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
     """
     check_instance(penalty, "penalty", Penalty, _PENALTY_KINDS)
     progress = check_bool(progress, "progress")
+    host, native = _host_loss(loss)  # copied once for the whole path (each solve then finds numpy arrays)
     if lambdas is None:
         n_lambdas = check_positive_int(n_lambdas, "n_lambdas")
         lambda_min_ratio = check_open_unit(lambda_min_ratio, "lambda_min_ratio")
-        lmax = lambda_max(loss, penalty, groups)
+        lmax = lambda_max(host, penalty, groups)
         lambdas = lmax * np.geomspace(1.0, lambda_min_ratio, n_lambdas)
     lambdas = _as_array(lambdas, "lambdas")
     if lambdas.ndim != 1 or lambdas.size == 0 or lambdas.dtype.kind not in "iuf" or \
@@ -141,7 +168,7 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
         raise ValueError(f"lambdas: must be a non-empty 1-D sequence of finite values >= 0, got "
                          f"{np.array2string(lambdas, threshold=6)}")
     lambdas = lambdas.astype(float)
-    key = _checkpoint_key(checkpoint, loss, penalty, groups, lambdas, solver=solver, tol=tol, **options) \
+    key = _checkpoint_key(checkpoint, host, penalty, groups, lambdas, solver=solver, tol=tol, **options) \
         if checkpoint is not None else None
     sols = _load_checkpoint(checkpoint, lambdas, key) if checkpoint is not None else []
     warm, warm_b = (sols[-1].coef, sols[-1].intercept) if sols else (None, None)
@@ -154,10 +181,10 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
     for i in it:
         if deadline is not None:  # past it, each remaining lambda costs one certificate (converged=False)
             options["max_time"] = max(deadline - time.perf_counter(), 1e-9)
-        sol = solve(loss, penalty.with_lam(lambdas[i]), groups, solver=solver, tol=tol, warm_start=warm,
+        sol = solve(host, penalty.with_lam(lambdas[i]), groups, solver=solver, tol=tol, warm_start=warm,
                     warm_intercept=warm_b, verbose=verbose, **options)
         sol.lam = float(lambdas[i])
-        sols.append(sol)
+        sols.append(_native(sol, native))
         warm, warm_b = sol.coef, sol.intercept
         if checkpoint is not None:
             _save_checkpoint(checkpoint, lambdas, sols, key)

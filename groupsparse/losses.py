@@ -295,7 +295,9 @@ class _GLM(Loss):
 
 
 class LeastSquares(_GLM):
-    """(1/2n) ||Y - X W||^2 (+ ridge/2 ||W||^2).  y: (n,) or (n, K) real."""
+    """(1/2n) ||Y - X W||^2 (+ ridge/2 ||W||^2).  y: (n,) or (n, K) real.  X, y are held as numpy / scipy arrays:
+    torch tensors are copied to the host (float64); for a problem that stays on its device use the Gram form,
+    ``GramLeastSquares`` (``select`` runs on it natively)."""
     curvature = 1.0
     dual_modulus = 1.0
 
