@@ -2,11 +2,10 @@
 
 (a) l0bnb's own problem, size-1 groups: ``l0bnb.gen_synthetic(n=1000, p=10000, supp_size=10, rho=0.1, snr=5)``,
     data centered and normalised as ``l0bnb.fit_path`` does, lambda_2 = 0.01 (its default).  l0bnb solves
-    1/2 ||y - X b||^2 + lambda_0 ||b||_0 + lambda_2 ||b||^2 with |b_i| <= M (its big-M, 1.2 x the warm start's
-    largest coefficient) along a lambda_0 path up to 10 nonzeros; we solve the budget form
-    1/(2n) ||y - X b||^2 + ridge/2 ||b||^2, ||b||_0 <= k, ridge = 2 lambda_2 / n (the same objective / n, no big-M)
-    with k = the number of nonzeros of l0bnb's last path solution.  Compared: objective without the lambda_0 term
-    (times n, l0bnb's scale), time, and each side's certificate.
+    1/2 ||y - X b||^2 + lambda_0 ||b||_0 + lambda_2 ||b||^2 with |b_i| <= M (``BNBTree.solve``; lambda_0 and M
+    as in ``l0bnb_case``); we solve the budget form 1/(2n) ||y - X b||^2 + ridge/2 ||b||^2, ||b||_0 <= k,
+    ridge = 2 lambda_2 / n (the same objective / n, no big-M) with k = l0bnb's number of nonzeros.  Compared:
+    objective without the lambda_0 term (times n, l0bnb's scale), time, and each side's certificate.
 (b) bench_select.py's I1 / I2 families (AR(1) designs, 1000 groups of 5) with LeastSquares(X, y, ridge=r),
     r = 1e-3 x the mean column norm squared (the literal reading: 1e-3 x mean ||X_j||^2 ~ 0.4 here, i.e. 0.4 x the
     Hessian diagonal ||X_j||^2 / n), 60 s each; and the scale-free reading r = 1e-3 x mean ||X_j||^2 / n on the
@@ -34,8 +33,21 @@ from benchmarks.common import machine_info, print_banner, write_json  # noqa: E4
 OUT = os.path.join(os.path.dirname(__file__), "results", "bnb.json")
 
 
+def _ours(xc, yc, lam2, k, max_time):
+    n, p = xc.shape
+    loss = gs.LeastSquares(xc, yc, ridge=2 * lam2 / n, fit_intercept=False)
+    t = time.perf_counter()
+    ours = select(loss, gs.Groups.from_sizes([1] * p), k, method="bnb", gap_tol=1e-4, max_time=max_time)
+    return ours, time.perf_counter() - t
+
+
 def l0bnb_case(n, p, max_time):
-    """(a): both sides in this process on the same data."""
+    """(a): both sides in this process on the same data.  l0bnb.fit_path's automatic lambda_0 grid spent its
+    per-lambda_0 time limit on every lambda_0 of the 1-nonzero end of the path on smaller versions of this
+    problem (n=300, p=1000: 6 lambda_0's x 20 s; n=60, p=200: 22 x 30 s, still 1 nonzero), so lambda_0 is set
+    directly: between the loss decreases of the 10th and 11th feature of the budget path (local search at
+    k = 9, 10, 11), where the L0 penalty's optimum has 10 nonzeros; big-M = 1.2 x the warm start's largest
+    |coefficient| (fit_path's rule), warm start = local search's k = 10 solution."""
     if not hasattr(np, "Inf"):  # l0bnb 1.0.0 (its latest release) uses np.Inf, an alias NumPy 2.0 removed
         np.Inf = np.inf
     import l0bnb
@@ -44,56 +56,47 @@ def l0bnb_case(n, p, max_time):
     lam2 = 0.01
     xc, yc, *_ = process_data(x, y, True, True)
     xc = np.asfortranarray(xc)
-    # warm-up (numba compilation on both sides is not timed)
-    l0bnb.fit_path(x[:60, :200], y[:60], lambda_2=lam2, max_nonzeros=2, time_limit=30)
-    select(gs.LeastSquares(xc[:60, :50], yc[:60], ridge=0.1, fit_intercept=False), 50, 2, method="bnb")
-    t = time.perf_counter()
-    sols = l0bnb.fit_path(x, y, lambda_2=lam2, max_nonzeros=10, time_limit=max_time / 2)
-    t_path = time.perf_counter() - t
-    last = sols[-1]
-    # back to the normalised scale l0bnb optimises in (fit_path returns unscaled coefficients)
-    mult = np.linalg.norm(y - y.mean()) / np.linalg.norm(x - x.mean(axis=0), axis=0)
-    b_l0 = last["B"] / mult
-    k = int(np.count_nonzero(b_l0))
+    loss = gs.LeastSquares(xc, yc, ridge=2 * lam2 / n, fit_intercept=False)
+    groups = gs.Groups.from_sizes([1] * p)
+    heur = {kk: select(loss, groups, kk, method="local_search") for kk in (9, 10, 11)}
+    fk = {kk: h.objective * n for kk, h in heur.items()}
+    d10, d11 = fk[9] - fk[10], fk[10] - fk[11]
+    lam0 = float(np.sqrt(d10 * d11)) if d10 > d11 > 0 else 0.5 * d10
+    warm = heur[10].coef.copy()
+    M = 1.2 * float(np.max(np.abs(warm)))
 
     def f(b):  # l0bnb's objective without the lambda_0 term
         r = yc - xc @ b
         return 0.5 * float(r @ r) + lam2 * float(b @ b)
 
-    # l0bnb's single solve at the last lambda_0 (warm start: the previous path solution), at its default gap_tol
-    # and at ours, timed alone
+    # warm-up (numba compilation on both sides is not timed)
+    l0bnb.BNBTree(xc[:, :50], yc).solve(lam0, lam2, M, gap_tol=1e-2, time_limit=20)
+    select(gs.LeastSquares(xc[:, :50], yc, ridge=0.1, fit_intercept=False), gs.Groups.from_sizes([1] * 50), 2,
+           method="bnb", max_time=20)
     singles = {}
     for gt in (1e-2, 1e-4):
-        warm = sols[-2]["B"] / mult if len(sols) > 1 else None
         tree = l0bnb.BNBTree(xc, yc)
         t = time.perf_counter()
-        sol = tree.solve(last["lambda_0"], lam2, last["M"], gap_tol=gt, warm_start=warm,
-                          time_limit=max_time / 2)
+        sol = tree.solve(lam0, lam2, M, gap_tol=gt, warm_start=warm, time_limit=max_time)
         singles[str(gt)] = {"time_s": time.perf_counter() - t, "objective": f(sol.beta),
                             "nnz": int(np.count_nonzero(sol.beta)), "gap": float(sol.gap),
                             "support": np.flatnonzero(sol.beta).tolist()}
-    loss = gs.LeastSquares(xc, yc, ridge=2 * lam2 / n, fit_intercept=False)
-    t = time.perf_counter()
-    ours = select(loss, gs.Groups.from_sizes([1] * p), k, method="bnb", gap_tol=1e-4, max_time=max_time)
-    t_ours = time.perf_counter() - t
+        print(f"(a) l0bnb gap_tol {gt}: {singles[str(gt)]['time_s']:.1f}s objective {f(sol.beta):.10g} "
+              f"nnz {singles[str(gt)]['nnz']} gap {float(sol.gap):.3g}", flush=True)
+    k = singles["0.0001"]["nnz"] or 10
+    ours, t_ours = _ours(xc, yc, lam2, k, max_time)
     obj_ours = ours.objective * n
     out = {"setting": f"gen_synthetic(n={n}, p={p}, supp_size=10, rho=0.1, snr=5, seed=1), lambda_2={lam2}, "
-                      f"k={k} (l0bnb path's last solution), ridge = 2 lambda_2 / n",
-           "l0bnb_path": {"time_s": t_path, "n_solutions": len(sols), "lambda_0": float(last["lambda_0"]),
-                          "time_limit_per_solution_s": max_time / 2,
-                          "time_exceeded": [bool(s_["Time_exceeded"]) for s_ in sols],
-                          "M": float(last["M"]), "objective": f(b_l0), "nnz": k,
-                          "support": np.flatnonzero(b_l0).tolist()},
+                      f"lambda_0={lam0:.6g}, M={M:.6g}, k={k}, ridge = 2 lambda_2 / n",
            "l0bnb_single_solve": singles,
            "ours": {"time_s": t_ours, "objective": obj_ours, "lower_bound": ours.lower_bound * n,
                     "gap": ours.info["gap"], "status": ours.info["status"], "n_nodes": ours.info["n_nodes"],
                     "support": ours.support.tolist(), "certified": ours.info["certified"]},
-           "true_support": np.flatnonzero(b_true).tolist()}
-    out["rel_diff_vs_l0bnb_path"] = (obj_ours - f(b_l0)) / f(b_l0)
-    print(f"(a) l0bnb path {t_path:.1f}s obj {f(b_l0):.10g} (nnz {k}); single solve gap_tol 1e-2 "
-          f"{singles['0.01']['time_s']:.1f}s, 1e-4 {singles['0.0001']['time_s']:.1f}s "
-          f"obj {singles['0.0001']['objective']:.10g}; ours {t_ours:.1f}s obj {obj_ours:.10g} gap {ours.info['gap']:.3g} "
-          f"({ours.info['status']}, {ours.info['n_nodes']} nodes); rel diff {out['rel_diff_vs_l0bnb_path']:.2e}",
+           "local_search_k9_10_11": fk, "true_support": np.flatnonzero(b_true).tolist()}
+    ref = singles["0.0001"]["objective"]
+    out["rel_diff_vs_l0bnb_1e-4"] = (obj_ours - ref) / ref
+    print(f"(a) ours k={k}: {t_ours:.1f}s objective {obj_ours:.10g} gap {ours.info['gap']:.3g} "
+          f"({ours.info['status']}, {ours.info['n_nodes']} nodes); rel diff vs l0bnb {out['rel_diff_vs_l0bnb_1e-4']:.2e}",
           flush=True)
     return out
 
