@@ -59,6 +59,8 @@ def _cholesky_ok(xp, A, pivots=True):
         d = to_numpy(xp.abs(xp.linalg.diagonal(L)))
         with np.errstate(invalid="ignore"):
             ok &= np.isfinite(d).all(axis=-1) & (d.min(axis=-1) > 1e-6 * d.max(axis=-1))
+    if ok.all():
+        return L, ok
     eye = xp.eye(n, dtype=L.dtype, device=_device(L))
     okx = xp.asarray(ok, device=_device(L))
     return xp.where(okx[..., None, None], L, eye), ok
