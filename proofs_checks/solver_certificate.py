@@ -147,7 +147,7 @@ def _kkt_check(params, scale_wrong=1.0):
         lam = params["lam_ratio"] * gs.lambda_max(loss, Ref(params["pen"], 1.0, params["a"]).lib, groups)
     ref = Ref(params["pen"], lam, params["a"])
     cap = dict(max_iter=30) if params["solver"] == "bcd" else dict(max_iter=3000)  # bounded cost, converged or not
-    sol = gs.solve(loss, ref.lib, groups, solver=params["solver"], tol=1e-9, stop="kkt", warm_start=warm, **cap)
+    sol = gs.solve(loss, ref.lib, groups, solver=params["solver"], tol=1e-9, warm_start=warm, **cap)  # stop "auto"
     grad = loss.gradient(sol.coef)
     dist = float(np.max(ref.subdiff_distance(sol.coef, grad, groups))) * scale_wrong
     sg = max(1.0, float(np.max(groups.norms(loss.gradient(np.zeros(X.shape[1]))))))
@@ -171,7 +171,7 @@ register(Claim(
     name="solver_certificate.kkt",
     title="nonconvex penalties: the KKT certificate bounds the true subdifferential distance at the output",
     source=SOURCE, mark="D✓",
-    statement="solve(MCP|SCAD|composite, stop='kkt') reports a KKT residual >= max_g dist(-grad_g L, dP_g(beta)) at "
+    statement="solve(MCP|SCAD|composite) (default stop) reports a KKT residual >= max_g dist(-grad_g L, dP_g(beta)) at "
               "its output (reference subdifferential); when converged that distance is <= 1e3 tol x the gradient "
               "scale; bcd's objective never increases",
     assumptions="LS or logistic, no intercept, ridge 0 or 0.05, MCP gamma 1.05..5 / SCAD 2.05..6, 2..5 groups, "
@@ -179,7 +179,7 @@ register(Claim(
     strategy=_nc, check=_kkt_check,
     controls=[Control("residual x 1e4", "a reference residual inflated 1e4x must exceed the certificate", _nc,
                       lambda p: _kkt_check(p, scale_wrong=1e4), budget=60)],
-    under_test="groupsparse.solve(GroupMCP|GroupSCAD|CompositePenalty, solver='bcd'|'fista', stop='kkt') certificate, "
+    under_test="groupsparse.solve(GroupMCP|GroupSCAD|CompositePenalty, solver='bcd'|'fista', ) certificate, "
                "Problem.kkt, Problem.prox (composite tie guard)",
     cost=0.5,
 ))
