@@ -17,7 +17,7 @@ Selection (``method``):
   repeatedly drop the block whose removal raises the loss least, re-optimizing the rest exactly (group Optimal
   Brain Surgeon: increment 1/2 tr(M_g^T [H^-1]_gg^-1 M_g), rank-B downdate of H^-1).  The loss is separable over
   the column blocks of M (they share H), so all column blocks run in lock step as one batched computation
-  (one p x p inverse per column block, O(p^3) each for the whole path), and the per-column paths are merged by
+  (one shared p x p inverse, rank-B downdates per column block), and the per-column paths are merged by
   their loss increments: the layer's loss curve.  The kept blocks are then refit exactly (float64 solve).  The
   math is ``groupsparse.selection.obs`` (``obs_keep``, ``gram_refit``; ``select(..., method='obs')``).
 * ``'magnitude'`` / ``'activation'``: block Frobenius norm of M, or of X M_g (tr(M_g^T H_gg M_g)), no refit;
