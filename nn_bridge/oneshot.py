@@ -18,8 +18,8 @@ Selection (``method``):
   Brain Surgeon: increment 1/2 tr(M_g^T [H^-1]_gg^-1 M_g), rank-B downdate of H^-1).  The loss is separable over
   the column blocks of M (they share H), so all column blocks run in lock step as one batched computation
   (one shared p x p inverse, rank-B downdates per column block), and the per-column paths are merged by
-  their loss increments: the layer's loss curve.  The kept blocks are then refit exactly (float64 solve).  The
-  math is ``groupsparse.selection.obs`` (``obs_keep``, ``gram_refit``; ``select(..., method='obs')``).
+  their loss increments: the layer's loss curve.  The kept blocks are then refit exactly (float64 solve).  Each
+  layer goes to ``groupsparse.select(GramLeastSquares(H, Bm), groups, k, method='obs')`` (``selection/obs.py``).
 * ``'magnitude'`` / ``'activation'``: block Frobenius norm of M, or of X M_g (tr(M_g^T H_gg M_g)), no refit;
   ``'activation_refit'``: activation scores then the least-squares refit of the kept blocks.  (Baselines.)
 * ``'seqobs'``: the scalable sequential group OBS of ``groupsparse.selection.sequential_obs`` (one shared factor of
@@ -50,8 +50,7 @@ from torch import nn
 
 from groupsparse._validation import check_nonneg, check_positive_int, check_tol
 from groupsparse.schedules import check_sparsity
-from groupsparse.selection.obs import (gram_refit, merge_paths, obs_first_costs, obs_keep, obs_memory_bytes,
-                                       obs_paths)
+from groupsparse.selection.obs import gram_refit, merge_paths, obs_first_costs, obs_memory_bytes, obs_paths
 
 from . import masking
 from .calibration import check_batches, check_gram, run_batch
@@ -159,21 +158,19 @@ def _select_layer(H, Bm, t: LayerTiling, n_remove: int, method: str):
     R, C = t.grid
     B = t.block
     k = t.n_blocks - n_remove
-    if method == "obs":  # groupsparse.selection.obs: merged lock-step group OBS paths, then the exact refit
-        keep = obs_keep(H, Bm, B, n_remove).cpu()
-        return keep, gram_refit(H, Bm, keep, block=B, dtype=torch.float64)
     if method == "seqobs":
         from groupsparse.selection.sequential_obs import seqobs
         r = seqobs(H, B=Bm, block=B, n_remove=n_remove, **SEQOBS_OPTIONS)
         return r.keep.cpu(), r.coef
+    if k == 0:  # every block removed
+        return torch.zeros(R, C, dtype=torch.bool), torch.zeros(Bm.shape, dtype=torch.float64, device=H.device)
     import groupsparse
-    if not hasattr(groupsparse, "select"):
-        raise ValueError(f"method: {method!r} needs groupsparse.select, which this groupsparse lacks; use one of "
-                         f"{METHODS}")
+    # 'obs' (groupsparse.selection.obs: merged lock-step group OBS paths) and every other select method; the
+    # exact refit comes back on H's device (coef_native)
     sol = groupsparse.select(groupsparse.GramLeastSquares(H, Bm), t.groups(), k, method=method)
     keep = torch.zeros(t.n_blocks, dtype=torch.bool)
     keep[torch.as_tensor(np.asarray(sol.support), dtype=torch.long)] = True
-    coef = torch.as_tensor(np.asarray(sol.coef), dtype=torch.float64).reshape(Bm.shape)
+    coef = sol.info["coef_native"].reshape(Bm.shape).to(torch.float64)
     return keep.reshape(R, C), coef
 
 
