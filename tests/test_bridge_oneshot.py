@@ -238,3 +238,22 @@ def test_refine_bad_input():
     with pytest.raises(ValueError, match="^allocation: no prunable layer"):
         oneshot_prune(MLP(64, 128, 8), _calib(1), 0.5, 8, min_blocks=100, allocation={"nope": 0.5},
                       progress=False)
+
+
+def test_select_layer_obs_is_the_core_path_and_all_removed_is_zero():
+    """The bridge's 'obs' goes through groupsparse.select: the core's obs_keep + gram_refit exactly; removing every
+    block gives zeros without a solve."""
+    from groupsparse.selection.obs import obs_keep
+    from nn_bridge.oneshot import _select_layer
+    from nn_bridge.tiling import LayerTiling
+    torch.manual_seed(1)
+    t = LayerTiling("fc", (16, 24), 4)  # Linear(24 -> 16): matrix (24, 16), grid (6, 4)
+    X = torch.randn(100, 24, dtype=torch.float64)
+    H = X.T @ X / 100
+    Bm = H @ torch.randn(24, 16, dtype=torch.float64)
+    keep, coef = _select_layer(H, Bm, t, 10, "obs")
+    ref = obs_keep(H, Bm, 4, 10)
+    assert torch.equal(keep, ref)
+    torch.testing.assert_close(coef, gram_refit(H, Bm, ref, block=4), rtol=0, atol=1e-12)
+    keep, coef = _select_layer(H, Bm, t, t.n_blocks, "obs")
+    assert not keep.any() and not coef.any()
