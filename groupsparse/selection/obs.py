@@ -200,17 +200,6 @@ def obs_keep(H, Bm, block: int, n_remove: int, n_steps=None):
     return xp.asarray(keep, device=_device(H))
 
 
-def _column_patterns(m):
-    """Group the columns of a host bool (p, K) mask by identical row sets: [(rows, cols), ...]."""
-    K = m.shape[1]
-    packed = np.packbits(m, axis=0).T  # (K, ceil(p/8))
-    _, inv = np.unique(packed, axis=0, return_inverse=True)
-    inv = np.asarray(inv).ravel()
-    order = np.argsort(inv, kind="stable")
-    bounds = np.flatnonzero(np.diff(inv[order])) + 1
-    return [(np.flatnonzero(m[:, cols[0]]), cols) for cols in np.split(order, bounds)] if K else []
-
-
 def gram_refit(H, Bm, keep, *, block=None, dtype=None, chunk_bytes: float = 2e8):
     """Exact least squares on a kept mask: W with W[~keep] = 0 and (H W - Bm)[keep] = 0, in H's namespace and device.
 
@@ -220,6 +209,7 @@ def gram_refit(H, Bm, keep, *, block=None, dtype=None, chunk_bytes: float = 2e8)
     there) gets the min-norm pseudo-solve of ``losses.psd_solve``.  ``dtype``: working and output precision
     (default H's)."""
     from ..losses import psd_solve
+    from .refit import _column_patterns
     xp = namespace(H, Bm)
     p, K = Bm.shape
     m = np.asarray(to_numpy(keep), dtype=bool)
