@@ -187,7 +187,7 @@ def ompr_nonconvex(bp, k, *, n_iter=None, init=None, lam_factor=0.9, tol=1e-8, h
         W, val = bp.refit(S)
         if history is not None:
             history.append(val)
-        if val < best[2] - 1e-12 * max(1.0, abs(best[2])):
+        if val < best[2] - 1e-12 * abs(best[2]):
             best = (W, S, val)
         elif i == j:
             break

@@ -32,7 +32,7 @@ def exact(bp, k, *, max_nodes=1_000_000, init=None, history=None):
     order = np.argsort(-bp.forward(bp.grad(W0)), kind="stable")
     G = bp.G
     best = [W, np.sort(S), ub]
-    tol = 1e-12 * max(1.0, abs(ub))
+    tol = 1e-12 * abs(ub)  # relative: objectives of 1e-18 are as real as of 1e18
     stack = [((), 0)]
     nodes = 0
     while stack and not bp.time_up():  # past select's max_time: the best so far, unproven (converged=False)

@@ -62,7 +62,7 @@ def ompr(bp, k, *, init=None, max_iter=200, score="gradient", tol=1e-12, history
         drop = S[np.argmin(bp.group_sq(W)[S])]
         S2 = np.union1d(np.setdiff1d(S, [drop]), add)
         W2, v2 = bp.refit(S2)
-        if not v2 < val - tol * max(1.0, abs(val)):
+        if not v2 < val - tol * abs(val):
             break
         W, S, val = W2, S2, v2
         if history is not None:

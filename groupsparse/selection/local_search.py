@@ -47,7 +47,7 @@ def splice(bp, k, S, W, val, *, exchange=5, max_iter=100, tol=1e-12, history=Non
             add = bp.top(fwd, C, exclude=S)
             S2 = np.union1d(np.setdiff1d(S, order_in[:C]), add)
             W2, v2 = bp.refit(S2)
-            if v2 < val - tol * max(1.0, abs(val)):
+            if v2 < val - tol * abs(val):
                 W, S, val, improved = W2, S2, v2, True
                 break
             C //= 2
@@ -143,7 +143,7 @@ def swap_polish(bp, k, S, W, val, *, n_candidates=None, max_iter=50, tol=1e-12, 
             new = val + 0.5 * float(bj @ Tj @ bj) - gain[c]
             if new < best[0]:
                 best = (new, j, int(cand[c]))
-        if best[1] is None or not best[0] < val - tol * max(1.0, abs(val)):
+        if best[1] is None or not best[0] < val - tol * abs(val):
             break
         S2 = np.union1d(np.setdiff1d(S, [best[1]]), [best[2]])
         W2, v2 = bp.refit(S2)
