@@ -331,7 +331,8 @@ def test_fuzz_regressor_is_the_core_solution(inst, alpha_factor):
         value = 0.5 * float(np.sum((y - pred) ** 2)) / len(y) + alpha * float(
             groups.weights @ groups.norms(np.ravel(m.coef_)))
         scale = _null_value(X, y, fit_intercept)
-        found = (_lstsq_value(X, y, fit_intercept), 0.0) if alpha == 0 else \
+        lsq = _lstsq_value(X, y, fit_intercept)
+        found = (lsq, _lstsq_slack(X, y, fit_intercept, lsq)) if alpha == 0 else \
             _cvx_value(X, y, sizes, groups.weights, alpha, fit_intercept)
         if found is not None:
             ref, acc = found
