@@ -109,7 +109,14 @@ def lambda_max(loss, penalty: Penalty, groups) -> float:
     G = np.asarray(to_numpy(loss.full_grad(loss.init_state(W), W)), float).ravel()
     pen = prob.penalized
     if isinstance(penalty, SparseGroupLasso):
-        hi = float(np.max(np.abs(G))) / max(penalty.l1_ratio, 1e-300) + 1.0
+        # a bracket that holds: lam >= max|G| / l1_ratio thresholds everything to 0, and lam (1 - l1_ratio) w_g >=
+        # ||G_g|| >= ||ST(G_g)|| passes the group test; the smaller is finite for any l1_ratio in [0, 1]
+        l1 = penalty.l1_ratio
+        his = [float(np.max(np.abs(G), initial=0.0)) / l1] if l1 > 0 else []
+        if l1 < 1:
+            ok_w = pen & (prob.weights > 0)
+            his.append(float(np.max(prob.groups.norms(G)[ok_w] / prob.weights[ok_w], initial=0.0)) / (1 - l1))
+        hi = min(his) * (1 + 1e-12) + np.finfo(float).tiny
         lo = 0.0
         for _ in range(100):
             mid = 0.5 * (lo + hi)

@@ -512,7 +512,8 @@ class CompositePenalty(Penalty):
         out = np.empty(groups.n_groups)
         for g in range(groups.n_groups):
             if norms[g] == 0:
-                slope0 = self.dq(0.0) if S == 0 else self.dq(0.0) / denom
+                # at beta = 0 the penalty is lam ||beta_g|| along each group alone (q^-1(q(r)) = r): slope ratio 1
+                slope0 = 1.0 if S == 0 else self.dq(0.0) / denom
                 slope0 = self.lam * (np.inf if not np.isfinite(slope0) else slope0)
                 out[g] = max(gnorm[g] - slope0, 0.0)
             else:

@@ -64,10 +64,6 @@ def _check(params, wrong_gamma=False):
     scale = 3 * lam * rng.uniform(0.2, 2.0)
     beta = rng.standard_normal(p) * scale * groups.expand(rng.random(groups.n_groups) < 0.6)
     beta[rng.random(p) < 0.15] = 0.0  # exact zeros inside active groups (sparse-group lasso)
-    if ref.kind == "composite" and not np.any(beta):
-        # at beta = 0 the library's composite subdifferential uses lam q'(0) instead of lam (reported bug), so
-        # this check keeps one group nonzero; the all-zero case is a counterexample in the report
-        beta[groups.indices[0]] = scale
     grad = rng.standard_normal(p) * lam * rng.uniform(0.1, 3.0)
     slacks, info = [], dict(kind=ref.kind)
     # (a) value, directly and through Problem.objective (an unpenalized group is excluded from the penalty)
@@ -124,10 +120,7 @@ def _check(params, wrong_gamma=False):
         slacks.append(1e-9 - float(np.max(dist)) / sz)
         info["prox_stationarity"] = float(np.max(dist))
     # (d) lambda_max and the solution around it
-    # sparse-group lasso with l1_ratio ~ 0 (below ~1e-28): groupsparse.lambda_max bisects from max|grad| / l1_ratio
-    # in 100 halvings and returns up to ~1e269 (reported bug, groupsparse/api.py lambda_max; see the
-    # counterexample), so l1_ratio < 1e-6 is left out
-    if ref.kind in ("group_lasso", "mcp", "scad", "log_sum") or (ref.kind == "sparse_group_lasso" and ref.alpha >= 1e-6):
+    if ref.kind in ("group_lasso", "mcp", "scad", "log_sum", "sparse_group_lasso"):
         slacks.append(_lambda_max_slack(ref, rng, info))
     return Outcome(min(slacks), info)
 
@@ -201,39 +194,8 @@ register(Claim(
                       st.fixed_dictionaries({"seed": seeds(), "kind": st.just("mcp"), "t": st.integers(2, 6),
                                              "unpen": st.booleans()}),
                       lambda p: _check(p, wrong_gamma=True), budget=50)],
-    notes=["groupsparse.lambda_max for SparseGroupLasso(l1_ratio=0) returns ~1e269 instead of the group-lasso "
-           "lambda_max (bisection from an upper bound of max|grad| / 1e-300 in 100 halvings): see the "
-           "counterexample; the check leaves l1_ratio = 0 out.",
-           "CompositePenalty.subdiff_distance at beta = 0 uses the slope lam q'(0) (infinite for q = x^(1/2)), but "
-           "at beta = 0 the composite is lam ||beta_g|| along each group, so the radius is lam: see the "
-           "counterexample. The check keeps one group nonzero."],
-    counterexamples=lambda: _counterexamples(),
     under_test="Penalty.value / value_beta / subdiff_distance / prox_group, Problem.objective / kkt, "
                "groupsparse.lambda_max, groupsparse.solve",
     cost=2.0,  # kind "all": every penalty per instance
 ))
 
-
-def _counterexamples():
-    ref = Ref("composite", 1.0, 0.4)  # q = x^(1/2)
-    assert ref.qname == "x^(1/2)"
-    groups = gs.Groups.from_sizes([2, 1], weights=[1.0, 1.0])
-    beta, grad = np.zeros(3), np.array([3.0, 0.0, 0.0])
-    lib = ref.lib.subdiff_distance(beta, grad, groups)
-    want = ref.subdiff_distance(beta, grad, groups)
-    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    y = np.array([1.0, 2.0, 0.0])
-    lib_sgl = gs.lambda_max(gs.LeastSquares(X, y), gs.SparseGroupLasso(1.0, l1_ratio=0.0), [2])
-    lib_gl = gs.lambda_max(gs.LeastSquares(X, y), gs.GroupLasso(1.0), [2])
-    out = [("groupsparse.lambda_max(SparseGroupLasso(l1_ratio=0))",
-            f"X = [[1, 0], [0, 1], [1, 1]], y = (1, 2, 0), one group of 2: SparseGroupLasso(lam, l1_ratio=0) is "
-            f"the group lasso, whose lambda_max is {lib_gl:.6g}, but groupsparse.lambda_max returns {lib_sgl:.6g} "
-            f"(groupsparse/api.py, lambda_max: the bisection starts from hi = max|grad| / max(l1_ratio, 1e-300) "
-            f"and 100 halvings cannot come down from 1e300).")]
-    return out + [("CompositePenalty.subdiff_distance at beta = 0",
-             f"q(x) = x^(1/2), lam = 1, groups [2, 1], beta = 0, grad = (3, 0, 0). Along group 0 the composite is "
-             f"lam q^(-1)(q(||beta_0||)) = ||beta_0||, so -grad_0 (norm 3) is {want[0]:g} away from its "
-             f"subdifferential (the unit ball); the library reports {lib[0]:g} (it uses the slope lam q'(0) = inf "
-             f"when every group is 0: groupsparse/penalties.py, CompositePenalty.subdiff_distance, "
-             f"'slope0 = self.dq(0.0) if S == 0'). A KKT-based stop at beta = 0 would then accept a non-stationary "
-             f"point.")]

@@ -453,3 +453,28 @@ def test_select_improvements_are_relative_to_the_objective_scale(method):
     if method == "exact":
         best = min(_ls_objective(X[:, list(S)], 1e-9 * y) for S in itertools.combinations(range(8), 4))
         assert gs.select(gs.LeastSquares(X, 1e-9 * y), ones, 4, method="exact").objective <= best * (1 + 1e-9)
+
+
+# -- found by the theory checks (proofs_checks.penalty_consistency) -------------------------------------------------
+
+@pytest.mark.parametrize("l1_ratio", [0.0, 1e-30, 1e-9, 0.3, 1.0])
+def test_sparse_group_lasso_lambda_max_at_small_l1_ratio(l1_ratio):
+    """The bisection started from max|grad| / max(l1_ratio, 1e-300): ~1e269 at l1_ratio = 0 instead of the group
+    lasso's value. lambda_max is the threshold: zeros at it, a nonzero just below."""
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    y = np.array([1.0, 2.0, 0.0])
+    loss = gs.LeastSquares(X, y)
+    lm = gs.lambda_max(loss, gs.SparseGroupLasso(1.0, l1_ratio=l1_ratio), [2])
+    if l1_ratio < 1e-6:
+        np.testing.assert_allclose(lm, gs.lambda_max(loss, gs.GroupLasso(1.0), [2]), rtol=1e-6)
+    assert np.all(gs.solve(loss, gs.SparseGroupLasso(lm, l1_ratio=l1_ratio), [2]).coef == 0)
+    assert np.any(gs.solve(loss, gs.SparseGroupLasso(0.99 * lm, l1_ratio=l1_ratio), [2]).coef != 0)
+
+
+def test_composite_subdiff_distance_at_zero_uses_radius_lam():
+    """At beta = 0 the composite lam q^-1(sum q(||beta_g||)) is lam ||beta_g|| along each group alone, so the
+    distance of -grad to the subdifferential is max(||grad_g|| - lam, 0); it used lam q'(0) (inf for sqrt): 0."""
+    pen = gs.CompositePenalty(1.0, q=np.sqrt)
+    groups = gs.Groups.from_sizes([2, 1])
+    d = pen.subdiff_distance(np.zeros(3), np.array([3.0, 0.0, 0.5]), groups)
+    np.testing.assert_allclose(d, [2.0, 0.0])
