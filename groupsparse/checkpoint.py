@@ -32,15 +32,15 @@ class CheckpointError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------- file format
-def save_npz_json(path, meta: dict, arrays: dict) -> None:
-    """Write ``arrays`` and the JSON record ``meta`` to ``path`` atomically (unique temp file + os.replace)."""
+def atomic_write(path, write) -> None:
+    """Call ``write(f)`` on a binary file that replaces ``path`` only once complete: a unique temporary name in
+    the same folder (two writers never collide), fsync, then os.replace; on any failure the temporary goes."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    blob = np.frombuffer(json.dumps(meta, default=_json_default).encode("utf-8"), dtype=np.uint8)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_META: blob}, **arrays)  # a file object: numpy adds no ".npz" suffix
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -50,6 +50,13 @@ def save_npz_json(path, meta: dict, arrays: dict) -> None:
         except OSError:
             pass
         raise
+
+
+def save_npz_json(path, meta: dict, arrays: dict) -> None:
+    """Write ``arrays`` and the JSON record ``meta`` to ``path`` atomically (``atomic_write``)."""
+    blob = np.frombuffer(json.dumps(meta, default=_json_default).encode("utf-8"), dtype=np.uint8)
+    # a file object: numpy adds no ".npz" suffix
+    atomic_write(path, lambda f: np.savez(f, **{_META: blob}, **arrays))
 
 
 def load_npz_json(path, fmt: str, version: int):

@@ -26,7 +26,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 
 __all__ = ["ArgumentParser", "UsageError", "run_cli", "positive_int", "nonneg_int", "positive_float",
            "nonneg_float", "fraction_in_0_1", "existing_file", "writable_path", "load_torch_file",
@@ -151,17 +150,5 @@ def load_torch_file(path, name: str = "path"):
 
 def save_torch_file(obj, path) -> None:
     import torch
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from groupsparse.checkpoint import atomic_write
+    atomic_write(path, lambda f: torch.save(obj, f))

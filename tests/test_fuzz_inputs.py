@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import signal
 
 import numpy as np
 import pytest
@@ -20,28 +19,7 @@ import groupsparse as gs  # noqa: E402
 from groupsparse import (GroupSparseClassifier, GroupSparseClassifierCV, GroupSparseRegressor,  # noqa: E402
                          GroupSparseRegressorCV, Groups)
 
-try:  # the shared helpers of tests/conftest.py
-    from conftest import Hang, examples_scale, time_limit
-except ImportError:  # pragma: no cover - a checkout without them: the same, locally
-    import contextlib
-
-    class Hang(TimeoutError):
-        pass
-
-    def examples_scale():
-        return 1.0
-
-    @contextlib.contextmanager
-    def time_limit(seconds):
-        def _raise(signum, frame):
-            raise Hang(f"call did not finish within {seconds} s")
-        old = signal.signal(signal.SIGALRM, _raise)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
+from conftest import Hang, examples_scale, time_limit  # the shared helpers of tests/conftest.py
 
 rng = np.random.default_rng(14)
 N, P = 24, 6

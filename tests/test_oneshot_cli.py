@@ -3,11 +3,9 @@ and 2:4), a user module on a folder of PNGs, a tiny causal LM, a tiny classifier
 work.  Every check recomputes what the report claims from the saved folder, independently of nn_bridge."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import time
 
 import numpy as np
@@ -16,20 +14,7 @@ import torch
 
 from nn_bridge.oneshot_cli import main
 
-try:
-    from conftest import time_limit
-except ImportError:  # conftest without the shared helper: a local SIGALRM limit
-    @contextlib.contextmanager
-    def time_limit(seconds):
-        def _raise(*_):
-            raise TimeoutError(f"did not finish within {seconds} s")
-        old = signal.signal(signal.SIGALRM, _raise)
-        signal.alarm(int(seconds))
-        try:
-            yield
-        finally:
-            signal.alarm(0)
-            signal.signal(signal.SIGALRM, old)
+from conftest import time_limit  # tests/conftest.py
 
 
 def _sentences(n, offset=0):
