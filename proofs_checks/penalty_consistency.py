@@ -160,6 +160,12 @@ def _lambda_max_slack(ref, rng, info):
                            for w in groups.weights])
         lmax = float(np.max(c / slope1))
     lib = gs.lambda_max(loss, pen, groups)
+    # a constant y (one class) is fitted by the intercept alone: the gradient there is 0 up to rounding, so is
+    # lambda_max; the library's own intercept fit leaves that rounding (~1e-15), nothing else is checkable
+    gscale = float(np.max(np.abs(X))) * float(np.max(np.abs(y))) + 1e-300
+    if lmax <= 1e-12 * gscale:
+        info.update(lambda_max=lmax, lambda_max_lib=lib, degenerate=True)
+        return 1e-9 - abs(lib - lmax) / gscale
     s = 1e-9 - abs(lib - lmax) / max(lmax, 1e-300)
     # beta = 0 (intercept at its optimum) is stationary exactly from lambda_max on: the library's KKT residual
     # there is 0 just above and positive just below
