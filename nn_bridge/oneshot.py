@@ -198,16 +198,17 @@ def _single_weight(H, Md, t: LayerTiling, n_remove: int, method: str):
     return r.keep.cpu(), r.coef
 
 
-def solve_device(device):
-    """``device`` as a torch.device (None: where the Grams are); CUDA asked without CUDA is an error naming it."""
+def solve_device(device, name="device"):
+    """``device`` as a torch.device (None: where the Grams are); CUDA asked without CUDA is an error naming
+    ``name`` (the argument or the CLI option that gave it)."""
     if device is None:
         return None
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: expected a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name}: expected a torch device such as 'cpu', 'cuda' or 'cuda:0', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} asked but CUDA is not available (torch.cuda.is_available() is False)")
+        raise ValueError(f"{name}: {device!r} asked but CUDA is not available (torch.cuda.is_available() is False)")
     return dev
 
 

@@ -20,6 +20,7 @@ import json
 import sys
 
 from ._cli_common import ArgumentParser, fraction_in_0_1, nonneg_float, positive_int, run_cli
+from .oneshot import solve_device
 
 __all__ = ["main", "build_parser"]
 
@@ -59,17 +60,6 @@ def build_parser():
     return ap
 
 
-def _check_device(text):
-    import torch
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device: expected a torch device such as cpu, cuda or cuda:0, got {text!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device: {text!r} asked for, but CUDA is not available here")
-    return dev
-
-
 def _main(argv) -> int:
     a = build_parser().parse_args(argv)
     from . import calibdata, pruned, userload
@@ -87,7 +77,7 @@ def _main(argv) -> int:
         raise ValueError(f"--method: expected one of {', '.join(methods)} for a{' block' if pkind == 'block' else 'n N:M'}"
                          f" pattern, got {a.method!r}")
     pruned.check_out_dir(a.out, a.overwrite, "--out")
-    device = _check_device(a.device)
+    device = solve_device(a.device, "--device")
     calib_kind = calibdata.data_kind(a.calib, "--calib")
     if a.eval is not None:
         eval_kind = calibdata.data_kind(a.eval, "--eval")

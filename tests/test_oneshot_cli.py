@@ -269,6 +269,7 @@ BAD = [  # (argument changes, option the one-line error must name)
     ({"--pattern": "4:2"}, "N:M"),
     ({"--pattern": "2:4", "--sparsity": "0.3"}, "--sparsity"),
     ({"--method": "nonsense"}, "--method"),
+    ({"--device": "gpu0"}, "--device"),
 ]
 
 
