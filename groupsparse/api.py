@@ -114,8 +114,7 @@ def lambda_max(loss, penalty: Penalty, groups) -> float:
         l1 = penalty.l1_ratio
         his = [float(np.max(np.abs(G), initial=0.0)) / l1] if l1 > 0 else []
         if l1 < 1:
-            ok_w = pen & (prob.weights > 0)
-            his.append(float(np.max(prob.groups.norms(G)[ok_w] / prob.weights[ok_w], initial=0.0)) / (1 - l1))
+            his.append(float(np.max(prob.groups.norms(G)[pen] / prob.weights[pen], initial=0.0)) / (1 - l1))
         hi = min(his) * (1 + 1e-12) + np.finfo(float).tiny
         lo = 0.0
         for _ in range(100):
