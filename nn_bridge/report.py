@@ -1,5 +1,19 @@
 """Achieved sparsity, per layer and overall, read from the weights themselves (so it reports what is, not what
-was asked)."""
+was asked), for both patterns in one report.
+
+A pattern is a budget over groups (the issue-11 vocabulary): a ``B x B`` block pattern counts tiles of the GEMM
+matrix (``nn_bridge.tiling``) and puts one budget on the whole layer (at most k tiles not all-zero, k given per
+layer in ``budgets`` when known); an ``N:M`` pattern counts single weights and puts a budget of N on every window
+of M consecutive inputs (``nn_bridge.nm.groups``).  Every row therefore has the same fields:
+
+* ``n_groups`` / ``kept`` / ``kept_fraction`` -- groups (tiles, or weights), those not zero, and their ratio;
+* ``n_partitions`` / ``budget`` / ``violations`` -- the partitions the budget applies to (1 layer, or its windows),
+  the budget (k or N; ``None`` for a block layer whose k was not given) and how many partitions exceed it;
+* ``weight_sparsity`` -- zero weights / weights; block rows also carry ``n_blocks`` and ``block_sparsity``.
+
+``exact`` is the pattern check: no partition over its budget.  With an ``example`` input the report also counts
+parameters and multiply-accumulates of the whole model (``nn_bridge.flops``).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,50 +23,137 @@ from torch import nn
 
 __all__ = ["SparsityReport", "measure", "finalize_model"]
 
+_LEGACY_KEYS = {"exact_nm": "exact"}  # the N:M report's name for the pattern check
+
 
 @dataclass
 class SparsityReport:
-    rows: list = field(default_factory=list)  # one dict per pruned layer
-    block_sparsity: float = 0.0     # zero blocks / blocks, over the pruned layers
-    weight_sparsity: float = 0.0    # zero weights / weights, over the pruned layers
-    model_sparsity: float = 0.0     # zero weights / weights, over every Linear and Conv2d weight of the model
+    """What :func:`measure` read off the weights.  Attributes, or dict-style ``rep["weight_sparsity"]`` (the keys of
+    :meth:`to_dict`; the N:M report was a dict)."""
+    rows: list = field(default_factory=list)  # one dict per pruned layer (module docstring)
+    kept_fraction: float = 1.0   # kept groups / groups, over the pruned layers
+    weight_sparsity: float = 0.0  # zero weights / weights, over the pruned layers
+    model_sparsity: float = 0.0   # zero weights / weights, over every Linear and Conv weight of the model
+    pattern: str = ""             # "16x16" or "2:4"
+    exact: bool = True            # no partition holds more non-zero groups than its budget
+    flops: dict | None = None     # params / MACs summary (nn_bridge.flops) when measured with an example input
+
+    @property
+    def is_block(self) -> bool:
+        return "x" in self.pattern
+
+    @property
+    def block_sparsity(self) -> float:
+        """Zero tiles / tiles over the pruned layers (block patterns; for N:M, zero weights / weights)."""
+        return 1.0 - self.kept_fraction
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        return self.to_dict()[_LEGACY_KEYS.get(key, key)]
 
     def table(self) -> str:
-        head = f"{'layer':<40} {'shape':>18} {'blocks':>7} {'kept':>7} {'block sp.':>9} {'weight sp.':>10}"
-        lines = [head, "-" * len(head)]
+        unit = "tiles" if self.is_block else "weights"
+        head = (f"{'layer':<40} {'shape':>18} {unit:>9} {'kept':>9} {'kept frac':>9} {'weight sp.':>10} "
+                f"{'over budget':>11}")
+        lines = [f"pattern {self.pattern}", head, "-" * len(head)]
         for r in self.rows:
-            lines.append(f"{r['name'][:40]:<40} {str(tuple(r['shape'])):>18} {r['n_blocks']:>7} {r['kept']:>7} "
-                         f"{r['block_sparsity']:>9.4f} {r['weight_sparsity']:>10.4f}")
+            lines.append(f"{r['name'][:40]:<40} {str(tuple(r['shape'])):>18} {r['n_groups']:>9} {r['kept']:>9} "
+                         f"{r['kept_fraction']:>9.4f} {r['weight_sparsity']:>10.4f} {r['violations']:>11}")
         lines.append("-" * len(head))
-        lines.append(f"{'pruned layers':<40} {'':>18} {sum(r['n_blocks'] for r in self.rows):>7} "
-                     f"{sum(r['kept'] for r in self.rows):>7} {self.block_sparsity:>9.4f} {self.weight_sparsity:>10.4f}")
-        lines.append(f"{'whole model (all Linear/Conv2d weights)':<40} {'':>18} {'':>7} {'':>7} {'':>9} "
+        lines.append(f"{'pruned layers':<40} {'':>18} {sum(r['n_groups'] for r in self.rows):>9} "
+                     f"{sum(r['kept'] for r in self.rows):>9} {self.kept_fraction:>9.4f} "
+                     f"{self.weight_sparsity:>10.4f} {sum(r['violations'] for r in self.rows):>11}")
+        lines.append(f"{'whole model (all Linear/Conv weights)':<40} {'':>18} {'':>9} {'':>9} {'':>9} "
                      f"{self.model_sparsity:>10.4f}")
+        lines.append(f"pattern check ({'every layer within its tile budget' if self.is_block else 'every window of M'}"
+                     f" {'<= k non-zero tiles' if self.is_block else 'holds <= N non-zeros'}): "
+                     f"{'OK' if self.exact else 'VIOLATED'}")
+        if self.flops:
+            f = self.flops
+            lines.append(f"params {f['params']:,} (dense {f['dense_params']:,}); conv/linear MACs {f['flops']:,} "
+                         f"(dense {f['dense_flops']:,})")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"rows": [dict(r, shape=list(r["shape"])) for r in self.rows], "block_sparsity": self.block_sparsity,
-                "weight_sparsity": self.weight_sparsity, "model_sparsity": self.model_sparsity}
+        d = {"pattern": self.pattern, "rows": [dict(r, shape=list(r["shape"])) for r in self.rows],
+             "n_layers": self.n_layers, "kept_fraction": self.kept_fraction, "weight_sparsity": self.weight_sparsity,
+             "model_sparsity": self.model_sparsity, "exact": self.exact}
+        if self.is_block:
+            d["block_sparsity"] = self.block_sparsity
+        if self.flops is not None:
+            d["flops"] = dict(self.flops)
+        return d
+
+
+def _block_row(t, w, budget):
+    kept = int((t.block_sq_norms(w) > 0).sum())
+    over = int(budget is not None and kept > budget)
+    return {"n_groups": t.n_blocks, "kept": kept, "n_partitions": 1, "budget": budget, "violations": over,
+            "n_blocks": t.n_blocks, "block_sparsity": 1.0 - kept / t.n_blocks}
+
+
+def _nm_row(pat, w):
+    from .nm.groups import to_groups
+    nz = (to_groups(w, pat.m) != 0).sum(1)
+    return {"n_groups": w.numel(), "kept": int(nz.sum()), "n_partitions": int(nz.numel()), "budget": pat.n,
+            "violations": int((nz > pat.n).sum())}
+
+
+def _groupings(layers, pattern):
+    """[(name, LayerTiling | NMPattern)] and the pattern's name, from tilings or from names + pattern."""
+    from .pruned import parse_pattern, pattern_name
+    from .tiling import LayerTiling
+    layers = list(layers)
+    if layers and all(isinstance(t, LayerTiling) for t in layers):
+        blocks = {t.block for t in layers}
+        if pattern is not None or len(blocks) > 1:
+            raise ValueError(f"pattern: tilings carry their block size; got pattern={pattern!r} with blocks "
+                             f"{sorted(blocks)}")
+        return [(t.name, t) for t in layers], f"{layers[0].block}x{layers[0].block}"
+    if pattern is None:
+        raise ValueError("pattern: layer names need a pattern ('16x16' or '2:4'); LayerTilings carry their own")
+    kind, p = parse_pattern(pattern)
+    if not all(isinstance(n, str) for n in layers):
+        raise ValueError("layers: expected LayerTilings, or module names (str) with a pattern")
+    return [(n, p if kind == "nm" else None) for n in layers], pattern_name(kind, p)
 
 
 @torch.no_grad()
-def measure(model: nn.Module, tilings) -> SparsityReport:
-    """Sparsity of the model's current effective weights: a block counts as pruned when all its entries are 0."""
-    rows, nb, kb, nw, zw = [], 0, 0, 0, 0
-    for t in tilings:
-        w = model.get_submodule(t.name).weight
-        kept = int((t.block_sq_norms(w) > 0).sum())
+def measure(model: nn.Module, layers, pattern=None, budgets: dict | None = None, example=None) -> SparsityReport:
+    """Sparsity of the model's current effective weights and the pattern check.
+
+    ``layers``: the pruned layers' ``LayerTiling``s (block), or their module names with ``pattern`` (``"16x16"``,
+    ``(16, 16)``, ``"2:4"``).  ``budgets``: {name: most tiles kept} for block layers (their pattern check).
+    ``example``: an input of batch 1 to count parameters and MACs (``report.flops``).
+    """
+    from .tiling import LayerTiling
+    pairs, pname = _groupings(layers, pattern)
+    budgets = dict(budgets or {})
+    rows, n_g, k_g, n_w, z_w = [], 0, 0, 0, 0
+    for name, g in pairs:
+        w = model.get_submodule(name).weight
+        if g is None:  # a block pattern given by name
+            g = LayerTiling(name, tuple(w.shape), int(pname.split("x")[0]), pad=True)
+        row = _block_row(g, w, budgets.get(name)) if isinstance(g, LayerTiling) else _nm_row(g, w)
         zeros = int((w == 0).sum())
-        rows.append({"name": t.name, "shape": t.weight_shape, "n_blocks": t.n_blocks, "kept": kept,
-                     "block_sparsity": 1.0 - kept / t.n_blocks, "weight_sparsity": zeros / w.numel()})
-        nb, kb, nw, zw = nb + t.n_blocks, kb + kept, nw + w.numel(), zw + zeros
+        rows.append({"name": name, "shape": tuple(w.shape), **row, "kept_fraction": row["kept"] / row["n_groups"],
+                     "weight_sparsity": zeros / w.numel()})
+        n_g, k_g, n_w, z_w = n_g + row["n_groups"], k_g + row["kept"], n_w + w.numel(), z_w + zeros
     tot, ztot = 0, 0
     for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            w = m.weight
-            tot += w.numel()
-            ztot += int((w == 0).sum())
-    return SparsityReport(rows, 1.0 - kb / max(nb, 1), zw / max(nw, 1), ztot / max(tot, 1))
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            tot += m.weight.numel()
+            ztot += int((m.weight == 0).sum())
+    flops = None
+    if example is not None:
+        from .flops import count_params_flops
+        f = count_params_flops(model, example)
+        flops = {k: v for k, v in f.items() if k != "rows"}
+    return SparsityReport(rows, k_g / max(n_g, 1), z_w / max(n_w, 1), ztot / max(tot, 1), pname,
+                          all(r["violations"] == 0 for r in rows), flops)
 
 
 def finalize_model(model: nn.Module, tilings) -> SparsityReport:
