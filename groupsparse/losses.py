@@ -95,6 +95,20 @@ def psd_solve(xp, A, Bm):
     return V @ (inv[:, None] * (xp.permute_dims(V, (1, 0)) @ Bm))
 
 
+def is_positive_definite(A) -> bool:
+    """Whether the symmetric float matrix A (numpy array or torch tensor, on its device) is numerically positive
+    definite: its Cholesky factorization succeeds with finite pivots.  (The bridge's check of an undamped
+    calibration Gram; ``psd_solve`` handles the singular case itself.)"""
+    if hasattr(A, "detach"):
+        import torch
+        L, info = torch.linalg.cholesky_ex(A)
+        return int(info) == 0 and bool(torch.isfinite(L).all())
+    try:
+        return bool(np.all(np.isfinite(np.linalg.cholesky(A))))
+    except np.linalg.LinAlgError:
+        return False
+
+
 class Loss:
     """Common interface.  ``n_features`` p, ``n_outputs`` K, ``n_coef`` = p*K (+K with an intercept)."""
     n_features: int
