@@ -1,4 +1,4 @@
-"""2:4 export speedup of Linear layers (``nn_bridge.nm.export``) against dense, same run: 4096^3 and 8192^3,
+"""2:4 export speedup of Linear layers (``nn_bridge.export``) against dense, same run: 4096^3 and 8192^3,
 fp16 and bf16.  Needs an NVIDIA GPU with compute capability >= 8.0; without CUDA it prints that the measurement was
 not taken and exits 0.
 
@@ -49,7 +49,7 @@ def main(argv=None):
               "run this script there.")
         return 0
     from nn_bridge.nm import nm_mask
-    from nn_bridge.nm.export import to_semi_structured_linear
+    from nn_bridge.export import to_semi_structured_linear
     torch.backends.cuda.matmul.allow_tf32 = False
     rows = []
     for n in a.sizes:

@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 from nn_bridge.nm import nm_mask
-from nn_bridge.nm.export import (SemiStructuredUnsupported, export_semi_structured, semi_structured_support,
-                                 to_semi_structured_linear)
+from nn_bridge.export import (SemiStructuredUnsupported, export_semi_structured, semi_structured_support,
+                              to_semi_structured_linear)
 
 
 def _linear_24(out_f=64, in_f=128, dtype=torch.float16, device="cpu"):
