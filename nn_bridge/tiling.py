@@ -26,17 +26,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from groupsparse import Groups
 from groupsparse.schedules import check_sparsity
 
-__all__ = ["LayerTiling", "find_prunable", "check_block", "allocate_keep", "keep_count", "weight_to_matrix",
-           "matrix_to_weight", "tie_groups"]
+from .grouping import Grouping, find_layers
+
+__all__ = ["BlockPattern", "BlockTiling", "LayerTiling", "find_prunable", "check_block", "allocate_keep",
+           "keep_count", "weight_to_matrix", "matrix_to_weight", "tie_groups"]
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -73,25 +74,60 @@ def matrix_to_weight(m: torch.Tensor, shape) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class LayerTiling:
-    """The B x B tiling of one layer's weight.  ``name`` is the module's qualified name in the model."""
+class BlockPattern:
+    """B x B blocks of every layer's GEMM matrix (``"16x16"``); the sparsity is the caller's choice."""
+    block: int
+
+    def __post_init__(self):
+        try:
+            check_block(self.block)
+        except ValueError as e:
+            raise ValueError(f"pattern: {e}") from None
+
+    sparsity = None  # a block pattern does not fix the sparsity
+
+    def __str__(self) -> str:
+        return f"{self.block}x{self.block}"
+
+    def accepts(self, module: nn.Module) -> bool:
+        """Linear and Conv2d with groups=1 (a grouped / depthwise conv is not one GEMM: left dense)."""
+        return isinstance(module, PRUNABLE_TYPES) and not (isinstance(module, nn.Conv2d) and module.groups != 1)
+
+    def grouping(self, name: str, weight_shape, tied=(), pad: bool = False) -> "BlockTiling":
+        return BlockTiling(name, tuple(weight_shape), self.block, pad, tuple(tied))
+
+    def fit(self, name: str, module: nn.Module, *, min_blocks: int = 100, pad: bool = False) -> tuple:
+        """(tiling, None), or (None, why it is left dense); B not tiling it without ``pad`` is an error."""
+        if not self.accepts(module):
+            return None, f"{type(module).__name__} is not a Linear or a Conv2d with groups=1 (not one GEMM)"
+        t = self.grouping(name, module.weight.shape, pad=pad)
+        if t.n_blocks < int(min_blocks):
+            return None, f"{t.n_blocks} blocks of {self} < min_blocks={min_blocks}"
+        if t.needs_padding and not pad:
+            B = self.block
+            r, c = t.matrix_shape
+            raise ValueError(f"block: {B}x{B} blocks do not tile layer {name!r} (GEMM matrix {r}x{c}: "
+                             f"{r} % {B} = {r % B}, {c} % {B} = {c % B}); pass pad=True to zero-pad it, "
+                             f"choose a block that divides both, or exclude the layer")
+        return t, None
+
+
+@dataclass(frozen=True)
+class BlockTiling(Grouping):
+    """The B x B tiling of one layer's weight (a ``grouping.Grouping`` whose units are the blocks).  ``name`` is
+    the module's qualified name in the model; ``tied`` the other modules holding the same weight Parameter (they
+    share this tiling's mask)."""
     name: str
     weight_shape: tuple
     block: int
     pad: bool = False
-    tied: tuple = ()  # other modules holding the same weight Parameter (they share this tiling's mask)
+    tied: tuple = ()
 
     @property
-    def holders(self) -> tuple:
-        """Every module name using this weight: ``name`` first, then ``tied``."""
-        return (self.name,) + tuple(self.tied)
+    def pattern(self) -> BlockPattern:
+        return BlockPattern(self.block)
 
     # ---------------------------------------------------------------- geometry
-    @property
-    def matrix_shape(self) -> tuple:
-        s = self.weight_shape
-        return (s[1], s[0]) if len(s) == 2 else (s[1] * s[2] * s[3], s[0])
-
     @property
     def padded_shape(self) -> tuple:
         B = self.block
@@ -109,16 +145,38 @@ class LayerTiling:
         return g[0] * g[1]
 
     @property
-    def n_weights(self) -> int:
-        return int(np.prod(self.weight_shape))
-
-    @property
     def needs_padding(self) -> bool:
         return self.padded_shape != self.matrix_shape
+
+    # ---------------------------------------------------------------- the grouping protocol
+    @property
+    def unit_shape(self) -> tuple:
+        return (self.n_blocks,)
+
+    def partitions(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(1, -1)  # one budget over the layer's blocks
+
+    def from_partitions(self, y: torch.Tensor) -> torch.Tensor:
+        return y.reshape(-1)
+
+    def keep_per_partition(self, sparsity=None) -> int:
+        if sparsity is None:
+            raise ValueError(f"sparsity: a {self.block}x{self.block} block pattern needs a target sparsity")
+        return keep_count(sparsity, self.n_blocks)
+
+    def unit_sq_norms(self, w: torch.Tensor) -> torch.Tensor:
+        return self.block_sq_norms(w)
+
+    def unit_norms(self, w: torch.Tensor) -> torch.Tensor:
+        return self.block_norms(w)
 
     def groups(self) -> Groups:
         """The blocks as a ``groupsparse.Groups`` over the (padded) matrix flattened row-major."""
         return Groups.block_tiling(self.padded_shape, self.block)
+
+    def partition_groups(self):
+        """None: one budget over all the blocks of the layer."""
+        return None
 
     def block_sizes(self, device=None) -> torch.Tensor:
         """Number of real (non-padding) weights in each block, flat (n_blocks,)."""
@@ -165,10 +223,10 @@ class LayerTiling:
             m = m[:r, :c]
         return matrix_to_weight(m, self.weight_shape)
 
-    def expand(self, per_block: torch.Tensor) -> torch.Tensor:
-        """A weight-shaped tensor holding each block's value (for tests and export)."""
-        ones = torch.ones(self.weight_shape, dtype=per_block.dtype, device=per_block.device)
-        return self.scale(ones, per_block)
+
+
+#: the name before block and N:M shared one grouping protocol (kept: B, C and users construct it)
+LayerTiling = BlockTiling
 
 
 def tie_groups(model: nn.Module, names, arg: str = "layers", skip_shared: bool = False) -> list:
@@ -202,47 +260,17 @@ def tie_groups(model: nn.Module, names, arg: str = "layers", skip_shared: bool =
 
 def find_prunable(model: nn.Module, block, *, min_blocks: int = 100, pad: bool = False, include=None,
                   exclude=()) -> list:
-    """The tilings of every Linear / Conv2d of ``model`` with at least ``min_blocks`` blocks.
+    """The tilings of every Linear / Conv2d of ``model`` with at least ``min_blocks`` B x B blocks: the B x B case
+    of ``grouping.find_layers`` (``include``: names or a predicate restricting the search).
 
-    ``include``: optional list of module names (or a predicate name -> bool) restricting the search.
     Raises ValueError naming ``block`` when a candidate layer's shape is not a multiple of B and ``pad`` is False,
-    and naming ``model`` when nothing is left to prune.  Modules sharing one weight give one tiling (``tied``); a
-    weight that a non-prunable module also uses (an LM head tied to the embedding) is left dense, or, when
-    ``include`` names it, an error.
+    and naming ``model`` when nothing is left to prune.
     """
     B = check_block(block)
     if int(min_blocks) < 1:
         raise ValueError(f"min_blocks: expected an int >= 1, got {min_blocks!r}")
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    out, seen = [], []
-    for name, mod in model.named_modules():
-        if not isinstance(mod, PRUNABLE_TYPES):
-            continue
-        if include is not None and not (include(name) if callable(include) else name in include):
-            continue
-        if name in exclude:
-            continue
-        if isinstance(mod, nn.Conv2d) and mod.groups != 1:
-            continue  # grouped / depthwise convs are not one GEMM; left dense
-        t = LayerTiling(name, tuple(mod.weight.shape), B, pad)
-        seen.append(name)
-        if t.n_blocks < int(min_blocks):
-            continue
-        if t.needs_padding and not pad:
-            r, c = t.matrix_shape
-            raise ValueError(f"block: {B}x{B} blocks do not tile layer {name!r} (GEMM matrix {r}x{c}: "
-                             f"{r} % {B} = {r % B}, {c} % {B} = {c % B}); pass pad=True to zero-pad it, "
-                             f"choose a block that divides both, or exclude the layer")
-        out.append(t)
-    if out:
-        by_name = {t.name: t for t in out}
-        groups = tie_groups(model, [t.name for t in out], "include", skip_shared=include is None)
-        out = [replace(by_name[g[0]], tied=g[1:]) for g in groups]
-    if not out:
-        raise ValueError(f"model: no prunable layer (Linear/Conv2d with >= {min_blocks} blocks of {B}x{B}); "
-                         f"candidates seen: {seen or 'none'}. Lower min_blocks or the block size")
-    return out
+    return find_layers(model, BlockPattern(B), include=include, exclude=exclude, min_blocks=min_blocks,
+                       pad=pad)[0]
 
 
 def allocate_keep(tilings, sparsity, scope: str = "uniform", scores=None) -> list:

@@ -26,8 +26,10 @@ from torch import nn
 
 from groupsparse import Groups
 
-__all__ = ["NMPattern", "check_nm", "check_layer", "to_groups", "from_groups", "nm_groups", "nm_mask",
-           "topn_mask_groups", "nm_violations", "is_nm", "GROUPABLE_TYPES"]
+from ..grouping import Grouping
+
+__all__ = ["NMPattern", "NMGrouping", "check_nm", "check_layer", "to_groups", "from_groups", "nm_groups",
+           "gemm_nm_groups", "nm_mask", "topn_mask_groups", "nm_violations", "is_nm", "GROUPABLE_TYPES"]
 
 GROUPABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -54,15 +56,33 @@ class NMPattern:
 
     @classmethod
     def parse(cls, text) -> "NMPattern":
-        """'2:4' -> NMPattern(2, 4); an NMPattern or an (n, m) pair pass through."""
+        """'2:4' -> NMPattern(2, 4); an NMPattern or an (n, m) pair pass through.  Errors name ``pattern``."""
         if isinstance(text, NMPattern):
             return text
         if isinstance(text, (tuple, list)) and len(text) == 2:
-            return cls(*text)
-        parts = str(text).split(":")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise ValueError(f"pattern: expected 'N:M' with integers 0 < N < M, e.g. '2:4', got {text!r}")
-        return cls(int(parts[0]), int(parts[1]))
+            n, m = text
+        else:
+            parts = str(text).split(":")
+            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+                raise ValueError(f"pattern: expected 'N:M' with integers 0 < N < M, e.g. '2:4', got {text!r}")
+            n, m = int(parts[0]), int(parts[1])
+        try:
+            return cls(n, m)
+        except ValueError as e:
+            raise ValueError(f"pattern: {text!r} is not an N:M pattern ({e})") from None
+
+    # ------------------------------------------------------------------ the pattern protocol (grouping.py)
+    def accepts(self, module: nn.Module) -> bool:
+        """nn.Linear and nn.Conv1d/2d/3d (not transposed convs): weights with a grouped input dimension."""
+        return isinstance(module, GROUPABLE_TYPES) and not isinstance(module, _TRANSPOSED)
+
+    def grouping(self, name: str, weight_shape, tied=(), pad: bool = False) -> "NMGrouping":
+        return NMGrouping(name, tuple(weight_shape), self.n, self.m, tuple(tied))
+
+    def fit(self, name: str, module: nn.Module, *, min_blocks: int = 100, pad: bool = False) -> tuple:
+        """(grouping, None), or (None, why the layer cannot carry the pattern)."""
+        why = layer_misfit(module, self.m)
+        return (None, why) if why else (self.grouping(name, module.weight.shape), None)
 
 
 def check_nm(n, m) -> tuple:
@@ -86,22 +106,38 @@ def _grouped_dim(shape) -> int:
     return int(shape[1])
 
 
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def layer_misfit(module: nn.Module, m: int):
+    """Why ``module`` cannot carry an N:M pattern with group size ``m`` (a sentence), or None when it can."""
+    if not isinstance(module, GROUPABLE_TYPES) or isinstance(module, _TRANSPOSED):
+        return (f"N:M groups are defined for nn.Linear and nn.Conv1d/2d/3d weights (groups of consecutive input "
+                f"channels); got {type(module).__name__}, which cannot be grouped")
+    return shape_misfit(tuple(module.weight.shape), m)
+
+
+def shape_misfit(shape, m: int):
+    if len(shape) < 2:
+        return f"N:M needs a weight with an input dimension (2-D or more), got shape {shape}"
+    c = _grouped_dim(shape)
+    if c % m:
+        return (f"M={m} does not divide the grouped input dimension {c} of weight shape {shape} "
+                f"({c} % {m} = {c % m}); choose an M that divides it or leave this layer dense")
+    return None
+
+
 def check_layer(module: nn.Module, m: int, name: str = "layer") -> None:
-    """Raise a clear ValueError when ``module`` cannot carry an N:M pattern with group size ``m``."""
-    if not isinstance(module, GROUPABLE_TYPES) or isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d,
-                                                                      nn.ConvTranspose3d)):
-        raise ValueError(f"{name}: N:M groups are defined for nn.Linear and nn.Conv1d/2d/3d weights (groups of "
-                         f"consecutive input channels); got {type(module).__name__}, which cannot be grouped")
-    check_shape(tuple(module.weight.shape), m, name)
+    """Raise a clear ValueError (naming the layer) when ``module`` cannot carry an N:M pattern with group size m."""
+    why = layer_misfit(module, m)
+    if why:
+        raise ValueError(f"{name}: {why}")
 
 
 def check_shape(shape, m: int, name: str = "weight") -> None:
-    if len(shape) < 2:
-        raise ValueError(f"{name}: N:M needs a weight with an input dimension (2-D or more), got shape {shape}")
-    c = _grouped_dim(shape)
-    if c % m:
-        raise ValueError(f"{name}: M={m} does not divide the grouped input dimension {c} of weight shape {shape} "
-                         f"({c} % {m} = {c % m}); choose an M that divides it or leave this layer dense")
+    why = shape_misfit(shape, m)
+    if why:
+        raise ValueError(f"{name}: {why}")
 
 
 def to_groups(w: torch.Tensor, m: int) -> torch.Tensor:
@@ -142,6 +178,69 @@ def nm_groups(shape, m: int) -> Groups:
     t = np.arange(m)[None, None, None, :]
     flat = (o * c + j * m + t) * npos + pos
     return Groups.from_indices(list(flat.reshape(-1, m)), int(np.prod(shape)))
+
+
+def gemm_nm_groups(p: int, K: int, m: int) -> Groups:
+    """The N:M windows of a (p, K) GEMM matrix flattened row-major (index i*K + k): window (j, k) holds rows
+    j*M..j*M+M-1 of column k -- the partition of an N:M budget in ``groupsparse``'s coefficient layout."""
+    i = np.arange(p).reshape(p // m, 1, m)
+    k = np.arange(K).reshape(1, K, 1)
+    return Groups.from_indices(list((i * K + k).reshape(-1, m)), p * K)
+
+
+@dataclass(frozen=True)
+class NMGrouping(Grouping):
+    """The N:M grouping of one layer's weight (a ``grouping.Grouping`` whose units are single weights, budgeted
+    N per window of M consecutive inputs; windows in :func:`to_groups` order)."""
+    name: str
+    weight_shape: tuple
+    n: int
+    m: int
+    tied: tuple = ()
+
+    def __post_init__(self):
+        check_nm(self.n, self.m)
+        check_shape(self.weight_shape, self.m, self.name)
+
+    @property
+    def pattern(self) -> NMPattern:
+        return NMPattern(self.n, self.m)
+
+    @property
+    def unit_shape(self) -> tuple:
+        return tuple(self.weight_shape)
+
+    def partitions(self, x: torch.Tensor) -> torch.Tensor:
+        return to_groups(x, self.m)
+
+    def from_partitions(self, y: torch.Tensor) -> torch.Tensor:
+        return from_groups(y, self.weight_shape)
+
+    def keep_per_partition(self, sparsity=None) -> int:
+        """N at the pattern's sparsity (None); round((1 - s) M) on the way there (a pruning schedule's ramp)."""
+        if sparsity is None:
+            return self.n
+        return max(int(round((1.0 - float(sparsity)) * self.m)), self.n)
+
+    def unit_sq_norms(self, w: torch.Tensor) -> torch.Tensor:
+        x = w.detach()
+        return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).square()
+
+    def unit_norms(self, w: torch.Tensor) -> torch.Tensor:
+        x = w.detach()
+        return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).abs()
+
+    def scale(self, w: torch.Tensor, per_unit: torch.Tensor) -> torch.Tensor:
+        return w * per_unit.to(w.dtype)
+
+    def groups(self) -> Groups:
+        """One size-1 group per entry of the (inputs x outputs) GEMM matrix (the budget is per window)."""
+        return Groups.from_sizes([1] * self.n_weights)
+
+    def partition_groups(self) -> Groups:
+        """The windows over the GEMM matrix flattened row-major (:func:`gemm_nm_groups`)."""
+        p, K = self.matrix_shape
+        return gemm_nm_groups(p, K, self.m)
 
 
 def topn_mask_groups(a: torch.Tensor, n: int) -> torch.Tensor:

@@ -18,61 +18,37 @@ from __future__ import annotations
 
 from torch import nn
 
-from .groups import GROUPABLE_TYPES, check_layer
+from .groups import _TRANSPOSED, GROUPABLE_TYPES, NMPattern
 
-__all__ = ["PRESETS", "select_layers"]
+__all__ = ["PRESETS", "select_layers", "candidates", "preset_layers"]
 
 PRESETS = ("maxq", "srste", "asp", "all")
 
 
-def _candidates(model):
-    out = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, GROUPABLE_TYPES) and not isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d,
-                                                                      nn.ConvTranspose3d)):
-            out.append((name, mod))
-    return out
+def candidates(model):
+    """(name, module) of every module of ``model`` with a weight an N:M or block pattern can group, in order."""
+    return [(name, mod) for name, mod in model.named_modules()
+            if isinstance(mod, GROUPABLE_TYPES) and not isinstance(mod, _TRANSPOSED)]
 
 
 def select_layers(model: nn.Module, m: int, layers="all") -> tuple:
-    """(names, skipped): the layers to sparsify with group size ``m`` and {name: reason} of those left dense.
+    """(names, skipped): the layers to sparsify with group size ``m`` and {name: reason} of those left dense
+    (``grouping.choose_layers`` for an N:M pattern; tied holders each listed).
 
     ``layers`` is a preset name (see module docstring), a list of module names, or a predicate name -> bool.
     """
+    from ..grouping import choose_layers
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    cands = _candidates(model)
-    skipped = {}
-    if isinstance(layers, str):
-        if layers not in PRESETS:
-            raise ValueError(f"layers: expected a preset in {PRESETS}, a list of module names or a predicate, "
-                             f"got {layers!r}")
-        chosen = _preset(cands, layers, skipped)
-        names = []
-        for name, mod in chosen:
-            try:
-                check_layer(mod, m, name)
-            except ValueError as e:
-                skipped[name] = str(e)
-                continue
-            names.append(name)
-    else:
-        if callable(layers):
-            names = [n for n, _ in cands if layers(n)]
-        else:
-            names = list(layers)
-        mods = dict(model.named_modules())
-        for n in names:
-            if n not in mods:
-                raise ValueError(f"layers: model has no module named {n!r}")
-            check_layer(mods[n], m, n)
-    if not names:
+    chosen, skipped, _ = choose_layers(model, NMPattern(1, m), layers=layers)
+    if not chosen:
         raise ValueError(f"model: no layer to sparsify with M={m} (layers={layers!r}); left dense: "
                          f"{skipped or 'no Linear/Conv layer found'}")
-    return names, skipped
+    return list(chosen), skipped
 
 
-def _preset(cands, preset, skipped):
+def preset_layers(cands, preset, skipped) -> list:
+    """The (name, module) of ``cands`` a preset sparsifies; the others go to ``skipped`` with the reason."""
     if preset == "all":
         return cands
     if preset == "asp":
