@@ -29,7 +29,8 @@ from .tiling import check_block
 
 __all__ = ["BSRLinear", "to_bsr_linear", "export_bsr", "SemiStructuredUnsupported", "semi_structured_support",
            "to_semi_structured_linear", "export_semi_structured", "check_equivalence", "nm_compress",
-           "nm_decompress", "export_model", "export_state_dict", "load_exported_state", "EXPORTED"]
+           "nm_decompress", "export_model", "export_state_dict", "prunable_weights", "load_exported_state",
+           "EXPORTED"]
 
 EXPORTED = "exported"  # the status of a layer that was converted
 _NM_VALUES, _NM_INDICES = ".nm_values", ".nm_indices"  # state_dict suffixes of an N:M compressed weight
@@ -242,29 +243,14 @@ def nm_decompress(values: torch.Tensor, indices: torch.Tensor, shape, pattern) -
 
 
 # ---------------------------------------------------------------------------------------------- both patterns
-def _pattern_layers(model, pattern, layers, types):
-    from .pruned import parse_pattern, pattern_name
-    kind, p = parse_pattern(pattern)
-    if layers is None:
-        layers = [n for n, m in model.named_modules() if isinstance(m, types)]
-    return kind, p, pattern_name(kind, p), list(layers)
-
-
-def _nm_reasons(mod, p) -> list:
-    from .nm.groups import check_layer, nm_violations
-    try:
-        check_layer(mod, p.m, "layer")
-    except ValueError as e:
-        return [str(e).removeprefix("layer: ")]
-    bad = nm_violations(mod.weight, p.n, p.m)
-    return [f"{bad} windows of {p.m} inputs hold more than {p.n} non-zeros (not {p} sparse)"] if bad else []
-
-
 def export_model(model: nn.Module, pattern, layers=None, strict: bool = False) -> dict:
     """Replace the pruned layers of a finalized model by sparse modules: BSR (``"16x16"``) or 2:4 semi-structured
     (``"2:4"``, CUDA).  ``layers``: module names (default every Linear).  Returns {name: 'exported' or why it stayed
     dense}; ``strict=True`` raises ValueError on the first layer that cannot be exported."""
-    kind, p, pname, names = _pattern_layers(model, pattern, layers, nn.Linear)
+    from .pruned import parse_pattern, pattern_name
+    kind, p = parse_pattern(pattern)
+    pname = pattern_name(kind, p)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)] if layers is None else list(layers)
     if kind == "nm" and (p.n, p.m) != (2, 4):
         raise ValueError(f"pattern: only 2:4 has sparse kernels to export to (got {pname}); "
                          f"export_state_dict stores any N:M compressed")
@@ -283,31 +269,67 @@ def export_model(model: nn.Module, pattern, layers=None, strict: bool = False) -
     return out
 
 
+def prunable_weights(state, pattern) -> list:
+    """Keys of the weights of ``state`` (a state_dict) the pattern can describe: floating ``*weight`` tensors with 2
+    or more dimensions, whose input dimension M divides (N:M) or that are 2-D / 4-D (block)."""
+    from .pruned import parse_pattern
+    kind, p = parse_pattern(pattern)
+    out = []
+    for k, w in state.items():
+        if not (isinstance(k, str) and k.endswith("weight") and torch.is_tensor(w) and w.is_floating_point()
+                and w.dim() >= 2 and w.layout == torch.strided):
+            continue
+        if (kind == "nm" and w.shape[1] % p.m == 0) or (kind == "block" and w.dim() in (2, 4)):
+            out.append(k)
+    return out
+
+
+def _weight_reasons(w, kind, p) -> list:
+    """Why ``w`` cannot be stored sparse under the pattern, or why storing it sparse would not save space."""
+    from .nm.groups import check_shape, nm_violations
+    if kind == "block":
+        B = p
+        if w.dim() != 2 or w.shape[0] % B or w.shape[1] % B:
+            return [f"BSR stores 2-D weights that {B}x{B} blocks tile; shape {tuple(w.shape)}"]
+        tiles = w.reshape(w.shape[0] // B, B, w.shape[1] // B, B).abs().sum(dim=(1, 3))
+        return [] if bool((tiles == 0).any()) else [f"no all-zero {B}x{B} block: dense storage is smaller"]
+    try:
+        check_shape(tuple(w.shape), p.m, "weight")
+    except ValueError as e:
+        return [str(e).removeprefix("weight: ")]
+    bad = nm_violations(w, p.n, p.m)
+    return [f"{bad} windows of {p.m} inputs hold more than {p.n} non-zeros (not {p} sparse)"] if bad else []
+
+
 @torch.no_grad()
-def export_state_dict(model: nn.Module, pattern, layers=None, strict: bool = False) -> tuple:
-    """(state_dict, status): the model's state_dict with the weights of ``layers`` (default every Linear / conv)
-    stored sparse -- BSR tensors (block patterns; Linear layers the blocks tile) or ``<name>.weight.nm_values`` /
-    ``.nm_indices`` pairs (N:M; layers that satisfy the pattern) -- plus a record of the pattern and dense shapes.
-    ``status``: {name: 'exported' or why the weight stayed dense}; ``strict=True`` raises instead."""
-    kind, p, pname, names = _pattern_layers(model, pattern, layers, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
-    sd = {k: v.detach() for k, v in model.state_dict().items()}
+def export_state_dict(model, pattern, keys=None, strict: bool = False) -> tuple:
+    """(state_dict, status): the state_dict of ``model`` (an ``nn.Module`` or a state_dict) with the weights
+    ``keys`` (default :func:`prunable_weights`) stored sparse -- BSR tensors (block patterns) or
+    ``<key>.nm_values`` / ``<key>.nm_indices`` pairs (N:M) -- plus a record of the pattern and dense shapes.
+    ``status``: {key: 'exported' or why that weight stayed dense}; ``strict=True`` raises ValueError instead."""
+    from .pruned import parse_pattern, pattern_name
+    kind, p = parse_pattern(pattern)
+    pname = pattern_name(kind, p)
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    sd = {k: v.detach() if torch.is_tensor(v) else v for k, v in state.items()}
+    keys = prunable_weights(sd, pname) if keys is None else list(keys)
     status, shapes = {}, {}
-    for name in names:
-        mod = model.get_submodule(name)
-        reasons = _bsr_reasons(mod, p) if kind == "block" else _nm_reasons(mod, p)
+    for key in keys:
+        if key not in sd:
+            raise ValueError(f"keys: {key!r} is not in the state_dict")
+        reasons = _weight_reasons(sd[key], kind, p)
         if reasons:
             if strict:
-                raise ValueError(f"layers: {name!r} cannot be exported to {pname}: " + "; ".join(reasons))
-            status[name] = "; ".join(reasons)
+                raise ValueError(f"keys: {key!r} cannot be stored {pname} sparse: " + "; ".join(reasons))
+            status[key] = "; ".join(reasons)
             continue
-        key = f"{name}.weight" if name else "weight"
         w = sd.pop(key)
         shapes[key] = list(w.shape)
         if kind == "block":
             sd[key] = _to_bsr(w, p)
         else:
-            sd[key + _NM_VALUES], sd[key + _NM_INDICES] = nm_compress(w, p, name)
-        status[name] = EXPORTED
+            sd[key + _NM_VALUES], sd[key + _NM_INDICES] = nm_compress(w, p, key)
+        status[key] = EXPORTED
     sd[_META] = {"pattern": pname, "shapes": shapes}
     return sd, status
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["SparsityReport", "measure", "finalize_model"]
+__all__ = ["SparsityReport", "measure", "measure_weights", "finalize_model"]
 
 _LEGACY_KEYS = {"exact_nm": "exact"}  # the N:M report's name for the pattern check
 
@@ -103,7 +103,8 @@ def _nm_row(pat, w):
 
 
 def _groupings(layers, pattern):
-    """[(name, LayerTiling | NMPattern)] and the pattern's name, from tilings or from names + pattern."""
+    """[(name, LayerTiling | NMPattern | None)] and the pattern's name, from tilings or from names + pattern (None:
+    a block tiling to build from the weight's shape)."""
     from .pruned import parse_pattern, pattern_name
     from .tiling import LayerTiling
     layers = list(layers)
@@ -121,6 +122,25 @@ def _groupings(layers, pattern):
     return [(n, p if kind == "nm" else None) for n in layers], pattern_name(kind, p)
 
 
+def _measure(named, pname, budgets, all_weights) -> SparsityReport:
+    """``named``: [(name, weight, grouping)]; ``all_weights``: every weight of the model (its overall sparsity)."""
+    from .tiling import LayerTiling
+    budgets = dict(budgets or {})
+    rows, n_g, k_g, n_w, z_w = [], 0, 0, 0, 0
+    for name, w, g in named:
+        if g is None:  # a block pattern given by name
+            g = LayerTiling(name, tuple(w.shape), int(pname.split("x")[0]), pad=True)
+        row = _block_row(g, w, budgets.get(name)) if isinstance(g, LayerTiling) else _nm_row(g, w)
+        zeros = int((w == 0).sum())
+        rows.append({"name": name, "shape": tuple(w.shape), **row, "kept_fraction": row["kept"] / row["n_groups"],
+                     "weight_sparsity": zeros / w.numel()})
+        n_g, k_g, n_w, z_w = n_g + row["n_groups"], k_g + row["kept"], n_w + w.numel(), z_w + zeros
+    tot = sum(w.numel() for w in all_weights)
+    ztot = sum(int((w == 0).sum()) for w in all_weights)
+    return SparsityReport(rows, k_g / max(n_g, 1), z_w / max(n_w, 1), ztot / max(tot, 1), pname,
+                          all(r["violations"] == 0 for r in rows))
+
+
 @torch.no_grad()
 def measure(model: nn.Module, layers, pattern=None, budgets: dict | None = None, example=None) -> SparsityReport:
     """Sparsity of the model's current effective weights and the pattern check.
@@ -129,31 +149,22 @@ def measure(model: nn.Module, layers, pattern=None, budgets: dict | None = None,
     ``(16, 16)``, ``"2:4"``).  ``budgets``: {name: most tiles kept} for block layers (their pattern check).
     ``example``: an input of batch 1 to count parameters and MACs (``report.flops``).
     """
-    from .tiling import LayerTiling
     pairs, pname = _groupings(layers, pattern)
-    budgets = dict(budgets or {})
-    rows, n_g, k_g, n_w, z_w = [], 0, 0, 0, 0
-    for name, g in pairs:
-        w = model.get_submodule(name).weight
-        if g is None:  # a block pattern given by name
-            g = LayerTiling(name, tuple(w.shape), int(pname.split("x")[0]), pad=True)
-        row = _block_row(g, w, budgets.get(name)) if isinstance(g, LayerTiling) else _nm_row(g, w)
-        zeros = int((w == 0).sum())
-        rows.append({"name": name, "shape": tuple(w.shape), **row, "kept_fraction": row["kept"] / row["n_groups"],
-                     "weight_sparsity": zeros / w.numel()})
-        n_g, k_g, n_w, z_w = n_g + row["n_groups"], k_g + row["kept"], n_w + w.numel(), z_w + zeros
-    tot, ztot = 0, 0
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            tot += m.weight.numel()
-            ztot += int((m.weight == 0).sum())
-    flops = None
+    named = [(name, model.get_submodule(name).weight, g) for name, g in pairs]
+    everything = [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    rep = _measure(named, pname, budgets, everything)
     if example is not None:
         from .flops import count_params_flops
-        f = count_params_flops(model, example)
-        flops = {k: v for k, v in f.items() if k != "rows"}
-    return SparsityReport(rows, k_g / max(n_g, 1), z_w / max(n_w, 1), ztot / max(tot, 1), pname,
-                          all(r["violations"] == 0 for r in rows), flops)
+        rep.flops = {k: v for k, v in count_params_flops(model, example).items() if k != "rows"}
+    return rep
+
+
+@torch.no_grad()
+def measure_weights(weights, pattern, budgets: dict | None = None) -> SparsityReport:
+    """The same report for weights without their model (a saved state_dict): ``weights`` maps names to tensors;
+    every one of them is measured (the caller picks those the pattern applies to)."""
+    pairs, pname = _groupings(list(weights), pattern)
+    return _measure([(n, weights[n], g) for n, g in pairs], pname, budgets, list(weights.values()))
 
 
 def finalize_model(model: nn.Module, tilings) -> SparsityReport:

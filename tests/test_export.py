@@ -46,7 +46,8 @@ def test_nm_compress_roundtrip_exact(n, m):
 def test_nm_state_dict_reads_back_dense_and_is_smaller():
     model = _nm_model()
     sd, status = export_state_dict(model, "2:4")
-    assert status["0"] == status["3"] == EXPORTED and "not 2:4 sparse" in status["5"]
+    assert status["0.weight"] == status["3.weight"] == EXPORTED and "not 2:4 sparse" in status["5.weight"]
+    assert set(status) == {"0.weight", "3.weight", "5.weight"}  # biases are not weights the pattern describes
     loaded, nbytes = _roundtrip(sd)
     dense = load_exported_state(loaded)
     ref = model.state_dict()
@@ -69,8 +70,8 @@ def test_block_state_dict_and_modules():
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     with torch.no_grad():
         model[0].weight[:16, :48] = 0  # 3 of the 8 16x16 tiles
-    sd, status = export_state_dict(model, "16x16")
-    assert status["0"] == EXPORTED and "do not tile a 10x32" in status["2"]
+    sd, status = export_state_dict(model.state_dict(), "16x16")  # a state_dict alone does as well
+    assert status["0.weight"] == EXPORTED and "that 16x16 blocks tile; shape (10, 32)" in status["2.weight"]
     assert sd["0.weight"].layout == torch.sparse_bsr and sd["0.weight"].values().shape[0] == 5
     loaded, _ = _roundtrip(sd)
     ref = model.state_dict()
@@ -78,15 +79,18 @@ def test_block_state_dict_and_modules():
     assert all(torch.equal(dense[k], ref[k]) for k in ref)
     x = torch.randn(5, 64)
     y = model(x).detach()
-    assert export_model(model, (16, 16)) == {"0": EXPORTED, "2": status["2"]}
+    done = export_model(model, (16, 16))
+    assert done["0"] == EXPORTED and "do not tile a 10x32 Linear" in done["2"]
     assert type(model[0]).__name__ == "BSRLinear" and model[0].n_stored_blocks == 5
     torch.testing.assert_close(model(x), y, rtol=1e-5, atol=1e-5)
 
 
 def test_refusals_name_the_argument():
     model = _nm_model()
-    with pytest.raises(ValueError, match=r"^layers: '5' cannot be exported to 2:4: .*not 2:4 sparse"):
+    with pytest.raises(ValueError, match=r"^keys: '5.weight' cannot be stored 2:4 sparse: .*not 2:4 sparse"):
         export_state_dict(model, "2:4", strict=True)
+    with pytest.raises(ValueError, match=r"^keys: 'fc.weight' is not in the state_dict"):
+        export_state_dict(model, "2:4", keys=["fc.weight"])
     with pytest.raises(ValueError, match=r"^pattern: only 2:4 has sparse kernels"):
         export_model(model, "1:4")
     with pytest.raises(ValueError, match="pattern"):
