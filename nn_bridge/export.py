@@ -243,13 +243,18 @@ def nm_decompress(values: torch.Tensor, indices: torch.Tensor, shape, pattern) -
 
 
 # ---------------------------------------------------------------------------------------------- both patterns
+def _parse(pattern) -> tuple:
+    """('block', B, '16x16') or ('nm', NMPattern, '2:4')."""
+    from .grouping import parse_pattern
+    pat = parse_pattern(pattern)
+    return ("block", pat.block, str(pat)) if hasattr(pat, "block") else ("nm", pat, str(pat))
+
+
 def export_model(model: nn.Module, pattern, layers=None, strict: bool = False) -> dict:
     """Replace the pruned layers of a finalized model by sparse modules: BSR (``"16x16"``) or 2:4 semi-structured
     (``"2:4"``, CUDA).  ``layers``: module names (default every Linear).  Returns {name: 'exported' or why it stayed
     dense}; ``strict=True`` raises ValueError on the first layer that cannot be exported."""
-    from .pruned import parse_pattern, pattern_name
-    kind, p = parse_pattern(pattern)
-    pname = pattern_name(kind, p)
+    kind, p, pname = _parse(pattern)
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)] if layers is None else list(layers)
     if kind == "nm" and (p.n, p.m) != (2, 4):
         raise ValueError(f"pattern: only 2:4 has sparse kernels to export to (got {pname}); "
@@ -272,8 +277,7 @@ def export_model(model: nn.Module, pattern, layers=None, strict: bool = False) -
 def prunable_weights(state, pattern) -> list:
     """Keys of the weights of ``state`` (a state_dict) the pattern can describe: floating ``*weight`` tensors with 2
     or more dimensions, whose input dimension M divides (N:M) or that are 2-D / 4-D (block)."""
-    from .pruned import parse_pattern
-    kind, p = parse_pattern(pattern)
+    kind, p, _ = _parse(pattern)
     out = []
     for k, w in state.items():
         if not (isinstance(k, str) and k.endswith("weight") and torch.is_tensor(w) and w.is_floating_point()
@@ -307,9 +311,7 @@ def export_state_dict(model, pattern, keys=None, strict: bool = False) -> tuple:
     ``keys`` (default :func:`prunable_weights`) stored sparse -- BSR tensors (block patterns) or
     ``<key>.nm_values`` / ``<key>.nm_indices`` pairs (N:M) -- plus a record of the pattern and dense shapes.
     ``status``: {key: 'exported' or why that weight stayed dense}; ``strict=True`` raises ValueError instead."""
-    from .pruned import parse_pattern, pattern_name
-    kind, p = parse_pattern(pattern)
-    pname = pattern_name(kind, p)
+    kind, p, pname = _parse(pattern)
     state = model.state_dict() if isinstance(model, nn.Module) else model
     sd = {k: v.detach() if torch.is_tensor(v) else v for k, v in state.items()}
     keys = prunable_weights(sd, pname) if keys is None else list(keys)

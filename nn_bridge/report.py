@@ -1,10 +1,10 @@
 """Achieved sparsity, per layer and overall, read from the weights themselves (so it reports what is, not what
 was asked), for both patterns in one report.
 
-A pattern is a budget over groups (the issue-11 vocabulary): a ``B x B`` block pattern counts tiles of the GEMM
-matrix (``nn_bridge.tiling``) and puts one budget on the whole layer (at most k tiles not all-zero, k given per
-layer in ``budgets`` when known); an ``N:M`` pattern counts single weights and puts a budget of N on every window
-of M consecutive inputs (``nn_bridge.nm.groups``).  Every row therefore has the same fields:
+A pattern is a budget over units, read through the grouping protocol (``nn_bridge.grouping``): a ``B x B`` block
+pattern counts tiles of the GEMM matrix and puts one budget on the whole layer (at most k tiles not all-zero, k
+given per layer in ``budgets`` when known); an ``N:M`` pattern counts single weights and puts a budget of N on
+every window of M consecutive inputs.  Every row therefore has the same fields:
 
 * ``n_groups`` / ``kept`` / ``kept_fraction`` -- groups (tiles, or weights), those not zero, and their ratio;
 * ``n_partitions`` / ``budget`` / ``violations`` -- the partitions the budget applies to (1 layer, or its windows),
@@ -88,49 +88,44 @@ class SparsityReport:
         return d
 
 
-def _block_row(t, w, budget):
-    kept = int((t.block_sq_norms(w) > 0).sum())
-    over = int(budget is not None and kept > budget)
-    return {"n_groups": t.n_blocks, "kept": kept, "n_partitions": 1, "budget": budget, "violations": over,
-            "n_blocks": t.n_blocks, "block_sparsity": 1.0 - kept / t.n_blocks}
+def _row(g, w, budget) -> dict:
+    """One layer's counts through the grouping protocol (``nn_bridge.grouping``): units, partitions, budget."""
+    nz = g.unit_norms(w) > 0
+    per_part = g.partitions(nz).sum(1)
+    kept = int(nz.sum())
+    row = {"n_groups": g.n_groups, "kept": kept, "n_partitions": int(per_part.numel()), "budget": budget,
+           "violations": 0 if budget is None else int((per_part > budget).sum())}
+    if hasattr(g, "block"):  # the block report's names, kept for its readers
+        row.update(n_blocks=g.n_groups, block_sparsity=1.0 - kept / g.n_groups)
+    return row
 
 
-def _nm_row(pat, w):
-    from .nm.groups import to_groups
-    nz = (to_groups(w, pat.m) != 0).sum(1)
-    return {"n_groups": w.numel(), "kept": int(nz.sum()), "n_partitions": int(nz.numel()), "budget": pat.n,
-            "violations": int((nz > pat.n).sum())}
-
-
-def _groupings(layers, pattern):
-    """[(name, LayerTiling | NMPattern | None)] and the pattern's name, from tilings or from names + pattern (None:
-    a block tiling to build from the weight's shape)."""
-    from .pruned import parse_pattern, pattern_name
-    from .tiling import LayerTiling
+def _groupings(layers, pattern, shapes):
+    """[(name, grouping)] and the pattern's name, from groupings (tilings) or from names + pattern (``shapes``:
+    name -> weight shape; a block pattern pads layers its blocks do not tile)."""
+    from .grouping import Grouping, parse_pattern
     layers = list(layers)
-    if layers and all(isinstance(t, LayerTiling) for t in layers):
-        blocks = {t.block for t in layers}
-        if pattern is not None or len(blocks) > 1:
-            raise ValueError(f"pattern: tilings carry their block size; got pattern={pattern!r} with blocks "
-                             f"{sorted(blocks)}")
-        return [(t.name, t) for t in layers], f"{layers[0].block}x{layers[0].block}"
+    if layers and all(isinstance(g, Grouping) for g in layers):
+        pats = {str(g.pattern) for g in layers}
+        if pattern is not None or len(pats) > 1:
+            raise ValueError(f"pattern: groupings carry their pattern; got pattern={pattern!r} with "
+                             f"{sorted(pats)}")
+        return [(g.name, g) for g in layers], pats.pop()
     if pattern is None:
-        raise ValueError("pattern: layer names need a pattern ('16x16' or '2:4'); LayerTilings carry their own")
-    kind, p = parse_pattern(pattern)
+        raise ValueError("pattern: layer names need a pattern ('16x16' or '2:4'); groupings carry their own")
+    pat = parse_pattern(pattern)
     if not all(isinstance(n, str) for n in layers):
-        raise ValueError("layers: expected LayerTilings, or module names (str) with a pattern")
-    return [(n, p if kind == "nm" else None) for n in layers], pattern_name(kind, p)
+        raise ValueError("layers: expected groupings (LayerTiling, NMGrouping), or module names (str) with a pattern")
+    pad = {"pad": True} if hasattr(pat, "block") else {}
+    return [(n, pat.grouping(n, tuple(shapes(n)), **pad)) for n in layers], str(pat)
 
 
 def _measure(named, pname, budgets, all_weights) -> SparsityReport:
     """``named``: [(name, weight, grouping)]; ``all_weights``: every weight of the model (its overall sparsity)."""
-    from .tiling import LayerTiling
     budgets = dict(budgets or {})
     rows, n_g, k_g, n_w, z_w = [], 0, 0, 0, 0
     for name, w, g in named:
-        if g is None:  # a block pattern given by name
-            g = LayerTiling(name, tuple(w.shape), int(pname.split("x")[0]), pad=True)
-        row = _block_row(g, w, budgets.get(name)) if isinstance(g, LayerTiling) else _nm_row(g, w)
+        row = _row(g, w.detach(), budgets.get(name, g.keep_per_partition() if g.pattern.sparsity else None))
         zeros = int((w == 0).sum())
         rows.append({"name": name, "shape": tuple(w.shape), **row, "kept_fraction": row["kept"] / row["n_groups"],
                      "weight_sparsity": zeros / w.numel()})
@@ -145,11 +140,11 @@ def _measure(named, pname, budgets, all_weights) -> SparsityReport:
 def measure(model: nn.Module, layers, pattern=None, budgets: dict | None = None, example=None) -> SparsityReport:
     """Sparsity of the model's current effective weights and the pattern check.
 
-    ``layers``: the pruned layers' ``LayerTiling``s (block), or their module names with ``pattern`` (``"16x16"``,
-    ``(16, 16)``, ``"2:4"``).  ``budgets``: {name: most tiles kept} for block layers (their pattern check).
+    ``layers``: the pruned layers' groupings (``LayerTiling`` / ``NMGrouping``), or their module names with
+    ``pattern`` (``"16x16"``, ``(16, 16)``, ``"2:4"``).  ``budgets``: {name: most tiles kept} for block layers (their pattern check).
     ``example``: an input of batch 1 to count parameters and MACs (``report.flops``).
     """
-    pairs, pname = _groupings(layers, pattern)
+    pairs, pname = _groupings(layers, pattern, lambda n: model.get_submodule(n).weight.shape)
     named = [(name, model.get_submodule(name).weight, g) for name, g in pairs]
     everything = [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
     rep = _measure(named, pname, budgets, everything)
@@ -163,7 +158,7 @@ def measure(model: nn.Module, layers, pattern=None, budgets: dict | None = None,
 def measure_weights(weights, pattern, budgets: dict | None = None) -> SparsityReport:
     """The same report for weights without their model (a saved state_dict): ``weights`` maps names to tensors;
     every one of them is measured (the caller picks those the pattern applies to)."""
-    pairs, pname = _groupings(list(weights), pattern)
+    pairs, pname = _groupings(list(weights), pattern, lambda n: weights[n].shape)
     return _measure([(n, weights[n], g) for n, g in pairs], pname, budgets, list(weights.values()))
 
 
