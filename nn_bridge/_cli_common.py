@@ -15,6 +15,12 @@ API (stable; the subcommands ``prune``, ``nm`` and ``oneshot`` use it):
   ``fraction_in_0_1`` (a sparsity: finite, 0 <= x < 1), ``existing_file`` (a readable regular file),
   ``writable_path`` (an output file: its folder exists and is writable, the path is not a folder; ``''`` passes
   through and means "do not write").  All run at parse time, i.e. before any work.
+* ``pattern_arg`` -- argparse ``type=`` for ``--pattern``: ``BxB`` or ``N:M`` parsed by ``grouping.parse_pattern``
+  into its pattern object (``BlockPattern`` / ``NMPattern``), its error under the option's name.
+* ``read_state_dict(path, option)`` -- the tensors of a saved model: a ``.safetensors`` / ``.pt`` / ``.pth`` /
+  ``.bin`` state_dict, or a folder holding one (an ``oneshot --out`` folder, a Hugging Face folder, sharded or
+  not); anything else is a ``ValueError`` naming ``option``.
+* ``deprecated(old, new)`` -- one line on stderr: ``old`` is deprecated, use ``new`` (the replacing command).
 * ``load_torch_file(path, name)`` -- ``torch.load(path, map_location='cpu', weights_only=True)`` (a checkpoint is
   data, not code); an empty, truncated, garbage or code-carrying file is a ``ValueError`` naming ``name`` and the
   file.  ``save_torch_file(obj, path)`` -- ``torch.save`` to a unique temporary name in the same folder, then an
@@ -29,7 +35,7 @@ import sys
 
 __all__ = ["ArgumentParser", "UsageError", "run_cli", "positive_int", "nonneg_int", "positive_float",
            "nonneg_float", "fraction_in_0_1", "existing_file", "writable_path", "load_torch_file",
-           "save_torch_file"]
+           "save_torch_file", "pattern_arg", "read_state_dict", "deprecated"]
 
 #: the exceptions a CLI reports as a one-line error (anything else is a bug and keeps its traceback)
 CLI_ERRORS = (ValueError, TypeError, OSError, EOFError)
@@ -108,6 +114,18 @@ def fraction_in_0_1(s) -> float:
     return v
 
 
+def pattern_arg(s):
+    from .grouping import parse_pattern
+    try:
+        return parse_pattern(s)
+    except ValueError as e:  # argparse prefixes "argument --pattern: "
+        raise argparse.ArgumentTypeError(str(e).removeprefix("pattern: ")) from None
+
+
+def deprecated(old: str, new: str) -> None:
+    print(f"{old} is deprecated and goes in the next release; use: {new}", file=sys.stderr)
+
+
 def existing_file(s) -> str:
     if not os.path.isfile(s):
         raise argparse.ArgumentTypeError(f"no such file: {s!r}")
@@ -152,3 +170,42 @@ def save_torch_file(obj, path) -> None:
     import torch
     from groupsparse.checkpoint import atomic_write
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+_STATE_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth")
+
+
+def read_state_dict(path, option: str = "path") -> dict:
+    """{name: tensor} of a saved model file, or of the model file(s) in a folder (see the module docstring)."""
+    import glob
+
+    import torch
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        files = [os.path.join(path, f) for f in _STATE_FILES if os.path.isfile(os.path.join(path, f))][:1]
+        files = files or sorted(glob.glob(os.path.join(path, "model-*-of-*.safetensors")))
+        if not files:
+            raise ValueError(f"{option}: the folder {path!r} holds no model file ({', '.join(_STATE_FILES)} or "
+                             f"model-*-of-*.safetensors shards)")
+    elif os.path.isfile(path):
+        files = [path]
+    else:
+        raise ValueError(f"{option}: no such file or folder: {path!r}")
+    state = {}
+    for f in files:
+        if f.endswith(".safetensors"):
+            from safetensors import SafetensorError
+            from safetensors.torch import load_file
+            try:
+                part = load_file(f)
+            except (SafetensorError, OSError) as e:
+                raise ValueError(f"{option}: {f!r} is not a readable safetensors file ({e})") from None
+        else:
+            part = load_torch_file(f, option)
+        if hasattr(part, "state_dict") and callable(part.state_dict):  # a pickled module
+            part = part.state_dict()
+        if not isinstance(part, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in part.items()):
+            raise ValueError(f"{option}: {f!r} holds a {type(part).__name__}, expected a state_dict (name -> tensor, "
+                             f"e.g. torch.save(model.state_dict()))")
+        state.update(part)
+    return state

@@ -1,11 +1,16 @@
-"""``python -m nn_bridge prune``: prune a preset model with any method, print the per-layer sparsity table and save
-a plot of the schedule and of the per-layer sparsity.
+"""``python -m nn_bridge prune``: prune a built-in model with any method, block (``--pattern 16x16``) or N:M
+(``--pattern 2:4``), print the per-layer sparsity report (``nn_bridge.report``) and save a plot of the schedule and
+of the per-layer sparsity.
 
-Training-time methods train the preset on its synthetic task (tasks below) for ``--steps`` steps; ``oneshot``
-prunes a trained-for-``--steps`` model from ``--calib`` synthetic calibration rows.
+* block patterns: the ``mlp`` / ``cnn`` / ``criteo`` presets trained on their synthetic task (tasks below) for
+  ``--steps`` steps with magnitude / powerprop / acdc / sapp; ``oneshot`` prunes a trained-for-``--steps`` model
+  from ``--calib`` synthetic calibration rows;
+* N:M patterns: the ``digits`` testbed (scikit-learn's digits, ``nn_bridge.nm.digits``) trained for ``--epochs``
+  epochs with maxq / srste / asp (or ``dense``, the baseline), the pruned layers chosen by ``--layers``.
 
-Example:  python -m nn_bridge prune --model criteo --method sapp --block 10 --sparsity 0.9 --steps 300 \
-              --plot sapp.png --json sapp.json
+Examples:  python -m nn_bridge prune --model criteo --method sapp --pattern 10x10 --sparsity 0.9 --steps 300 \
+               --plot sapp.png --json sapp.json
+           python -m nn_bridge prune --pattern 2:4 --method srste --epochs 5 --plot srste.png
 """
 from __future__ import annotations
 
@@ -14,14 +19,17 @@ import json
 import torch
 from torch import nn
 
-from ._cli_common import (ArgumentParser, fraction_in_0_1, nonneg_float, positive_float, positive_int, run_cli,
-                          save_torch_file, writable_path)
+from ._cli_common import (ArgumentParser, deprecated, fraction_in_0_1, nonneg_float, pattern_arg, positive_float,
+                          positive_int, run_cli, save_torch_file, writable_path)
 from .models import ClickTeacher, build_model, MODEL_PRESETS
-from .pruners import PRUNERS, make_pruner
+from .pruners import make_pruner
 
 __all__ = ["main", "build_parser", "Task"]
 
 PROG = "python -m nn_bridge prune"
+BLOCK_MODELS, NM_MODELS = sorted(MODEL_PRESETS), ["digits"]
+BLOCK_METHODS = ["magnitude", "powerprop", "acdc", "sapp", "oneshot"]  # what this command trains at B x B
+NM_METHODS = ["maxq", "srste", "asp", "dense"]                          # ... and at N:M (digits)
 
 
 class Task:
@@ -63,12 +71,23 @@ class Task:
 
 
 def build_parser():
-    ap = ArgumentParser(prog=PROG, description="Block-prune a preset model.")
-    ap.add_argument("--model", default="mlp", choices=sorted(MODEL_PRESETS))
-    ap.add_argument("--method", default="sapp", choices=sorted(PRUNERS) + ["oneshot"])
-    ap.add_argument("--block", type=positive_int, default=16)
-    ap.add_argument("--sparsity", type=fraction_in_0_1, default=0.9)
-    ap.add_argument("--steps", type=positive_int, default=200, help="training steps (for oneshot: dense pre-training)")
+    from .nm.presets import PRESETS
+    ap = ArgumentParser(prog=PROG, description="Prune a built-in model, block (BxB) or N:M.")
+    ap.add_argument("--pattern", type=pattern_arg, default=None,
+                    help="BxB blocks (e.g. 16x16, the default) or N:M (e.g. 2:4)")
+    ap.add_argument("--model", default=None, choices=BLOCK_MODELS + NM_MODELS,
+                    help="block patterns: mlp (default), cnn, criteo; N:M patterns: digits")
+    ap.add_argument("--method", default=None, choices=BLOCK_METHODS + NM_METHODS,
+                    help=f"block: {', '.join(BLOCK_METHODS)} (default sapp); "
+                         f"N:M: {', '.join(NM_METHODS)} (default maxq)")
+    ap.add_argument("--block", type=positive_int, default=None, help="deprecated: use --pattern BxB")
+    ap.add_argument("--sparsity", type=fraction_in_0_1, default=None,
+                    help="block: fraction of blocks removed (default 0.9); N:M fixes it at 1 - N/M")
+    ap.add_argument("--steps", type=positive_int, default=200,
+                    help="block: training steps (for oneshot: dense pre-training)")
+    ap.add_argument("--epochs", type=positive_int, default=30, help="N:M (digits): training epochs")
+    ap.add_argument("--layers", default="maxq", choices=PRESETS, help="N:M (digits): which layers get the pattern")
+    ap.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     ap.add_argument("--calib", type=positive_int, default=1024,
                     help="calibration rows for oneshot (a multiple of --batch-size)")
     ap.add_argument("--preset", default=None, choices=["imagenet", "criteo"], help="schedule preset")
@@ -112,6 +131,7 @@ def _train(model, task, steps, lr, pruner=None, progress=True, desc="train"):
 
 
 def _plot(path, trace, report, title):
+    unit = "tiles" if report.is_block else "weights"
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -128,9 +148,9 @@ def _plot(path, trace, report, title):
         ax[0].text(0.5, 0.5, "one-shot (no schedule)", ha="center")
         ax[0].set_axis_off()
     names = [r["name"] for r in report.rows]
-    ax[1].barh(range(len(names)), [r["block_sparsity"] for r in report.rows])
+    ax[1].barh(range(len(names)), [1.0 - r["kept_fraction"] for r in report.rows])
     ax[1].set_yticks(range(len(names)), names, fontsize=7)
-    ax[1].set_xlabel("block sparsity")
+    ax[1].set_xlabel(f"zero {unit} / {unit}")
     ax[1].set_xlim(0, 1)
     ax[1].set_title("per-layer sparsity")
     fig.suptitle(title)
@@ -145,48 +165,96 @@ def main(argv=None) -> int:
     return run_cli(_main, argv, prog=PROG)
 
 
-def _check_counts(a):
-    """Checks between options (each alone is checked by its argparse type), before any work."""
-    if a.model == "cnn" and a.batch_size < 8:
+def _resolve(a):
+    """Fill the pattern-dependent defaults and check the options against each other, before any work."""
+    if a.block is not None:
+        deprecated(f"{PROG} --block", f"{PROG} --pattern {a.block}x{a.block}")
+        if a.pattern is not None and str(a.pattern) != f"{a.block}x{a.block}":
+            raise ValueError(f"--block: {a.block} contradicts --pattern {a.pattern}; give --pattern only")
+        a.pattern = pattern_arg(f"{a.block}x{a.block}")
+    a.pattern = a.pattern or pattern_arg("16x16")
+    block = hasattr(a.pattern, "block")
+    models, methods = (BLOCK_MODELS, BLOCK_METHODS) if block else (NM_MODELS, NM_METHODS)
+    kind = "a block" if block else "an N:M"
+    a.model = a.model or ("mlp" if block else "digits")
+    a.method = a.method or ("sapp" if block else "maxq")
+    if a.model not in models:
+        raise ValueError(f"--model: {kind} pattern ({a.pattern}) trains {', '.join(models)}, got {a.model!r}")
+    if a.method not in methods:
+        raise ValueError(f"--method: {kind} pattern ({a.pattern}) takes {', '.join(methods)}, got {a.method!r}")
+    if not block and a.sparsity is not None and abs(a.sparsity - a.pattern.sparsity) > 1e-9:
+        raise ValueError(f"--sparsity: the N:M pattern {a.pattern} fixes the sparsity at {a.pattern.sparsity:g}; "
+                         f"leave it out")
+    a.sparsity = (0.9 if a.sparsity is None else a.sparsity) if block else a.pattern.sparsity
+    if block and a.model == "cnn" and a.batch_size < 8:
         raise ValueError(f"--batch-size: the cnn task draws batch-size // 8 images, so it needs >= 8, "
                          f"got {a.batch_size}")
-    if a.method == "oneshot" and a.calib % a.batch_size:
+    if block and a.method == "oneshot" and a.calib % a.batch_size:
         raise ValueError(f"--calib: expected a multiple of --batch-size ({a.batch_size}), got {a.calib}")
 
 
 def _main(argv) -> int:
     a = build_parser().parse_args(argv)
-    _check_counts(a)
+    _resolve(a)
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
+    if hasattr(a.pattern, "block"):
+        model, report, trace, metric = _prune_block(a)
+    else:
+        model, report, trace, metric = _prune_nm(a)
+    print(report.table())
+    print(f"{metric[0]}: {metric[1]:.5f}")
+    title = f"{a.model} / {a.method} / {a.pattern}" + (f" / sparsity {a.sparsity:g}" if hasattr(a.pattern, "block")
+                                                        else "")
+    if a.plot:
+        _plot(a.plot, trace, report, title)
+        print(f"plot: {a.plot}")
+    if a.json:
+        args = dict(vars(a), pattern=str(a.pattern), block=getattr(a.pattern, "block", None))
+        with open(a.json, "w") as f:
+            json.dump({"args": args, metric[0].split(" (")[0].replace(" ", "_"): metric[1], **report.to_dict()}, f,
+                      indent=1, default=float)
+    if a.save:
+        save_torch_file(model.state_dict(), a.save)
+    return 0
+
+
+def _prune_block(a):
     torch.manual_seed(a.seed)
     model = build_model(a.model)
     task = Task(a.model, a.seed, a.batch_size)
     progress = not a.no_progress
     preset = a.preset or ("criteo" if a.model == "criteo" else "imagenet")
+    B = a.pattern.block
     if a.method == "oneshot":
         from .oneshot import oneshot_prune
         _train(model, task, a.steps, a.lr, progress=progress, desc="dense pre-training")
         n_b = a.calib // a.batch_size
         calib = [task.batch(i, seed_offset=1)[0] for i in range(n_b)]
-        res = oneshot_prune(model, calib, a.sparsity, a.block, allocation=a.allocation, min_blocks=a.min_blocks,
+        res = oneshot_prune(model, calib, a.sparsity, B, allocation=a.allocation, min_blocks=a.min_blocks,
                             pad=a.pad, damp=a.damp, max_layer_sparsity=a.max_layer_sparsity, progress=progress)
         report, trace = res.finalize(), []
     else:
-        pruner = make_pruner(a.method, model, a.sparsity, a.block, total_steps=a.steps, preset=preset,
+        pruner = make_pruner(a.method, model, a.sparsity, B, total_steps=a.steps, preset=preset,
                              min_blocks=a.min_blocks, pad=a.pad, scope=a.scope)
         trace = _train(model, task, a.steps, a.lr, pruner, progress, desc=f"{a.method} training")
         report = pruner.finalize()
     with torch.no_grad():
         x, y = task.batch(0, seed_offset=2)
         val = float(task.loss(model(*x), y))
-    print(report.table())
-    print(f"validation loss (held-out batch): {val:.5f}")
-    title = f"{a.model} / {a.method} / {a.block}x{a.block} / sparsity {a.sparsity}"
-    if a.plot:
-        _plot(a.plot, trace, report, title)
-        print(f"plot: {a.plot}")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"args": vars(a), "validation_loss": val, **report.to_dict()}, f, indent=1)
-    if a.save:
-        save_torch_file(model.state_dict(), a.save)
-    return 0
+    return model, report, trace, ("validation loss (held-out batch)", val)
+
+
+def _prune_nm(a):
+    from .nm.digits import load_digits_split, train_run
+    from .nm.presets import select_layers
+    from .report import measure
+    data = load_digits_split()
+    dense = None
+    if a.method == "asp":  # ASP prunes the trained dense model of the same seed, then fine-tunes it
+        dense, r = train_run("dense", None, a.seed, a.epochs, data)
+        print(f"dense: test accuracy {r['test_acc']:.4f}")
+    model, r = train_run(a.method, None if a.method == "dense" else str(a.pattern), a.seed, a.epochs, data,
+                         dense_model=dense, layers=a.layers)
+    names = r.get("layers") or select_layers(model, a.pattern.m, a.layers)[0]  # dense: the layers it would prune
+    return model, measure(model, names, a.pattern), [], ("test accuracy (digits held-out split)", r["test_acc"])

@@ -68,9 +68,12 @@ class SparsityReport:
                      f"{self.weight_sparsity:>10.4f} {sum(r['violations'] for r in self.rows):>11}")
         lines.append(f"{'whole model (all Linear/Conv weights)':<40} {'':>18} {'':>9} {'':>9} {'':>9} "
                      f"{self.model_sparsity:>10.4f}")
-        lines.append(f"pattern check ({'every layer within its tile budget' if self.is_block else 'every window of M'}"
-                     f" {'<= k non-zero tiles' if self.is_block else 'holds <= N non-zeros'}): "
-                     f"{'OK' if self.exact else 'VIOLATED'}")
+        if self.is_block and all(r["budget"] is None for r in self.rows):
+            lines.append("pattern check: no tile budget given (nothing to check beyond the counts above)")
+        else:
+            rule = "no layer keeps more tiles than its budget" if self.is_block else "every window of M holds <= N " \
+                                                                                      "non-zeros"
+            lines.append(f"pattern check ({rule}): {'OK' if self.exact else 'VIOLATED'}")
         if self.flops:
             f = self.flops
             lines.append(f"params {f['params']:,} (dense {f['dense_params']:,}); conv/linear MACs {f['flops']:,} "

@@ -10,11 +10,11 @@ from nn_bridge.__main__ import main
 @pytest.mark.parametrize("method", ["magnitude", "powerprop", "acdc", "sapp", "oneshot"])
 def test_prune_command_end_to_end(method, tmp_path, capsys):
     out, png = tmp_path / "r.json", tmp_path / "p.png"
-    rc = main(["prune", "--model", "mlp", "--method", method, "--block", "16", "--sparsity", "0.5", "--steps", "40",
+    rc = main(["prune", "--model", "mlp", "--method", method, "--pattern", "16x16", "--sparsity", "0.5", "--steps", "40",
                "--calib", "512", "--batch-size", "128", "--json", str(out), "--plot", str(png), "--no-progress"])
     assert rc == 0
     rep = json.loads(out.read_text())
-    assert rep["args"]["method"] == method
+    assert rep["args"]["method"] == method and rep["args"]["pattern"] == "16x16" and rep["pattern"] == "16x16"
     assert rep["block_sparsity"] == pytest.approx(0.5, abs=0.01)
     assert png.stat().st_size > 1000
     text = capsys.readouterr().out
@@ -33,10 +33,21 @@ def test_prune_command_bad_sparsity_is_named(capsys):
 def test_prune_command_oneshot_layer_cap(tmp_path):
     """--max-layer-sparsity caps every layer of the loss allocation (uncapped, this MLP sends ~90% to fc2)."""
     out = tmp_path / "r.json"
-    rc = main(["prune", "--model", "mlp", "--method", "oneshot", "--block", "16", "--sparsity", "0.5", "--steps", "40",
+    rc = main(["prune", "--model", "mlp", "--method", "oneshot", "--pattern", "16x16", "--sparsity", "0.5", "--steps", "40",
                "--calib", "512", "--batch-size", "128", "--max-layer-sparsity", "0.55", "--json", str(out),
                "--plot", "", "--no-progress"])
     assert rc == 0
     rep = json.loads(out.read_text())
     assert rep["block_sparsity"] == pytest.approx(0.5, abs=0.01)
     assert max(r["block_sparsity"] for r in rep["rows"]) <= 0.55
+
+
+def test_prune_block_option_is_a_deprecated_spelling_of_pattern(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["prune", "--model", "mlp", "--method", "magnitude", "--block", "8", "--sparsity", "0.5", "--steps", "4",
+               "--json", str(out), "--plot", "", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0 and err.count("\n") == 1 and "--block is deprecated" in err and "--pattern 8x8" in err
+    rep = json.loads(out.read_text())
+    assert rep["pattern"] == "8x8" and rep["rows"][0]["n_blocks"] == (256 // 8) ** 2
+    assert rep["block_sparsity"] == pytest.approx(0.5, abs=0.01)

@@ -253,8 +253,8 @@ def test_nm_check_unreadable_file_is_one_line_naming_it(content, tmp_path, capsy
                    "tensor": b""}[content])
     if content == "tensor":
         torch.save(torch.zeros(4, 4), f)
-    assert cli(["nm", "check", str(f), "--pattern", "2:4"]) == 2
-    _one_line_error(capsys, "python -m nn_bridge nm: error: path:", str(f))
+    assert cli(["count", str(f), "--pattern", "2:4"]) == 2  # formerly nm check
+    _one_line_error(capsys, "python -m nn_bridge count: error: path:", str(f))
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -268,7 +268,7 @@ def test_nm_check_corrupt_legacy_file_is_one_line(tmp_path, capsys):
     data[262] = 0
     f = tmp_path / "legacy.pt"
     f.write_bytes(bytes(data))
-    assert cli(["nm", "check", str(f)]) == 2
+    assert cli(["count", str(f), "--pattern", "2:4"]) == 2
     _one_line_error(capsys, "path:", "truncated or corrupt")
 
 
@@ -282,7 +282,7 @@ def test_nm_check_does_not_run_code_from_the_file(tmp_path, capsys, monkeypatch)
     monkeypatch.chdir(tmp_path)
     f = tmp_path / "evil.pt"
     f.write_bytes(pickle.dumps({"w.weight": _Boom()}))
-    assert cli(["nm", "check", str(f)]) == 2
+    assert cli(["count", str(f), "--pattern", "2:4"]) == 2
     assert not (tmp_path / "pwned_by_checkpoint").exists()
     _one_line_error(capsys, "not a plain torch state file")
 
@@ -290,9 +290,9 @@ def test_nm_check_does_not_run_code_from_the_file(tmp_path, capsys, monkeypatch)
 def test_nm_check_strict_that_checked_nothing_fails(tmp_path, capsys):
     f = tmp_path / "m.pt"
     torch.save(nn.Sequential(nn.Linear(16, 8)).state_dict(), f)  # 16 inputs: no group of 3
-    assert cli(["nm", "check", str(f), "--pattern", "2:3", "--strict"]) == 2
+    assert cli(["count", str(f), "--pattern", "2:3", "--strict"]) == 2
     _one_line_error(capsys, "--strict: no tensor", "M=3")
-    assert cli(["nm", "check", str(f), "--pattern", "2:3"]) == 0  # without --strict: a report, not a failure
+    assert cli(["count", str(f), "--pattern", "2:3"]) == 0  # without --strict: a report, not a failure
 
 
 # ------------------------------------------------------------------------------------------ CLI

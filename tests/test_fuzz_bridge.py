@@ -415,8 +415,8 @@ def _saved(legacy):
                                                                     max_size=4),
        junk=st.one_of(st.none(), st.binary(max_size=300)))
 def test_fuzz_nm_check_files(tmp_path_factory, legacy, cut, flips, junk):
-    """A truncated, bit-flipped or random file: ``nm check`` reports it (exit 0 / 1 when it still loads as a state
-    dict) or says in one line that it cannot read that file (exit 2); never a traceback."""
+    """A truncated, bit-flipped or random file: ``count`` (formerly ``nm check``) reports it (exit 0 / 1 when it still
+    loads as a state dict) or says in one line that it cannot read that file (exit 2); never a traceback."""
     data = bytearray(_saved(legacy) if junk is None else junk)
     data = data[:int(round(cut * len(data)))] if cut < 0.5 else data
     for where, byte in flips:
@@ -424,6 +424,6 @@ def test_fuzz_nm_check_files(tmp_path_factory, legacy, cut, flips, junk):
             data[min(int(where * len(data)), len(data) - 1)] = byte
     f = tmp_path_factory.mktemp("ck") / "model.pt"
     f.write_bytes(bytes(data))
-    rc, err = cli_outcome(["nm", "check", str(f), "--pattern", "2:4"])
+    rc, err = cli_outcome(["count", str(f), "--pattern", "2:4", "--strict"])
     check_result(rc in (0, 1) and err == "" or rc == 2 and err.count("\n") == 1 and str(f) in err
-                 and err.startswith("python -m nn_bridge nm: error: path: "), "clear_error" if rc == 2 else "ok")
+                 and err.startswith("python -m nn_bridge count: error: "), "clear_error" if rc == 2 else "ok")

@@ -115,6 +115,7 @@ def train_run(method: str, pattern: str | None, seed: int, epochs: int, data=Non
     if method == "maxq":
         res["mask_cache"] = pr.cache_stats()
     rep = pr.finalize()
+    res["layers"] = list(pr.names)  # the pruned layers (the report reads them)
     res["exact_nm"] = rep["exact_nm"]
     res["weight_sparsity"] = rep["weight_sparsity"]
     res["test_acc"] = accuracy(model, Xte, yte)
