@@ -191,7 +191,7 @@ def test_asp_mask_fixed_and_zero_gradient():
     W0 = model[0].weight.detach().clone()
     pr = ASPPruner(model, "2:4", layers="all")
     mask = nm_mask(W0, 2, 4)
-    assert torch.equal(pr.params[0].fixed, mask)
+    assert torch.equal(pr.params[0].mask.bool(), mask)
     assert torch.equal(pr.original("0").detach(), W0 * mask)  # pruned weights zeroed, as ASP does
     x = torch.randn(4, 16)
     model(x).sum().backward()
@@ -202,7 +202,7 @@ def test_asp_mask_fixed_and_zero_gradient():
         opt.step()
         opt.zero_grad()
         model(x).sum().backward()
-    assert torch.equal(pr.params[0].fixed, mask)
+    assert torch.equal(pr.params[0].mask.bool(), mask)
     assert bool((model[0].weight[~mask] == 0).all())
 
 

@@ -43,8 +43,9 @@ import torch
 from groupsparse._validation import check_positive_int
 from groupsparse.schedules import maxq_dense_fraction
 
-from .groups import check_nm, from_groups, to_groups
-from .pruner import NMParametrization, NMPruner
+from ..masking import Mask
+from ..pruners import Pruner
+from .groups import NMGrouping, NMPattern, check_nm, from_groups, to_groups
 from .srste import DEFAULT_DECAY, masked_ste
 
 __all__ = ["maxq_mask", "MaxQMask", "MaxQPruner", "DENSE_ORDERS", "AXES"]
@@ -190,12 +191,16 @@ def _rand_key(A, m, seed):
     return torch.rand(A.numel() // m, generator=g).to(A.device)
 
 
-class MaxQMask(NMParametrization):
-    """MaxQ parametrization of one weight (see the module docstring); ``set_dense_fraction`` moves the schedule."""
+class MaxQMask(Mask):
+    """MaxQ parametrization of one weight of ``shape`` (see the module docstring): a dynamic mask whose
+    ``unit_mask`` is the soft S; ``set_dense_fraction`` moves the schedule."""
+
+    dynamic = True
 
     def __init__(self, shape, n, m, *, tau=1e-2, axes=AXES, dense_order="smallest", decay=DEFAULT_DECAY,
                  refresh="auto", seed=0):
-        super().__init__(shape, n, m)
+        super().__init__(NMGrouping("weight", tuple(shape), n, m))
+        self.shape, self.n, self.m = tuple(shape), int(n), int(m)
         _check_options(tau, axes, dense_order, refresh)
         self.tau, self.axes, self.dense_order = float(tau), tuple(axes), dense_order
         self.decay, self.refresh, self.seed = float(decay), refresh, int(seed)
@@ -240,6 +245,9 @@ class MaxQMask(NMParametrization):
         self.n_full += 1
         return self._S
 
+    def unit_mask(self, w):
+        return self.mask(w)
+
     def forward(self, w):
         return masked_ste(w, self.mask(w), self.decay)
 
@@ -253,8 +261,9 @@ class MaxQMask(NMParametrization):
         return out
 
 
-class MaxQPruner(NMPruner):
-    """MaxQ training: soft multi-axis-query masks, incremental N:M schedule over epochs ``[start, end]``.
+class MaxQPruner(Pruner):
+    """MaxQ training: soft multi-axis-query masks, incremental N:M schedule over epochs ``[start, end]`` (N:M
+    patterns only: its queries and dense groups are defined on windows of M).
 
     ``steps_per_epoch`` converts ``step()`` calls to the integer epoch the schedule reads (a per-epoch step
     function, as the authors' ``update_epoch``); ``set_epoch(e)`` sets it directly.  ``start == end == 0`` is plain
@@ -263,10 +272,16 @@ class MaxQPruner(NMPruner):
 
     method = "maxq"
     default_preset = "maxq"
+    pair_is_nm = True
 
     def __init__(self, model, pattern="2:4", *, steps_per_epoch: int = 1, start: int = 0, end: int = 0,
                  schedule: str = "linear", tau: float = 1e-2, axes=AXES, dense_order: str = "smallest",
-                 decay: float = DEFAULT_DECAY, refresh="auto", seed: int = 0, layers=None):
+                 decay: float = DEFAULT_DECAY, refresh="auto", seed: int = 0, **kw):
+        from ..grouping import parse_pattern
+        pattern = NMPattern.parse(pattern) if isinstance(pattern, (tuple, list)) else parse_pattern(pattern)
+        if not isinstance(pattern, NMPattern):
+            raise ValueError(f"pattern: MaxQ's queries are defined on N:M windows; got the block pattern "
+                             f"{pattern} (use magnitude, powerprop, acdc, sapp, asp or srste)")
         if int(steps_per_epoch) != steps_per_epoch or steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch: expected a positive int, got {steps_per_epoch!r}")
         if not (decay >= 0):
@@ -277,12 +292,12 @@ class MaxQPruner(NMPruner):
         self.opts = dict(tau=tau, axes=tuple(axes), dense_order=dense_order, decay=float(decay), refresh=refresh)
         self.seed = int(seed)
         self._epoch_override = None
-        super().__init__(model, pattern, layers=layers)
-        self._apply_schedule()
+        super().__init__(model, pattern, **kw)
+        self.update_mask()
 
-    def make_param(self, name, module):
-        return MaxQMask(tuple(module.weight.shape), self.pattern.n, self.pattern.m, seed=self.seed + len(self.params),
-                        **self.opts)
+    def make_param(self, grouping):
+        index = self.names.index(grouping.name)  # one random stream per layer (dense_order='random')
+        return MaxQMask(grouping.weight_shape, grouping.n, grouping.m, seed=self.seed + index, **self.opts)
 
     @property
     def epoch(self) -> int:
@@ -293,30 +308,24 @@ class MaxQPruner(NMPruner):
     def dense_fraction(self) -> float:
         return float(maxq_dense_fraction(self.epoch, self.start, self.end, self.schedule))
 
-    def _apply_schedule(self):
+    def update_mask(self) -> None:
+        """Move every layer's dense fraction to the schedule's value at the current epoch."""
         p = self.dense_fraction()
         for prm in self.params:
             prm.set_dense_fraction(p)
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch_override = int(epoch)
-        self._apply_schedule()
-
-    def step(self) -> None:
-        super().step()
-        if self._epoch_override is None:
-            self._apply_schedule()
+        self.update_mask()
 
     def state_dict(self) -> dict:
-        d = super().state_dict()
-        d["epoch_override"] = self._epoch_override
-        return d
+        return {**super().state_dict(), "epoch_override": self._epoch_override}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         e = state["epoch_override"]
         self._epoch_override = None if e is None else check_positive_int(e, "state['epoch_override']", low=0)
-        self._apply_schedule()
+        self.update_mask()
 
     def finalize(self):
         if self.dense_fraction() > 0:

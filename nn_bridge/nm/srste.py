@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from .groups import nm_mask
-from .pruner import NMParametrization, NMPruner
+from ..masking import Mask
+from ..pruners import Pruner
 
 __all__ = ["MaskedSTE", "masked_ste", "SRSTEMask", "SRSTEPruner", "DEFAULT_DECAY"]
 
@@ -47,25 +47,31 @@ def masked_ste(w: torch.Tensor, s: torch.Tensor, decay: float = DEFAULT_DECAY) -
     return MaskedSTE.apply(w, s.to(w.dtype), decay)
 
 
-class SRSTEMask(NMParametrization):
-    """SR-STE parametrization: the N:M magnitude mask of the current weight, recomputed at every forward."""
+class SRSTEMask(Mask):
+    """SR-STE parametrization: the top-``k`` magnitude mask of every partition of the current weight (N of every
+    window for N:M, the k largest blocks for B x B), recomputed at every forward, through :func:`masked_ste`."""
 
-    def __init__(self, shape, n: int, m: int, decay: float = DEFAULT_DECAY):
-        super().__init__(shape, n, m)
-        self.decay = float(decay)
+    dynamic = True
 
-    def mask(self, w):
-        return nm_mask(w, self.n, self.m)
+    def __init__(self, grouping, k: int, decay: float = DEFAULT_DECAY):
+        super().__init__(grouping)
+        self.k, self.decay = int(k), float(decay)
+
+    def unit_mask(self, w):
+        return self.grouping.topk_mask(self.grouping.unit_norms(w), self.k)
+
+    mask = unit_mask  # the N:M parametrizations' name
 
     def forward(self, w):
-        return masked_ste(w, self.mask(w), self.decay)
+        return masked_ste(w, self.grouping.expand(self.unit_mask(w)), self.decay)
 
 
-class SRSTEPruner(NMPruner):
-    """SR-STE from scratch: N:M from the first step, STE + decay (lambda = ``decay``)."""
+class SRSTEPruner(Pruner):
+    """SR-STE from scratch: the pattern from the first step, STE + decay (lambda = ``decay``)."""
 
     method = "srste"
     default_preset = "srste"
+    pair_is_nm = True
 
     def __init__(self, model, pattern="2:4", *, decay: float = DEFAULT_DECAY, **kw):
         if not (decay >= 0):
@@ -73,5 +79,5 @@ class SRSTEPruner(NMPruner):
         self.decay = float(decay)
         super().__init__(model, pattern, **kw)
 
-    def make_param(self, name, module):
-        return SRSTEMask(tuple(module.weight.shape), self.pattern.n, self.pattern.m, self.decay)
+    def make_param(self, grouping):
+        return SRSTEMask(grouping, grouping.keep_per_partition(self.sparsity), self.decay)
