@@ -1,5 +1,11 @@
-"""Checks of one-shot calibration data, shared by the block (``nn_bridge.oneshot``) and N:M (``nn_bridge.nm.oneshot``)
-drivers: every error names ``batches`` (with the batch index, the element and, once layers are involved, the layer).
+"""Calibration for the one-shot driver (``nn_bridge.oneshot.solve_layers``, block and N:M patterns alike): the
+checks of the calibration data, the streams of layer inputs (dense and already-pruned model), their Grams and the
+damping of each layer's problem.  Every error names ``batches`` (with the batch index, the element and, once layers
+are involved, the layer).
+
+Streams (``PrefixStreams``: re-run the model prefix, any model; ``BlockStreams``: replay one sequential block at a
+time on cached block inputs) hand out a layer's input rows batch by batch; ``Grams`` folds them into H, C and D at
+once, so no layer's rows and no copy of the model are ever held (one dense copy of the current block at most).
 
 What is refused, and when:
 
@@ -18,11 +24,17 @@ calibration signal reaches it at all -- is an error, since there is nothing to f
 """
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["check_batches", "run_batch", "check_gram"]
+__all__ = ["check_batches", "run_batch", "check_gram", "default_run", "Layer", "layer_inputs", "called_with",
+           "forward_order", "pow2_scale", "PrefixStreams", "BlockStreams", "streams", "Grams", "damped"]
 
 
 def _leaves(x, path):
@@ -120,3 +132,419 @@ def check_gram(H: torch.Tensor, n_rows: int, layer: str) -> None:
     if not bool((H != 0).any()):
         raise ValueError(f"batches: every calibration input reaching layer {layer!r} is zero (its Gram matrix is "
                          f"0): there is nothing to fit its pruned weights to")
+
+
+# ---------------------------------------------------------------------------------------------- streams and Grams
+# The one-shot drivers' calibration machinery (block and N:M alike): which rows reach a layer in the dense and in
+# the already-pruned model, their Grams, and the damping of the layer problem.  Nothing here holds a copy of the
+# whole model or all of a layer's rows: rows are produced batch by batch and folded into the Grams at once.
+
+class _Stop(Exception):
+    pass
+
+
+def default_run(model, batch):
+    """``model(**batch)`` for dicts, ``model(*batch)`` for tuples / lists, else ``model(batch)``."""
+    if isinstance(batch, dict):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A pruned weight: ``name`` (its first user) and ``holders`` (every module using it, tied weights; the first
+    is ``name``).  ``tiling.LayerTiling`` has the same two attributes; N:M layers use this."""
+    name: str
+    holders: tuple
+
+
+def layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The rows of the layer's implicit GEMM input: (tokens, in) for Linear, im2col rows in (kh, kw, Cin) order
+    (the tiling convention) for Conv2d."""
+    if isinstance(module, nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # (N, Cin*kh*kw, L)
+    n, _, L = cols.shape
+    kk = module.kernel_size[0] * module.kernel_size[1]
+    cols = cols.view(n, module.in_channels, kk, L).transpose(1, 2).reshape(n, kk * module.in_channels, L)
+    return cols.permute(0, 2, 1).reshape(n * L, -1)
+
+
+def _rows_of(module, x, rows):
+    """GEMM rows (float32) of the input ``x`` of ``module``, the token rows ``rows`` only (Linear)."""
+    x = x.detach()
+    if rows is not None and isinstance(module, nn.Linear):
+        x = x[rows.to(x.device)]
+    return layer_inputs(module, x).float()
+
+
+def _same_rows_map(a: nn.Module, b: nn.Module) -> bool:
+    """Whether equal inputs give ``a`` and ``b`` equal GEMM rows (both Linear, or Conv2d of one geometry)."""
+    if isinstance(a, nn.Linear) and isinstance(b, nn.Linear):
+        return True
+    geo = ("kernel_size", "dilation", "padding", "stride", "in_channels")
+    return (isinstance(a, nn.Conv2d) and isinstance(b, nn.Conv2d)
+            and all(getattr(a, g) == getattr(b, g) for g in geo))
+
+
+def _stopped(call, watch, stop):
+    """Run ``call()`` without gradients until module ``stop`` is entered; return {module: its first positional
+    input} for the modules in ``watch`` entered before (``stop`` included), the tensors themselves (not copies)."""
+    box = {}
+
+    def hook(m, args):
+        box.setdefault(m, args[0])
+        if m is stop:
+            raise _Stop
+    hs = [m.register_forward_pre_hook(hook) for m in dict.fromkeys(watch)]
+    try:
+        with torch.no_grad():
+            call()
+    except _Stop:
+        pass
+    finally:
+        for h in hs:
+            h.remove()
+    return box
+
+
+def called_with(model, module, batch, run, who, b):
+    """Run ``model`` on ``batch`` (number ``b``) until ``module`` is called; return the (args, kwargs) of that
+    call, detached."""
+    box = {}
+
+    def hook(mod, args, kwargs):
+        box["in"] = (tuple(a.detach() if torch.is_tensor(a) else a for a in args), dict(kwargs))
+        raise _Stop
+
+    h = module.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            run_batch(model, batch, run, b)
+    except _Stop:
+        pass
+    finally:
+        h.remove()
+    if "in" not in box:
+        raise RuntimeError(f"{who} was not called by run(model, batch)")
+    return box["in"]
+
+
+def forward_order(model, layers, batch, run):
+    """``layers`` (objects with ``name`` / ``holders``) in the order the forward pass first calls them."""
+    order, hooks = [], []
+    for t in layers:
+        for name in getattr(t, "holders", (t.name,)):  # a tied weight's place is its first use
+            mod = model.get_submodule(name)
+            hooks.append(mod.register_forward_pre_hook(
+                lambda m, a, n=t.name: order.append(n) if n not in order else None))
+    try:
+        with torch.no_grad():
+            run_batch(model, batch, run, 0)
+    finally:
+        for h in hooks:
+            h.remove()
+    by = {t.name: t for t in layers}
+    return [by[n] for n in order] + [t for t in layers if t.name not in order]
+
+
+def pow2_scale(m: float) -> float:
+    """A power of 2 near ``m`` (> 0, finite; else 1): dividing by it is exact in floating point."""
+    if not (m > 0 and math.isfinite(m)):
+        return 1.0
+    return math.ldexp(1.0, math.frexp(m)[1])
+
+
+def _rescaled(x):
+    """(x / s, s) with s a power of 2 when x's magnitude would over- or underflow X^T X in float32, else (x, 1)."""
+    m = float(x.abs().amax()) if x.numel() else 0.0
+    if 2.0 ** -30 <= m <= 2.0 ** 30 or not (m > 0 and math.isfinite(m)):
+        return x, 1.0
+    s = pow2_scale(m)
+    return x / s, s
+
+
+def _call_block(block_mod, inp):
+    args, kwargs = inp
+    with torch.no_grad():
+        out = block_mod(*args, **kwargs)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+class _Streams:
+    """Rows reaching a layer, batch by batch, in the pruned model (X_p) and in the dense one (X_d).
+
+    ``dense_only``: the model is dense throughout (the allocation pass): X_p is X_d.  Subclasses give
+    ``_input(b, name, pruned, watch)``: the stopped forward pass of batch ``b`` up to module ``name``."""
+
+    dense_only = False
+    keeps_dense = False  # the driver hands ``done`` a copy of each replaced weight's dense value
+
+    def _rows(self, b):
+        return None if self.row_masks is None else self.row_masks[b]
+
+    def pairs(self, layer):
+        """Per batch: [(x_pruned, x_dense) GEMM rows of each holder of ``layer``] (x_dense is x_pruned when
+        dense_only)."""
+        for b in range(self.n_batches):
+            out = []
+            for h in layer.holders:
+                mod = self.model.get_submodule(h)
+                xp = _rows_of(mod, self._input(b, h, True)[0], self._rows(b))
+                xd = xp if self.dense_only else _rows_of(mod, self._input(b, h, False)[0], self._rows(b))
+                out.append((xp, xd))
+            yield out
+
+    def shares_input(self, prev, layer):
+        """Whether ``layer`` is fed the very tensor ``prev`` was fed (e.g. query / key / value), in every batch and
+        both streams: then its Grams are ``prev``'s (its input cannot depend on ``prev``'s weights, since ``prev``
+        consumed it first).  Single-holder layers of one GEMM row map only."""
+        if len(prev.holders) > 1 or len(layer.holders) > 1 or not _same_rows_map(
+                self.model.get_submodule(prev.name), self.model.get_submodule(layer.name)):
+            return False
+        for b in range(self.n_batches):
+            for pruned in (True,) if self.dense_only else (True, False):
+                x, xprev = self._input(b, layer.name, pruned, watch=prev.name)
+                if xprev is None or xprev is not x:
+                    return False
+        return True
+
+
+class PrefixStreams(_Streams):
+    """Layer inputs by re-running the model from its input up to the layer (generic, any model; the prefix is
+    re-run for every layer and batch).  The dense stream runs the same model with the dense weights of the layers
+    already pruned swapped back in (``done`` keeps them: a copy of the pruned weights, not of the model)."""
+
+    def __init__(self, model, batches, run, row_masks, dense_only=False):
+        self.model, self.batches, self.run, self.row_masks = model, batches, run, row_masks
+        self.n_batches, self.dense_only = len(batches), dense_only
+        self.keeps_dense = not dense_only
+        self.saved = {}
+
+    def groups(self, layers):
+        return [list(layers)]
+
+    def begin(self):
+        pass
+
+    def done(self, layer, dense_weight):
+        """``layer``'s weight was replaced; keep its dense value for the dense stream."""
+        if not self.dense_only:
+            self.saved[layer.name] = dense_weight
+
+    def _input(self, b, name, pruned, watch=None):
+        mod = self.model.get_submodule(name)
+        wmod = None if watch is None else self.model.get_submodule(watch)
+        call = lambda: run_batch(self.model, self.batches[b], self.run, b)  # noqa: E731
+        swapped = [] if pruned else [(self.model.get_submodule(n).weight, w) for n, w in self.saved.items()]
+        try:
+            for w, d in swapped:
+                w.data, d.data = d.data, w.data  # swap the dense values in (no copy)
+            box = _stopped(call, [m for m in (wmod, mod) if m is not None], mod)
+        finally:
+            for w, d in swapped:
+                w.data, d.data = d.data, w.data
+        if mod not in box:
+            raise RuntimeError(f"calibration: the layer {name!r} was not called by run(model, batch)")
+        return box[mod], box.get(wmod)
+
+    def advance(self):
+        pass
+
+
+class BlockStreams(_Streams):
+    """Layer inputs by replaying one block (e.g. a transformer layer) on cached block inputs, as SparseGPT does.
+
+    ``blocks`` are the names of submodules called one after the other, block i+1 taking block i's output as its
+    first positional argument and the same remaining arguments as the first block (true of BERT-style encoders and
+    OPT-style decoders: the attention mask).  The model runs once up to the first block; afterwards only one block
+    is replayed at a time.  Memory: the inputs of the current block for every batch, once per stream (on the
+    model's device), and one dense copy of the current block (``begin``): never a copy of the model.
+    """
+
+    def __init__(self, model, batches, run, row_masks, blocks, dense_only=False):
+        self.model, self.row_masks, self.blocks = model, row_masks, list(blocks)
+        self.dense_only = dense_only
+        first = model.get_submodule(self.blocks[0])
+        self.d_in = [called_with(model, first, batch, run, "blocks: the first block", b)
+                     for b, batch in enumerate(batches)]
+        self.p_in = list(self.d_in)
+        self.n_batches = len(self.d_in)
+        self.i = 0
+        self.dense_block = None
+        self._d_out = None
+
+    def groups(self, layers):
+        out = [[] for _ in self.blocks]
+        for t in layers:
+            owner = [i for i, b in enumerate(self.blocks) if t.name.startswith(b + ".")]
+            if not owner:
+                raise ValueError(f"blocks: layer {t.name!r} lies in none of the blocks {self.blocks}; restrict the "
+                                 f"layers with include= or pass blocks=None")
+            for n in getattr(t, "holders", ())[1:]:
+                if not n.startswith(self.blocks[owner[0]] + "."):
+                    raise ValueError(f"blocks: layers {t.name!r} and {n!r} share one weight but lie in different "
+                                     f"blocks; pass blocks=None (the whole-model streams fit it to both)")
+            out[owner[0]].append(t)
+        return out
+
+    def _block(self):
+        return self.model.get_submodule(self.blocks[self.i])
+
+    def begin(self):
+        """Keep a dense copy of the current block (before any of its layers changes)."""
+        self.dense_block = self._block() if self.dense_only else copy.deepcopy(self._block()).eval()
+
+    def done(self, layer, dense_weight):
+        pass
+
+    def _input(self, b, name, pruned, watch=None):
+        block = self._block() if pruned else self.dense_block
+        pre = self.blocks[self.i] + "."
+        mod = block.get_submodule(name[len(pre):])
+        wmod = None if watch is None else block.get_submodule(watch[len(pre):])
+        inp = (self.p_in if pruned else self.d_in)[b]
+        box = _stopped(lambda: _call_block(block, inp), [m for m in (wmod, mod) if m is not None], mod)
+        if mod not in box:
+            raise RuntimeError(f"calibration: the layer {name!r} was not called by its block {self.blocks[self.i]!r}")
+        return box[mod], box.get(wmod)
+
+    def _dense_out(self):
+        if self._d_out is None:
+            self._d_out = [_call_block(self.dense_block, inp) for inp in self.d_in]
+        return self._d_out
+
+    def refine(self, steps: int, lr: float, val: int = 0, every: int = 16):
+        """Block reconstruction after the current block's layers are pruned: Adam on the block's parameters (masks
+        fixed: pruned weights get no gradient through the mask) so that the pruned block fed the pruned stream
+        reproduces the dense block fed the dense stream, on the calibration tokens.  Selection is not revisited;
+        this corrects what layer-by-layer least squares cannot see (the nonlinearities between the layers, and the
+        error the earlier blocks pass on).  With ``val`` > 0 the last ``val`` batches are not trained on: their
+        error is checked every ``every`` steps and the block keeps its best parameters (early stopping: with few
+        calibration tokens the fit overfits).  Returns the relative block-output error (all batches) before and
+        after.  Interrupted, the block gets its parameters from before the refine back."""
+        block = self._block()
+        target = self._dense_out()
+        params = [q for q in block.parameters() if q.requires_grad]
+        start = [q.detach().clone() for q in params]
+        opt = torch.optim.Adam(params, lr=lr)
+        n_train = len(self.p_in) - val
+
+        def rel_err(b):
+            out = block(*self.p_in[b][0], **self.p_in[b][1])
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            rows = self._rows(b)
+            d, t = out - target[b], target[b]
+            if rows is not None:
+                d, t = d[rows.to(d.device)], t[rows.to(t.device)]
+            return d.pow(2).sum(), t.pow(2).sum()
+
+        def total(bs):
+            with torch.no_grad():
+                num, den = zip(*(rel_err(b) for b in bs))
+            return float(sum(num) / sum(den))
+
+        try:
+            before = total(range(len(self.p_in)))
+            held = range(n_train, len(self.p_in))
+            best = (total(held), [q.detach().clone() for q in params]) if val else None
+            with torch.enable_grad():
+                for step in range(1, steps + 1):
+                    num, den = rel_err((step - 1) % n_train)
+                    (num / den).backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    if val and (step % every == 0 or step == steps):
+                        e = total(held)
+                        if e < best[0]:
+                            best = (e, [q.detach().clone() for q in params])
+            if val:
+                with torch.no_grad():
+                    for q, b in zip(params, best[1]):
+                        q.copy_(b)
+        except BaseException:
+            with torch.no_grad():
+                for q, b in zip(params, start):
+                    q.copy_(b)
+            raise
+        return before, total(range(len(self.p_in)))
+
+    def advance(self):
+        """Move both streams past the current block, batch by batch, and drop the dense copy of the block."""
+        block, d_out = self._block(), self._d_out
+        for b in range(self.n_batches):
+            do = d_out[b] if d_out is not None else _call_block(self.dense_block, self.d_in[b])
+            po = do if self.dense_only else _call_block(block, self.p_in[b])
+            self.d_in[b] = ((do,) + self.d_in[b][0][1:], self.d_in[b][1])
+            self.p_in[b] = ((po,) + self.p_in[b][0][1:], self.p_in[b][1])
+            if d_out is not None:
+                d_out[b] = None
+        self._d_out = self.dense_block = None
+        self.i += 1
+
+
+def streams(model, batches, run, row_masks, blocks, dense_only=False):
+    """``BlockStreams`` when ``blocks`` names the model's sequential blocks, else ``PrefixStreams``."""
+    if blocks is None:
+        return PrefixStreams(model, batches, run, row_masks, dense_only)
+    return BlockStreams(model, batches, run, row_masks, blocks, dense_only)
+
+
+class Grams:
+    """Calibration Grams of one layer, H = X_p^T X_p / n, C = X_p^T X_d / n and D = X_d^T X_d / n (X_p: inputs in
+    the pruned model, X_d: in the dense one), float32 products accumulated in float64 batch by batch (no rows are
+    kept).  Row batches of extreme magnitude are scaled by a power of 2 before the float32 product (exact), so
+    inputs of 1e20 or 1e-20 give the Grams that 1 would, times the scale squared.
+
+    A layer fed the very tensor the previous one was fed (query / key / value) reuses its Grams
+    (``_Streams.shares_input``) when the driver kept them (``keep``: only where the next layer could share, so
+    that large Grams are not held for nothing).
+    """
+
+    def __init__(self):
+        self._last = None
+
+    def __call__(self, st, layer, keep=False):
+        """(H, C, D) of ``layer`` from the streams ``st`` (errors name ``batches`` and the layer, ``check_gram``).
+        ``keep``: hold them for the next layer (when it may share the input: same width, same group)."""
+        if self._last is not None and st.shares_input(self._last[0], layer):
+            out = self._last[1]
+            self._last = self._last if keep else None
+            return out
+        self._last = None
+        H = C = D = None
+        n = 0
+        for pairs in st.pairs(layer):
+            for xp, xd in pairs:
+                if H is None:
+                    p = xp.shape[1]
+                    H = torch.zeros(p, p, dtype=torch.float64, device=xp.device)
+                    C, D = (None, None) if xd is xp else (torch.zeros_like(H), torch.zeros_like(H))
+                a, sa = _rescaled(xp)
+                H += (a.t() @ a).double() * (sa * sa)
+                if C is not None:
+                    b, sb = _rescaled(xd)
+                    C += (a.t() @ b).double() * (sa * sb)
+                    D += (b.t() @ b).double() * (sb * sb)
+                n += xp.shape[0]
+        check_gram(H, n, layer.name)
+        H = H / n
+        C, D = (H, H) if C is None else (C / n, D / n)  # the dense stream: X_p is X_d
+        if keep:
+            self._last = (layer, (H, C, D))
+        return H, C, D
+
+
+def damped(H, Bm, M, damp, layer):
+    """Ridge toward the dense weights M: H + d I and Bm + d M (d = damp * mean diag H), i.e. the loss gains
+    d/2 ||M^ - M||^2.  Shrinking toward M rather than 0 keeps the refit unbiased: with no pruning and no drift it
+    returns M exactly, and with few calibration tokens it stays near the dense weights where H is ill-determined.
+    With ``damp`` = 0, H itself must be positive definite (as many independent calibration rows as inputs)."""
+    from groupsparse.losses import is_positive_definite
+    if damp == 0 and not is_positive_definite(H):
+        raise ValueError(f"damp: the calibration Gram of layer {layer!r} is singular (fewer independent rows than "
+                         f"its {H.shape[0]} inputs, or constant / zero inputs); use damp > 0")
+    d = H.diagonal().mean() * damp
+    return H + d * torch.eye(H.shape[0], dtype=H.dtype, device=H.device), Bm + d * M

@@ -1,4 +1,8 @@
-"""One-shot block pruning from calibration data, layer by layer, on the Gram-form least-squares problem.
+"""One-shot pruning from calibration data, layer by layer, on the Gram-form least-squares problem: the one driver
+for every pattern, ``solve_layers(model, batches, pattern, sparsity=None, method=...)`` with ``pattern``
+``"16x16"`` / ``(16, 16)`` (B x B blocks, below) or ``"2:4"`` (N:M; its layer solver is ``nm.oneshot``).  The
+calibration -- streams of layer inputs, Grams, damping -- is ``nn_bridge.calibration``; the public entry point with
+layer globs, a report and saving is ``nn_bridge.oneshot_prune`` (``pruned.py``).
 
 For a layer with GEMM matrix M (inputs x outputs, tiling.py), calibration inputs X_p reaching it in the pruned
 model and X_d reaching it in the dense model, we solve
@@ -32,20 +36,18 @@ Selection (``method``):
   function exists (``_select_layer``: the one place to swap).
 
 Allocation (``allocation``): ``'uniform'`` (every layer at the target) or ``'loss'``: a first pass over the dense
-model computes every layer's loss curve (sorted single-block OBS increments, ``obs_first_costs``), normalized by the layer's dense output energy
-1/2 tr(M^T H M); the blocks removed across all layers are the ones with the smallest normalized increments
-(each layer capped at ``max_layer_sparsity``) -- the method, not a hand-tuned table, spreads the sparsity.
+model computes every layer's loss curve (sorted single-block OBS increments, ``obs_first_costs``), normalized by
+the layer's dense output energy 1/2 tr(M^T H M); the blocks removed across all layers are the ones with the smallest
+normalized increments (each layer capped at ``max_layer_sparsity``) -- the method, not a hand-tuned table, spreads the sparsity.
 """
 from __future__ import annotations
 
-import copy
-import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from groupsparse._validation import check_nonneg, check_positive_int, check_tol
@@ -53,89 +55,19 @@ from groupsparse.schedules import check_sparsity
 from groupsparse.selection.obs import gram_refit, merge_paths, obs_first_costs, obs_memory_bytes, obs_paths
 
 from . import masking
-from .calibration import check_batches, check_gram, run_batch
-from .report import SparsityReport, finalize_model, measure
+from .calibration import (Grams, Layer, check_batches, damped, default_run, forward_order, layer_inputs,  # noqa: F401
+                          pow2_scale, streams)
+from .report import finalize_model, measure
 from .tiling import LayerTiling, find_prunable, keep_count, matrix_to_weight, weight_to_matrix
 
-__all__ = ["oneshot_prune", "OneShotResult", "obs_paths", "merge_paths", "layer_inputs", "METHODS"]
+__all__ = ["solve_layers", "oneshot_prune", "OneShotResult", "obs_paths", "merge_paths", "layer_inputs", "METHODS",
+           "solve_device", "layer_method"]
 
 METHODS = ("obs", "magnitude", "activation", "activation_refit", "seqobs", "sparsegpt", "wanda")
 # the scalable method's settings: row-block budgets by the exact OBS first-step saliency, then 20 preconditioned CG
 # iterations on the support (the best of the variants measured in groupsparse.selection.sequential_obs)
 SEQOBS_OPTIONS = {"budget": "obs", "refit_iters": 20}
 _SINGLE_WEIGHT = ("sparsegpt", "wanda")  # the papers' methods: unstructured (block=1), raw H and dense weights
-
-
-class _Stop(Exception):
-    pass
-
-
-def _default_run(model, batch):
-    if isinstance(batch, dict):
-        return model(**batch)
-    if isinstance(batch, (tuple, list)):
-        return model(*batch)
-    return model(batch)
-
-
-def layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The rows of the layer's implicit GEMM input: (tokens, in) for Linear, im2col rows in (kh, kw, Cin) order
-    (the tiling convention) for Conv2d."""
-    if isinstance(module, nn.Linear):
-        return x.reshape(-1, x.shape[-1])
-    cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # (N, Cin*kh*kw, L)
-    n, _, L = cols.shape
-    kk = module.kernel_size[0] * module.kernel_size[1]
-    cols = cols.view(n, module.in_channels, kk, L).transpose(1, 2).reshape(n, kk * module.in_channels, L)
-    return cols.permute(0, 2, 1).reshape(n * L, -1)
-
-
-def _called_with(model, module, batch, run, who, b):
-    """Run ``model`` on ``batch`` (number ``b``) until ``module`` is called; return the (args, kwargs) of that
-    call, detached."""
-    box = {}
-
-    def hook(mod, args, kwargs):
-        box["in"] = (tuple(a.detach() if torch.is_tensor(a) else a for a in args), dict(kwargs))
-        raise _Stop
-
-    h = module.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            run_batch(model, batch, run, b)
-    except _Stop:
-        pass
-    finally:
-        h.remove()
-    if "in" not in box:
-        raise RuntimeError(f"{who} was not called by run(model, batch)")
-    return box["in"]
-
-
-def _capture(model, module, batch, run, rows, b):
-    """Run ``model`` on ``batch`` until ``module`` is called; return its GEMM input rows (float32)."""
-    x = _called_with(model, module, batch, run, "calibration: the layer", b)[0][0]
-    if rows is not None and isinstance(module, nn.Linear):
-        x = x[rows.to(x.device)]
-    return layer_inputs(module, x).float()
-
-
-def _forward_order(model, tilings, batch, run):
-    """Layer names in the order the forward pass first calls them."""
-    order, hooks = [], []
-    for t in tilings:
-        for name in getattr(t, "holders", (t.name,)):  # a tied weight's place is its first use
-            mod = model.get_submodule(name)
-            hooks.append(mod.register_forward_pre_hook(
-                lambda m, a, n=t.name: order.append(n) if n not in order else None))
-    try:
-        with torch.no_grad():
-            run_batch(model, batch, run, 0)
-    finally:
-        for h in hooks:
-            h.remove()
-    by = {t.name: t for t in tilings}
-    return [by[n] for n in order] + [t for t in tilings if t.name not in order]
 
 
 # ---------------------------------------------------------------------------------------------- the solver
@@ -229,274 +161,383 @@ def _baseline(H, Mdense, t: LayerTiling, k: int, method: str, Bm):
     return keep, (Mdense * keep.repeat_interleave(B, 0).repeat_interleave(B, 1)).double()
 
 
+
+
 # ---------------------------------------------------------------------------------------------- driver
 @dataclass
 class OneShotResult:
+    """What one run of the driver did.  ``tilings``: the pruned layers in forward order (``LayerTiling`` for block
+    patterns, ``calibration.Layer`` for N:M); ``pattern``: ``'BxB'`` or the ``NMPattern``."""
     model: nn.Module
     tilings: list
-    layer_sparsity: dict = field(default_factory=dict)   # name -> block sparsity chosen
-    layer_loss: dict = field(default_factory=dict)       # name -> relative reconstruction error on calibration
-    params: list = field(default_factory=list)
+    pattern: object = None
+    layer_sparsity: dict = field(default_factory=dict)   # name -> block (or weight) sparsity chosen
+    layer_rel_error: dict = field(default_factory=dict)  # name -> ||X_d M - X_p M^||^2 / ||X_d M||^2 (calibration)
+    params: list = field(default_factory=list)          # block patterns: the BlockMask parametrizations
     seconds: dict = field(default_factory=dict)         # wall time: forward passes, Gram products, solve
     block_error: dict = field(default_factory=dict)     # block -> relative output error before, after refine
-    keep: dict = field(default_factory=dict)            # name -> (R, C) bool block keep-mask (reusable as keep=)
+    keep: dict = field(default_factory=dict)            # name -> keep-mask ((R, C) blocks; N:M: the weight's)
     layer_method: dict = field(default_factory=dict)    # name -> the method that ran (max_memory: 'obs' or 'seqobs')
+    layer_seconds: dict = field(default_factory=dict)   # name -> wall time of the layer (Grams, solve, write)
 
-    def report(self) -> SparsityReport:
-        return measure(self.model, self.tilings)
+    @property
+    def names(self) -> list:
+        return [t.name for t in self.tilings]
 
-    def finalize(self) -> SparsityReport:
-        return finalize_model(self.model, self.tilings)
+    @property
+    def layer_loss(self) -> dict:
+        """Former name of ``layer_rel_error`` (the same quantity)."""
+        return self.layer_rel_error
+
+    @property
+    def is_block(self) -> bool:
+        return isinstance(self.pattern, str)
+
+    def report(self):
+        if self.is_block:
+            return measure(self.model, self.tilings)
+        return measure(self.model, self.names, self.pattern)
+
+    def finalize(self):
+        """Bake the block masks into plain weights (N:M writes plain weights already)."""
+        return finalize_model(self.model, self.tilings) if self.is_block else self.report()
 
 
-def pow2_scale(m: float) -> float:
-    """A power of 2 near ``m`` (> 0, finite; else 1): dividing by it is exact in floating point."""
-    if not (m > 0 and math.isfinite(m)):
-        return 1.0
-    return math.ldexp(1.0, math.frexp(m)[1])
+def _layers(model, kind, p, include, min_blocks, pad):
+    """The layers to prune: ``LayerTiling``s (block) or ``calibration.Layer``s (N:M: Linear and Conv2d with
+    groups=1, ``include`` a preset / names / predicate of ``nm.presets.select_layers``; tied holders as one)."""
+    if kind == "block":
+        return find_prunable(model, p, min_blocks=min_blocks, pad=pad, include=include)
+    from .nm.presets import select_layers
+    from .tiling import tie_groups
+    layers = "all" if include is None else include
+    names, _ = select_layers(model, p.m, layers)
+    for n in names:
+        mod = model.get_submodule(n)
+        if not (isinstance(mod, nn.Linear) or (isinstance(mod, nn.Conv2d) and mod.groups == 1)):
+            raise ValueError(f"layers: one-shot handles Linear and Conv2d (groups=1) layers; {n!r} is "
+                             f"{type(mod).__name__}")
+    groups = tie_groups(model, names, skip_shared=isinstance(layers, str))  # a preset leaves shared ones dense
+    if not groups:
+        raise ValueError(f"layers: every selected layer shares its weight with a module outside the selection "
+                         f"({names}); nothing to prune")
+    return [Layer(g[0], tuple(g)) for g in groups]
 
 
-def _rescaled(x):
-    """(x / s, s) with s a power of 2 when x's magnitude would over- or underflow X^T X in float32, else (x, 1)."""
-    m = float(x.abs().amax()) if x.numel() else 0.0
-    if 2.0 ** -30 <= m <= 2.0 ** 30 or not (m > 0 and math.isfinite(m)):
-        return x, 1.0
-    s = pow2_scale(m)
-    return x / s, s
+def _width(model, layer) -> int:
+    return model.get_submodule(layer.name).weight[0].numel()  # GEMM rows' width: in (x kh x kw)
 
 
-class _Grams:
-    """Calibration Grams of one layer, H = X_p^T X_p / n and C = X_p^T X_d / n (X_p: inputs in the pruned model,
-    X_d: in the dense one), computed in float32 matmuls accumulated in float64, once per layer.  Row batches of
-    extreme magnitude are scaled by a power of 2 before the float32 product (exact), so inputs of 1e20 or 1e-20
-    give the Grams that 1 would, times the scale squared.
+def _solve_block(H, Hd, Bp, Mdp, t, r, method, fixed, dev):
+    """(keep (R, C), M^ padded, float64) of a block layer: ``fixed`` keep-mask (refit only) or ``method``."""
+    if dev is not None and method not in ("magnitude", "activation", "activation_refit"):
+        Hd, Bp, H, Mdp = (x.to(dev) for x in (Hd, Bp, H, Mdp))
+    if fixed is not None:
+        return fixed, gram_refit(Hd, Bp, fixed, block=t.block, dtype=torch.float64)
+    if method in ("magnitude", "activation", "activation_refit"):
+        return _baseline(Hd, Mdp, t, t.n_blocks - r, method, Bp)
+    if method in _SINGLE_WEIGHT:
+        return _single_weight(H, Mdp, t, r, method)
+    return _select_layer(Hd, Bp, t, r, method)
 
-    Layers fed the same input (e.g. query / key / value) reuse the previous layer's Grams: the captured inputs are
-    compared exactly (cheap next to the p x p products that dominate the run time).
+
+def _solve_nm(H, Hd, Bm, Md, pat, method, dev, dtype, solver_kw):
+    """(keep, M^) of an N:M layer (``nm.oneshot.solve_nm_layer``)."""
+    from .nm.oneshot import solve_nm_layer
+    # the solution is invariant to scaling H and Bm together: bring mean diag H near 1 (a power of 2, exact) so
+    # that the float32 solver neither under- nor overflows on tiny or huge inputs
+    sc = pow2_scale(float(Hd.diagonal().mean()))
+    Hs = (H if method in _SINGLE_WEIGHT else Hd) / sc  # SparseGPT / Wanda: the raw Gram (they damp it themselves)
+    dv = dev or Hd.device
+    beta, keep, _ = solve_nm_layer(Hs.to(dv, dtype), (Bm / sc).to(dv, dtype), pat.n, pat.m, method=method,
+                                   Md=Md.to(dv, dtype), **solver_kw)
+    return keep, beta
+
+
+def _rel_error(Mh, Md, H, Bm, den):
+    """||X_d M - X_p M^||^2 / ||X_d M||^2 from the Grams (all / n): den - 2 <M^, C M> + <M^, H M^>, den =
+    <M, D M> (float64; accurate to the float32 Gram products' rounding, clipped at 0)."""
+    num = den - 2.0 * float((Mh * Bm).sum()) + float((Mh * (H @ Mh)).sum())
+    return max(num, 0.0) / max(den, 1e-30)
+
+
+def _allocate(model, layers, s, allocation, max_layer_sparsity, make_streams, damp, keep, clock, progress):
+    """Blocks to remove per layer: fixed masks, a dict, uniform, or 'loss' (a dense pass computing every layer's
+    sorted first-step OBS increments, normalized by the layer's dense output energy)."""
+    from tqdm.auto import tqdm
+    if keep is not None:
+        return {n: int((~k).sum()) for n, k in keep.items()}
+    if isinstance(allocation, dict):
+        _check_layer_names(allocation, layers, "allocation")
+        return {t.name: t.n_blocks - keep_count(check_sparsity(allocation.get(t.name, s), f"allocation[{t.name!r}]"),
+                                                t.n_blocks) for t in layers}
+    if allocation == "uniform":
+        return {t.name: t.n_blocks - keep_count(s, t.n_blocks) for t in layers}
+    n_all = sum(t.n_blocks for t in layers)
+    total = n_all - keep_count(s, n_all)
+    caps = sum(int(np.floor(max_layer_sparsity * t.n_blocks)) for t in layers)
+    if total > caps:  # checked before any work: the caps cannot be met
+        raise ValueError(f"sparsity: {s} means removing {total} of the {n_all} blocks, but max_layer_sparsity="
+                         f"{max_layer_sparsity} lets the layers give up only {caps}; raise max_layer_sparsity or "
+                         f"lower the sparsity")
+    costs = {}
+    st, gram = make_streams(True), Grams()
+    with tqdm(total=len(layers), desc="loss curves", disable=not progress) as bar:
+        for group in st.groups(layers):
+            st.begin()
+            for j, t in enumerate(group):
+                t0 = time.perf_counter()
+                nxt = group[j + 1] if j + 1 < len(group) else None
+                H = gram(st, t, keep=nxt is not None and _width(model, nxt) == _width(model, t))[0]
+                t1 = time.perf_counter()
+                M = weight_to_matrix(model.get_submodule(t.name).weight.detach()).double()
+                energy = 0.5 * float((M * (H @ M)).sum())
+                Hd, Bm = _pad_problem(*damped(H, H @ M, M, damp, t.name), t)
+                cap = int(np.floor(max_layer_sparsity * t.n_blocks))
+                c = obs_first_costs(Hd, Bm, t.block).reshape(-1).sort().values.cpu()
+                costs[t.name] = c[:cap] / max(energy, 1e-30)
+                clock["gram"] += t1 - t0
+                clock["solve"] += time.perf_counter() - t1
+                bar.update()
+            t0 = time.perf_counter()
+            st.advance()
+            clock["forward"] += time.perf_counter() - t0
+    names = [t.name for t in layers]
+    owner = torch.cat([torch.full((costs[n].numel(),), i) for i, n in enumerate(names)])
+    costs = torch.cat([costs[n] for n in names])
+    # each layer's costs are non-decreasing, so the global smallest ``total`` take a prefix of every layer
+    pick = owner[torch.argsort(costs, stable=True)[:total]]
+    counts = torch.bincount(pick, minlength=len(layers))
+    return {n: int(counts[i]) for i, n in enumerate(names)}
+
+
+def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=None, allocation="uniform",
+                 run=None, row_masks=None, min_blocks: int = 100, pad: bool = False, include=None, damp: float = 0.01,
+                 max_layer_sparsity: float = 0.9, blocks=None, refine_steps: int = 0, refine_lr: float = 1e-3,
+                 refine_val: int = 0, keep=None, max_memory=None, device=None, solver_dtype=torch.float32,
+                 progress: bool = True, **solver_kw) -> OneShotResult:
+    """The one-shot driver for every pattern: prune ``model`` in place from calibration ``batches``, layer by layer
+    in forward order (see the module docstring).  ``nn_bridge.oneshot_prune`` (``pruned.py``) wraps it with layer
+    globs, a report and saving; use that unless you need this result object.
+
+    ``pattern``: ``"16x16"`` / ``(16, 16)`` (B x B blocks; needs ``sparsity``, the fraction of blocks removed) or
+    ``"2:4"`` (N kept of every M consecutive inputs; sparsity fixed).  ``method``: block ``METHODS`` (default
+    ``'obs'``; any other name goes to ``groupsparse.select``) or N:M ``nm.oneshot.ONESHOT_METHODS`` (default
+    ``'iht'``).  ``include``: block -- names / predicate of ``tiling.find_prunable``; N:M -- a preset / names /
+    predicate of ``nm.presets.select_layers``.
+
+    ``batches``: any iterable of batches (a list, a generator: read once and kept as given, on their device).
+    ``run(model, batch)`` calls the model (default ``calibration.default_run``); ``row_masks``: optional per-batch
+    boolean (batch, seq) masks of the tokens to use (e.g. without padding).
+    ``blocks``: names of sequential submodules (e.g. ``['encoder.layer.0', ...]``) that contain every pruned
+    layer: the streamed mode (``calibration.BlockStreams``): the model runs once up to the first block, then one
+    block is replayed at a time; it holds the block inputs of every batch (two streams) and one dense copy of the
+    current block, never a copy of the model.  ``blocks=None``: the model prefix is re-run for every layer
+    (``calibration.PrefixStreams``, any model; it keeps the dense weights of the layers pruned so far).
+    Grams are accumulated batch by batch and freed after their layer (a layer fed the same tensor as the previous
+    one -- query / key / value -- reuses its Grams).
+    ``refine_steps`` (block patterns, with ``blocks``): that many Adam steps (``refine_lr``) of block reconstruction
+    after each block's layers are pruned, masks fixed (``BlockStreams.refine``); ``refine_val``: calibration batches
+    held out of it to stop early; ``result.block_error`` holds each block's error before and after.
+    ``damp``: ridge weight, relative to the mean diagonal of H, pulling the refit toward the dense weights
+    (``calibration.damped``).  ``allocation`` (block): ``'uniform'``, ``'loss'`` or {layer: sparsity};
+    ``keep`` (block): fixed masks {layer: (R, C) bool} for every prunable layer -- refit only.
+    ``max_memory``: bytes a layer solve may use ('obs' falls back to 'seqobs' where it does not fit,
+    ``result.layer_method``; a layer too large for any method is an error before any work).  ``device``: run the
+    layer solves there (e.g. 'cuda' for a model on the CPU; the model and its activations stay where they are).
+    ``solver_dtype`` (N:M): the layer solver's dtype (Grams are float64); other keywords go to
+    ``nm.oneshot.solve_nm_layer``.
+
+    Interrupted (Ctrl-C, or any error after the first layer changed), the model has only whole, finished layers
+    changed (block masks attached to them, a refine in progress undone); the error carries a note and a
+    RuntimeWarning names those layers.
     """
-
-    def __init__(self):
-        self._last = None
-
-    def __call__(self, xs, layer):
-        """``xs``: list of (x_pruned, x_dense) row batches (``x_dense is x_pruned`` on the dense pass) reaching
-        ``layer`` (named in the errors of ``calibration.check_gram``)."""
-        if self._last is not None and len(self._last[0]) == len(xs) and all(
-                a[0].shape == b[0].shape and a[1].shape == b[1].shape and torch.equal(a[0], b[0])
-                and torch.equal(a[1], b[1]) for a, b in zip(self._last[0], xs)):
-            return self._last[1], self._last[2]
-        p = xs[0][0].shape[1]
-        H = torch.zeros(p, p, dtype=torch.float64, device=xs[0][0].device)
-        C = torch.zeros_like(H)
-        n = 0
-        for xp, xd in xs:
-            a, sa = _rescaled(xp)
-            H += (a.t() @ a).double() * (sa * sa)
-            if xd is not xp:
-                b, sb = _rescaled(xd)
-                C += (a.t() @ b).double() * (sa * sb)
-            n += xp.shape[0]
-        check_gram(H, n, layer)
-        if all(xd is xp for xp, xd in xs):  # the dense pass: C = H
-            C = H.clone()
-        H, C = H / n, C / n
-        self._last = (xs, H, C)
-        return H, C
+    from .pruned import check_sparsity_for, parse_pattern
+    kind, p = parse_pattern(pattern)
+    s = check_sparsity_for(kind, p, sparsity)
+    return _solve(model, batches, kind, p, s, method=method, allocation=allocation, run=run, row_masks=row_masks,
+                  min_blocks=min_blocks, pad=pad, include=include, damp=damp, max_layer_sparsity=max_layer_sparsity,
+                  blocks=blocks, refine_steps=refine_steps, refine_lr=refine_lr, refine_val=refine_val, keep=keep,
+                  max_memory=max_memory, device=device, solver_dtype=solver_dtype, progress=progress,
+                  solver_kw=solver_kw)
 
 
-class _PrefixStreams:
-    """Layer inputs by re-running the model from its input up to the layer (generic, any model; slow for deep
-    models: the prefix is re-run for every layer, dense and pruned)."""
-
-    def __init__(self, model, dense, batches, run, row_masks):
-        self.model, self.dense, self.batches, self.run, self.row_masks = model, dense, batches, run, row_masks
-
-    def _rows(self, b):
-        return None if self.row_masks is None else self.row_masks[b]
-
-    def dense_inputs(self, names):
-        """{name: [rows per batch]} for the dense model (one prefix run per layer)."""
-        return {n: [_capture(self.dense, self.dense.get_submodule(n), batch, self.run, self._rows(b), b)
-                    for b, batch in enumerate(self.batches)] for n in names}
-
-    def pruned_inputs(self, name):
-        return [_capture(self.model, self.model.get_submodule(name), batch, self.run, self._rows(b), b)
-                for b, batch in enumerate(self.batches)]
-
-    def groups(self, tilings):
-        return [tilings]
-
-    def advance(self):
-        pass
-
-
-def _call_block(block_mod, inp):
-    args, kwargs = inp
-    with torch.no_grad():
-        out = block_mod(*args, **kwargs)
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
-class _BlockStreams:
-    """Layer inputs by replaying one block (e.g. a transformer layer) on cached block inputs, as SparseGPT does.
-
-    ``blocks`` are the names of submodules called one after the other, block i+1 taking block i's output as its
-    first positional argument and the same remaining arguments as the first block (true of BERT-style encoders:
-    the attention mask).  The model runs once up to the first block; afterwards only one block is replayed at a
-    time, for the dense stream (once per block, capturing every pruned layer's input and the block output) and for
-    the pruned stream (once per layer, stopped at that layer, plus once for the block output).
-    """
-
-    def __init__(self, model, dense, batches, run, row_masks, blocks):
-        self.model, self.dense, self.row_masks, self.blocks = model, dense, row_masks, list(blocks)
-        first = dense.get_submodule(self.blocks[0])
-        self.d_in = [_called_with(dense, first, batch, run, "blocks: the first block", b)
-                     for b, batch in enumerate(batches)]
-        self.p_in = list(self.d_in)
-        self.i = 0
-        self._d_out = None
-
-    def _rows(self, b):
-        return None if self.row_masks is None else self.row_masks[b]
-
-    def groups(self, tilings):
-        out = [[] for _ in self.blocks]
-        for t in tilings:
-            owner = [i for i, b in enumerate(self.blocks) if t.name.startswith(b + ".")]
-            if not owner:
-                raise ValueError(f"blocks: layer {t.name!r} lies in none of the blocks {self.blocks}; restrict the "
-                                 f"layers with include= or pass blocks=None")
-            for n in getattr(t, "holders", ())[1:]:
-                if not n.startswith(self.blocks[owner[0]] + "."):
-                    raise ValueError(f"blocks: layers {t.name!r} and {n!r} share one weight but lie in different "
-                                     f"blocks; pass blocks=None (the whole-model streams fit it to both)")
-            out[owner[0]].append(t)
-        return out
-
-    def dense_inputs(self, names):
-        block = self.dense.get_submodule(self.blocks[self.i])
-        caps = {n: [] for n in names}
-        self._d_out = []
-        for b, inp in enumerate(self.d_in):
-            box, hooks = {}, []
-            for n in names:
-                mod = self.dense.get_submodule(n)
-
-                def hook(m, args, n=n, rows=self._rows(b)):
-                    x = args[0].detach()
-                    if rows is not None and isinstance(m, nn.Linear):
-                        x = x[rows.to(x.device)]
-                    box[n] = layer_inputs(m, x).float()
-                hooks.append(mod.register_forward_pre_hook(hook))
-            try:
-                self._d_out.append(_call_block(block, inp))
-            finally:
-                for h in hooks:
-                    h.remove()
-            for n in names:
-                caps[n].append(box[n])
-        return caps
-
-    def pruned_inputs(self, name):
-        block = self.model.get_submodule(self.blocks[self.i])
-        mod = self.model.get_submodule(name)
-        out = []
-        for b, inp in enumerate(self.p_in):
-            box = {}
-
-            def hook(m, args, rows=self._rows(b)):
-                x = args[0].detach()
-                if rows is not None and isinstance(m, nn.Linear):
-                    x = x[rows.to(x.device)]
-                box["x"] = layer_inputs(m, x).float()
-                raise _Stop
-            h = mod.register_forward_pre_hook(hook)
-            try:
-                _call_block(block, inp)
-            except _Stop:
-                pass
-            finally:
-                h.remove()
-            out.append(box["x"])
-        return out
-
-    def _dense_out(self):
-        if self._d_out is None:
-            self._d_out = [_call_block(self.dense.get_submodule(self.blocks[self.i]), inp) for inp in self.d_in]
-        return self._d_out
-
-    def refine(self, steps: int, lr: float, val: int = 0, every: int = 16):
-        """Block reconstruction after the current block's layers are pruned: Adam on the block's parameters (masks
-        fixed: pruned weights get no gradient through the mask) so that the pruned block fed the pruned stream
-        reproduces the dense block fed the dense stream, on the calibration tokens.  Selection is not revisited;
-        this corrects what layer-by-layer least squares cannot see (the nonlinearities between the layers, and the
-        error the earlier blocks pass on).  With ``val`` > 0 the last ``val`` batches are not trained on: their
-        error is checked every ``every`` steps and the block keeps its best parameters (early stopping: with few
-        calibration tokens the fit overfits).  Returns the relative block-output error (all batches) before and
-        after."""
-        block = self.model.get_submodule(self.blocks[self.i])
-        target = self._dense_out()
-        params = [q for q in block.parameters() if q.requires_grad]
-        opt = torch.optim.Adam(params, lr=lr)
-        n_train = len(self.p_in) - val
-
-        def rel_err(b):
-            out = block(*self.p_in[b][0], **self.p_in[b][1])
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            rows = self._rows(b)
-            d, t = out - target[b], target[b]
-            if rows is not None:
-                d, t = d[rows.to(d.device)], t[rows.to(t.device)]
-            return d.pow(2).sum(), t.pow(2).sum()
-
-        def total(bs):
-            with torch.no_grad():
-                num, den = zip(*(rel_err(b) for b in bs))
-            return float(sum(num) / sum(den))
-
-        before = total(range(len(self.p_in)))
-        held = range(n_train, len(self.p_in))
-        best = (total(held), [q.detach().clone() for q in params]) if val else None
-        with torch.enable_grad():
-            for step in range(1, steps + 1):
-                num, den = rel_err((step - 1) % n_train)
-                (num / den).backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                if val and (step % every == 0 or step == steps):
-                    e = total(held)
-                    if e < best[0]:
-                        best = (e, [q.detach().clone() for q in params])
-        if val:
-            with torch.no_grad():
-                for q, b in zip(params, best[1]):
-                    q.copy_(b)
-        return before, total(range(len(self.p_in)))
-
-    def advance(self):
-        """Move both streams past the current block (the dense output was computed by ``dense_inputs``)."""
-        d_out = self._dense_out()
-        if self.model is self.dense:
-            p_out = d_out
+def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, min_blocks, pad, include, damp,
+           max_layer_sparsity, blocks, refine_steps, refine_lr, refine_val, keep, max_memory, device, solver_dtype,
+           progress, solver_kw) -> OneShotResult:
+    block = kind == "block"
+    if block:
+        method = method or "obs"
+        if method not in METHODS:
+            import groupsparse
+            if not hasattr(groupsparse, "select"):
+                raise ValueError(f"method: expected one of {METHODS} (groupsparse.select is not available), "
+                                 f"got {method!r}")
+        if not isinstance(allocation, dict) and allocation not in ("uniform", "loss"):
+            raise ValueError(f"allocation: expected 'uniform', 'loss' or a dict of per-layer block sparsities, "
+                             f"got {allocation!r}")
+        if method in _SINGLE_WEIGHT and p != 1:
+            raise ValueError(f"method: {method!r} prunes single weights; use block=1 (pattern '1x1') or an N:M "
+                             f"pattern, got block={p!r}")
+        if solver_kw:
+            raise TypeError(f"unexpected keyword argument {sorted(solver_kw)[0]!r} for a block pattern")
+    else:
+        from .nm.oneshot import ONESHOT_METHODS
+        method = method or "iht"
+        if method not in ONESHOT_METHODS:
+            raise ValueError(f"method: expected one of {ONESHOT_METHODS}, got {method!r}")
+        for arg, bad in (("allocation", isinstance(allocation, dict) or allocation != "uniform"),
+                         ("keep", keep is not None), ("refine_steps", refine_steps != 0)):
+            if bad:
+                raise ValueError(f"{arg}: block patterns only (the N:M pattern {p} fixes every layer's budget)")
+    max_layer_sparsity = check_sparsity(max_layer_sparsity, "max_layer_sparsity")
+    refine_steps = check_positive_int(refine_steps, "refine_steps", low=0)
+    if refine_steps and blocks is None:
+        raise ValueError("refine_steps: block reconstruction needs blocks= (the block inputs and outputs it fits)")
+    refine_lr = check_tol(refine_lr, "refine_lr")
+    damp = check_nonneg(damp, "damp")
+    if max_memory is not None:
+        max_memory = check_tol(max_memory, "max_memory")
+    dev = solve_device(device)
+    run = run or default_run
+    batches = check_batches(batches, model, run, row_masks)
+    refine_val = check_positive_int(refine_val, "refine_val", low=0, high=len(batches) - 1)  # one batch to train on
+    if blocks is not None:
+        blocks = list(blocks)
+        if not blocks or not all(isinstance(b, str) for b in blocks):
+            raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}")
+    layers = forward_order(model, _layers(model, kind, p, include, min_blocks, pad), batches[0], run)
+    if keep is not None:
+        keep = _check_keep(keep, layers)
+    for t in layers:  # every layer fits max_memory with some method, checked before any work
+        if block:
+            layer_method(method, *t.padded_shape, t.block, 0, max_memory)
         else:
-            block = self.model.get_submodule(self.blocks[self.i])
-            p_out = [_call_block(block, inp) for inp in self.p_in]
-        self.d_in = [((o,) + inp[0][1:], inp[1]) for o, inp in zip(d_out, self.d_in)]
-        self.p_in = [((o,) + inp[0][1:], inp[1]) for o, inp in zip(p_out, self.p_in)]
-        self._d_out = None
-        self.i += 1
+            w = model.get_submodule(t.name).weight
+            layer_method("seqobs", w[0].numel(), w.shape[0], 1, 0, max_memory)  # O(p^2 + pK) each
+    model.eval()
+    clock = {"forward": 0.0, "gram": 0.0, "solve": 0.0}
+
+    def make_streams(dense_only):
+        t0 = time.perf_counter()
+        st = streams(model, batches, run, row_masks, blocks, dense_only)
+        clock["forward"] += time.perf_counter() - t0
+        return st
+
+    n_remove = (_allocate(model, layers, s, allocation, max_layer_sparsity, make_streams, damp, keep, clock,
+                          progress) if block else None)
+    res = OneShotResult(model, layers, f"{p}x{p}" if block else p)
+    res.seconds = clock
+    changed, unmasked = [], []
+    try:
+        _prune_pass(model, layers, block, p, method, make_streams(False), n_remove, keep, damp, max_memory, dev,
+                    solver_dtype, solver_kw, refine_steps, refine_lr, refine_val, res, changed, unmasked, progress)
+    except BaseException as e:
+        if unmasked:
+            _attach_masks(model, unmasked, res)
+        if changed:
+            msg = (f"one-shot interrupted by {type(e).__name__}: {len(changed)} of {len(layers)} layers are pruned "
+                   f"(whole layers, in place): {changed}; the others are untouched")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            e.add_note(msg)
+        raise
+    return res
 
 
-def _damped(H, Bm, M, damp, layer):
-    """Ridge toward the dense weights M: H + d I and Bm + d M (d = damp * mean diag H), i.e. the loss gains
-    d/2 ||M^ - M||^2.  Shrinking toward M rather than 0 keeps the refit unbiased: with no pruning and no drift it
-    returns M exactly, and with few calibration tokens it stays near the dense weights where H is ill-determined.
-    With ``damp`` = 0, H itself must be positive definite (as many independent calibration rows as inputs)."""
-    if damp == 0 and int(torch.linalg.cholesky_ex(H).info) != 0:
-        raise ValueError(f"damp: the calibration Gram of layer {layer!r} is singular (fewer independent rows than "
-                         f"its {H.shape[0]} inputs, or constant / zero inputs); use damp > 0")
-    d = H.diagonal().mean() * damp
-    return H + d * torch.eye(H.shape[0], dtype=H.dtype, device=H.device), Bm + d * M
+def _attach_masks(model, finished, res):
+    """Block masks (``BlockMask`` parametrizations) on the layers just pruned, from ``res.keep``."""
+    for t in finished:
+        (prm,) = masking.attach(model, [t], "mask")
+        prm.mask.copy_(res.keep[t.name].reshape(-1).to(prm.mask.dtype))
+        res.params.append(prm)
+    finished.clear()
+
+
+def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_memory, dev, solver_dtype, solver_kw,
+                refine_steps, refine_lr, refine_val, res, changed, unmasked, progress):
+    """Prune each layer against the dense target, feeding pruned activations forward."""
+    from tqdm.auto import tqdm
+    clock, gram = res.seconds, Grams()
+    with tqdm(total=len(layers), desc=f"one-shot {method}", disable=not progress) as bar:
+        for group in st.groups(layers):
+            st.begin()
+            for j, t in enumerate(group):
+                t0 = time.perf_counter()
+                nxt = group[j + 1] if j + 1 < len(group) else None
+                H, Cx, D = gram(st, t, keep=nxt is not None and _width(model, nxt) == _width(model, t))
+                t1 = time.perf_counter()
+                clock["gram"] += t1 - t0
+                mod = model.get_submodule(t.name)
+                Md = weight_to_matrix(mod.weight.detach()).double()  # not written yet: the dense weights
+                Bm = Cx @ Md
+                den = float((Md * (D @ Md)).sum())
+                del Cx, D
+                if block:
+                    Hd, Bp = _pad_problem(*damped(H, Bm, Md, damp, t.name), t)
+                    r = n_remove[t.name]
+                    Mdp = _pad_problem(H, Md, t)[1]
+                    m_run = "refit" if keep is not None else layer_method(method, *Bp.shape, t.block, r, max_memory)
+                    fixed = None if keep is None else keep[t.name]
+                    kept, Mhat = _solve_block(H, Hd, Bp, Mdp, t, r, m_run, fixed, dev)
+                    del Hd, Bp, Mdp
+                    rr, cc = t.matrix_shape
+                    Mhat = Mhat[:rr, :cc]
+                    kept = kept.cpu().clone()
+                    res.layer_sparsity[t.name] = float((~kept).sum()) / t.n_blocks
+                else:
+                    Hd, Bd = damped(H, Bm, Md, damp, t.name)
+                    m_run = method
+                    kept, Mhat = _solve_nm(H, Hd, Bd, Md, p, method, dev, solver_dtype, solver_kw)
+                    del Hd, Bd
+                    kept = kept.cpu()
+                    res.layer_sparsity[t.name] = float((~kept).sum()) / kept.numel()
+                Mhat = Mhat.to(Md.device, torch.float64)
+                res.layer_rel_error[t.name] = _rel_error(Mhat, Md, H, Bm, den)
+                del H, Bm
+                res.layer_method[t.name] = m_run
+                res.keep[t.name] = kept
+                with torch.no_grad():
+                    w = mod.weight
+                    if st.keeps_dense:
+                        st.done(t, w.detach().clone())
+                    changed.append(t.name)
+                    w.copy_(matrix_to_weight(Mhat.to(w.dtype), tuple(w.shape)))
+                if block:
+                    unmasked.append(t)
+                clock["solve"] += time.perf_counter() - t1
+                res.layer_seconds[t.name] = time.perf_counter() - t0
+                bar.update()
+            if unmasked:
+                _attach_masks(model, unmasked, res)
+            if refine_steps and group:
+                t0 = time.perf_counter()
+                res.block_error[st.blocks[st.i]] = st.refine(refine_steps, refine_lr, refine_val)
+                clock["refine"] = clock.get("refine", 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            st.advance()
+            clock["forward"] += time.perf_counter() - t0
+
+
+def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str = "obs", **kw) -> OneShotResult:
+    """Deprecated: ``solve_layers(model, batches, (block, block), sparsity, method=..., ...)`` (same options and
+    result), or ``nn_bridge.oneshot_prune(model, batches, "16x16", sparsity)`` for the reported, savable result."""
+    warnings.warn("nn_bridge.oneshot.oneshot_prune(model, batches, sparsity, block) is deprecated; use "
+                  "nn_bridge.oneshot_prune(model, batches, 'BxB', sparsity) or nn_bridge.oneshot.solve_layers",
+                  DeprecationWarning, stacklevel=2)
+    kw = {"allocation": "uniform", "min_blocks": 100, "damp": 0.01, "max_layer_sparsity": 0.9, "pad": False,
+          "include": None, "blocks": None, "refine_steps": 0, "refine_lr": 1e-3, "refine_val": 0, "keep": None,
+          "max_memory": None, "device": None, "progress": True, "run": None, "row_masks": None, **kw}
+    unknown = set(kw) - set(_BLOCK_OPTIONS)
+    if unknown:
+        raise TypeError(f"oneshot_prune() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+    # block is checked by find_prunable (an int >= 1, not a bool), before the sparsity
+    return _solve(model, batches, "block", block, check_sparsity(sparsity), method=method, solver_dtype=None,
+                  solver_kw={}, **kw)
+
+
+_BLOCK_OPTIONS = ("allocation", "min_blocks", "damp", "max_layer_sparsity", "pad", "include", "blocks",
+                  "refine_steps", "refine_lr", "refine_val", "keep", "max_memory", "device", "progress", "run",
+                  "row_masks")
 
 
 def _check_layer_names(per_layer: dict, tilings, arg):
@@ -524,184 +565,3 @@ def _check_keep(keep, tilings):
     return out
 
 
-def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str = "obs",
-                  allocation: str = "uniform", run=None, row_masks=None, min_blocks: int = 100, pad: bool = False,
-                  include=None, damp: float = 0.01, max_layer_sparsity: float = 0.9, blocks=None,
-                  refine_steps: int = 0, refine_lr: float = 1e-3, refine_val: int = 0, keep=None,
-                  max_memory=None, device=None, progress: bool = True) -> OneShotResult:
-    """Prune ``model`` in place from calibration ``batches`` (see the module docstring).
-
-    ``run(model, batch)`` calls the model (default: ``model(**batch)`` for dicts, ``model(*batch)`` for tuples);
-    ``row_masks``: optional per-batch boolean (batch, seq) masks of the tokens to use (e.g. without padding).
-    ``blocks``: optional names of sequential submodules (e.g. ``['encoder.layer.0', ...]``) that contain every
-    pruned layer: their inputs are cached and only one block is replayed per layer (``_BlockStreams``) instead of
-    the whole prefix of the model; same result, far fewer forward passes.
-    ``refine_steps``: with ``blocks``, after each block's layers are pruned, that many Adam steps (``refine_lr``)
-    of block reconstruction on the calibration batches, masks fixed (``_BlockStreams.refine``); 0 = pure
-    layer-by-layer solve.  ``refine_val``: calibration batches held out of the refine to stop it early (the block
-    keeps the parameters with the least held-out error; they still serve the selection).
-    ``result.block_error`` holds each block's relative output error before and after.
-    ``damp``: ridge weight, relative to the mean diagonal of H, pulling the refit toward the dense weights
-    (``_damped``); more damping trusts the calibration data less.
-    Masks are attached as ``BlockMask`` parametrizations holding the refit weights; call ``finalize()`` to bake.
-    ``batches`` are checked before any work by ``nn_bridge.calibration`` (finite, non-empty, alike, runnable; a
-    layer whose calibration Gram is all zero or not finite is an error naming ``batches`` and the layer).
-    A weight shared by several layers (tied) is pruned once: one mask, refit on the stacked inputs of all of them.
-    ``result.seconds`` splits the wall time into forward passes, Gram products and selection/refit.
-    ``keep``: fixed block masks, {layer name: (R, C) bool, True = kept} for every prunable layer (e.g. a previous
-    result's ``result.keep``): selection and allocation are skipped and only the refit (and refine) runs on these
-    batches -- to refit a known pattern on other calibration data, or to tell selection from refit apart.
-    ``max_memory``: bytes a layer solve may use: 'obs' falls back to 'seqobs' on the layers where it does not fit
-    (``result.layer_method``); a layer too large for any method is an error before any work.  ``device``: run the
-    layer solves there (e.g. 'cuda' for a model on the CPU); the model and its activations stay where they are.
-    """
-    s = check_sparsity(sparsity)
-    if method not in METHODS:
-        import groupsparse
-        if not hasattr(groupsparse, "select"):
-            raise ValueError(f"method: expected one of {METHODS} (groupsparse.select is not available), "
-                             f"got {method!r}")
-    if not isinstance(allocation, dict) and allocation not in ("uniform", "loss"):
-        raise ValueError(f"allocation: expected 'uniform', 'loss' or a dict of per-layer block sparsities, "
-                         f"got {allocation!r}")
-    max_layer_sparsity = check_sparsity(max_layer_sparsity, "max_layer_sparsity")
-    refine_steps = check_positive_int(refine_steps, "refine_steps", low=0)
-    if refine_steps and blocks is None:
-        raise ValueError("refine_steps: block reconstruction needs blocks= (the block inputs and outputs it fits)")
-    refine_lr = check_tol(refine_lr, "refine_lr")
-    damp = check_nonneg(damp, "damp")
-    if max_memory is not None:
-        max_memory = check_tol(max_memory, "max_memory")
-    dev = solve_device(device)
-    if method in _SINGLE_WEIGHT and block != 1:
-        raise ValueError(f"method: {method!r} prunes single weights; use block=1 (pattern '1x1') or an N:M pattern, "
-                         f"got block={block!r}")
-    run = run or _default_run
-    batches = check_batches(batches, model, run, row_masks)
-    refine_val = check_positive_int(refine_val, "refine_val", low=0, high=len(batches) - 1)  # one batch to train on
-    if blocks is not None:
-        blocks = list(blocks)
-        if not blocks or not all(isinstance(b, str) for b in blocks):
-            raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}")
-    tilings = find_prunable(model, block, min_blocks=min_blocks, pad=pad, include=include)
-    tilings = _forward_order(model, tilings, batches[0], run)
-    if keep is not None:
-        keep = _check_keep(keep, tilings)
-    for t in tilings:  # every layer fits max_memory with some method, checked before any work
-        layer_method(method, *t.padded_shape, t.block, 0, max_memory)
-    dense = copy.deepcopy(model).eval()
-    model.eval()
-    from tqdm.auto import tqdm
-    clock = {"forward": 0.0, "gram": 0.0, "solve": 0.0}
-
-    def streams(m):
-        t0 = time.perf_counter()
-        st = (_PrefixStreams(m, dense, batches, run, row_masks) if blocks is None else
-              _BlockStreams(m, dense, batches, run, row_masks, blocks))
-        clock["forward"] += time.perf_counter() - t0
-        return st
-
-    def timed(key, f, *args):
-        t0 = time.perf_counter()
-        out = f(*args)
-        clock[key] += time.perf_counter() - t0
-        return out
-
-    # --- per-layer number of blocks to remove
-    if keep is not None:
-        n_remove = {n: int((~k).sum()) for n, k in keep.items()}
-    elif isinstance(allocation, dict):
-        _check_layer_names(allocation, tilings, "allocation")
-        n_remove = {t.name: t.n_blocks - keep_count(check_sparsity(allocation.get(t.name, s),
-                                                                    f"allocation[{t.name!r}]"), t.n_blocks)
-                    for t in tilings}
-    elif allocation == "uniform":
-        n_remove = {t.name: t.n_blocks - keep_count(s, t.n_blocks) for t in tilings}
-    else:
-        n_all = sum(t.n_blocks for t in tilings)
-        total = n_all - keep_count(s, n_all)
-        caps = sum(int(np.floor(max_layer_sparsity * t.n_blocks)) for t in tilings)
-        if total > caps:  # checked before any work: the caps cannot be met
-            raise ValueError(f"sparsity: {s} means removing {total} of the {n_all} blocks, but max_layer_sparsity="
-                             f"{max_layer_sparsity} lets the layers give up only {caps}; raise max_layer_sparsity or "
-                             f"lower the sparsity")
-        costs, owner = {}, {}
-        st, gram = streams(dense), _Grams()
-        with tqdm(total=len(tilings), desc="loss curves", disable=not progress) as bar:
-            for group in st.groups(tilings):
-                xd = timed("forward", st.dense_inputs, [n for t in group for n in t.holders])
-                for t in group:
-                    H, _ = timed("gram", gram, [(x, x) for n in t.holders for x in xd[n]], t.name)
-                    t0 = time.perf_counter()
-                    M = weight_to_matrix(dense.get_submodule(t.name).weight.detach()).double()
-                    energy = 0.5 * float((M * (H @ M)).sum())
-                    Hd, Bm = _pad_problem(*_damped(H, H @ M, M, damp, t.name), t)
-                    cap = int(np.floor(max_layer_sparsity * t.n_blocks))
-                    c = obs_first_costs(Hd, Bm, t.block).reshape(-1).sort().values.cpu()
-                    costs[t.name] = c[:cap] / max(energy, 1e-30)
-                    clock["solve"] += time.perf_counter() - t0
-                    bar.update()
-                timed("forward", st.advance)
-        names = [t.name for t in tilings]
-        owner = torch.cat([torch.full((costs[n].numel(),), i) for i, n in enumerate(names)])
-        costs = torch.cat([costs[n] for n in names])
-        # each layer's costs are non-decreasing, so the global smallest ``total`` take a prefix of every layer
-        pick = owner[torch.argsort(costs, stable=True)[:total]]
-        counts = torch.bincount(pick, minlength=len(tilings))
-        n_remove = {n: int(counts[i]) for i, n in enumerate(names)}
-
-    # --- sequential pass: prune each layer against the dense target, feeding pruned activations forward
-    res = OneShotResult(model, tilings)
-    res.seconds = clock
-    st, gram = streams(model), _Grams()
-    with tqdm(total=len(tilings), desc=f"one-shot {method}", disable=not progress) as bar:
-        for group in st.groups(tilings):
-            xd_all = timed("forward", st.dense_inputs, [n for t in group for n in t.holders])
-            for t in group:
-                mod, dmod = model.get_submodule(t.name), dense.get_submodule(t.name)
-                # a tied weight is fitted to all its holders: their rows stack into one Gram
-                xp = [x for n in t.holders for x in timed("forward", st.pruned_inputs, n)]
-                xs = list(zip(xp, [x for n in t.holders for x in xd_all[n]]))
-                H, Cx = timed("gram", gram, xs, t.name)
-                t0 = time.perf_counter()
-                Md = weight_to_matrix(dmod.weight.detach()).double()
-                Bm = Cx @ Md
-                Hd, Bp = _pad_problem(*_damped(H, Bm, Md, damp, t.name), t)
-                r = n_remove[t.name]
-                Mdp = _pad_problem(H, Md, t)[1]
-                m_run = "refit" if keep is not None else layer_method(method, *Bp.shape, t.block, r, max_memory)
-                if dev is not None and m_run not in ("magnitude", "activation", "activation_refit"):
-                    Hd, Bp, H, Mdp = (x.to(dev) for x in (Hd, Bp, H, Mdp))
-                if keep is not None:
-                    kept = keep[t.name]
-                    Mhat = gram_refit(Hd, Bp, kept, block=t.block, dtype=torch.float64)
-                elif m_run in ("magnitude", "activation", "activation_refit"):
-                    kept, Mhat = _baseline(Hd, Mdp, t, t.n_blocks - r, m_run, Bp)
-                elif m_run in _SINGLE_WEIGHT:
-                    kept, Mhat = _single_weight(H, Mdp, t, r, m_run)
-                else:
-                    kept, Mhat = _select_layer(Hd, Bp, t, r, m_run)
-                res.layer_method[t.name] = m_run
-                rr, cc = t.matrix_shape
-                Mhat = Mhat[:rr, :cc].to(Md.device)
-                with torch.no_grad():
-                    w = mod.weight
-                    w.copy_(matrix_to_weight(Mhat.to(w.dtype), t.weight_shape))
-                (p,) = masking.attach(model, [t], "mask")
-                p.mask.copy_(kept.reshape(-1).to(p.mask.dtype))
-                res.params.append(p)
-                res.keep[t.name] = kept.cpu().clone()
-                res.layer_sparsity[t.name] = float((~kept).sum()) / t.n_blocks  # Wanda counts per output
-                # relative reconstruction error ||X_d M - X_p M^||^2 / ||X_d M||^2 on the calibration rows
-                Mh32, Md32 = Mhat.float(), Md.float()
-                num = sum(float((xd @ Md32 - xp @ Mh32).double().pow(2).sum()) for xp, xd in xs)
-                den = sum(float((xd @ Md32).double().pow(2).sum()) for xp, xd in xs)
-                res.layer_loss[t.name] = num / max(den, 1e-30)
-                clock["solve"] += time.perf_counter() - t0
-                bar.update()
-            if refine_steps and group:
-                t0 = time.perf_counter()
-                res.block_error[st.blocks[st.i]] = st.refine(refine_steps, refine_lr, refine_val)
-                clock["refine"] = clock.get("refine", 0.0) + time.perf_counter() - t0
-            timed("forward", st.advance)
-    return res

@@ -2,9 +2,8 @@
 
 ``oneshot_prune(model, batches, pattern, sparsity=None, method=None, ...)`` takes the sparsity pattern as one
 argument -- ``"16x16"`` / ``(16, 16)`` (B x B blocks) or ``"2:4"`` (N kept of every M consecutive inputs) -- and
-hands the work to the pattern's one-shot driver (``nn_bridge.oneshot.oneshot_prune`` for blocks,
-``nn_bridge.nm.oneshot.nm_oneshot`` for N:M); only this dispatch knows there are two.  The result bakes the masks
-into plain weights, records per layer the achieved sparsity and the driver's relative reconstruction error on the
+hands the work to the one one-shot driver (``nn_bridge.oneshot.solve_layers``, both patterns).  The result bakes the
+masks into plain weights, records per layer the achieved sparsity and the driver's relative reconstruction error on the
 calibration data, and, given ``eval_batches``, compares the dense and the pruned model on them
 (``nn_bridge.compare``).
 
@@ -380,19 +379,13 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     if eval_batches is not None:
         dense_summary = _compare.summarize(model, eval_batches, kind, run)
     model.eval()
-    if pkind == "block":
-        from .oneshot import oneshot_prune as block_oneshot
-        method = method or "obs"
-        res = block_oneshot(model, batches, s, p, method=method, run=run, row_masks=row_masks, include=names,
-                            min_blocks=min_blocks, blocks=blocks, progress=progress, **driver_kw)
-        res.finalize()
-        errors = res.layer_loss
-    else:
-        from .nm.oneshot import nm_oneshot
-        method = method or "iht"
-        res = nm_oneshot(model, batches, p, method=method, layers=names, run=run, row_masks=row_masks,
-                         blocks=blocks, progress=progress, **driver_kw)
-        errors = res.layer_rel_error
+    from .oneshot import solve_layers
+    res = solve_layers(model, batches, pattern, s if pkind == "block" else None, method=method, run=run,
+                       row_masks=row_masks, include=names, min_blocks=min_blocks, blocks=blocks, progress=progress,
+                       **driver_kw)
+    res.finalize()
+    method = method or ("obs" if pkind == "block" else "iht")
+    errors = res.layer_rel_error
     layers = []
     with torch.no_grad():
         for name in names:

@@ -1,9 +1,9 @@
 """N:M one-shot pruning from calibration data: each layer's Gram-form reconstruction with a budget of N per M-group.
 
-The layer problem is the block one-shot path's (``nn_bridge.oneshot``, whose calibration machinery -- input capture,
-Grams accumulated in float64, the dense/pruned forward order, damping -- is reused here): with M_d the dense GEMM
-matrix (inputs x outputs, ``tiling.weight_to_matrix``; conv rows in (kh, kw, Cin) order), X_p the layer's inputs in
-the already-pruned model and X_d in the dense one,
+The layer problem is the block patterns' (one driver for both: ``nn_bridge.oneshot.solve_layers``, its calibration
+streams, Grams and damping in ``nn_bridge.calibration``; this module holds the N:M layer solver): with M_d the dense
+GEMM matrix (inputs x outputs, ``tiling.weight_to_matrix``; conv rows in (kh, kw, Cin) order), X_p the layer's
+inputs in the already-pruned model and X_d in the dense one,
 
     min_beta  1/2 tr(beta^T H beta) - tr(beta^T Bm) + c,   H = X_p^T X_p / n (damped),  Bm = (X_p^T X_d / n) M_d,
 
@@ -40,20 +40,14 @@ the layer's reconstruction error / 2, so ``objective / c`` is the relative outpu
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 from torch import nn
 
 from groupsparse import GramLeastSquares, Groups
-from groupsparse._validation import check_nonneg
 from groupsparse.selection.obs import gram_refit
 
 from .groups import NMPattern
-from .presets import select_layers
-from .pruner import measure_nm
 
 __all__ = ["nm_oneshot", "solve_nm_layer", "project_nm", "gram_nm_groups", "NMOneShotResult",
            "ONESHOT_METHODS"]
@@ -134,111 +128,22 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
     return best[1], best[2], {"objective": best[0], "history": hist}
 
 
-@dataclass
-class NMOneShotResult:
-    model: nn.Module
-    names: list
-    pattern: NMPattern
-    layer_rel_error: dict = field(default_factory=dict)  # name -> ||X_d M_d - X_p M^||^2 / ||X_d M_d||^2
-    layer_seconds: dict = field(default_factory=dict)
-    layer_method: dict = field(default_factory=dict)     # name -> the method that ran
+def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht", layers="all", **kw):
+    """Deprecated: ``nn_bridge.oneshot.solve_layers(model, batches, pattern, method=..., include=layers, ...)``
+    (the one driver; same options and an ``OneShotResult`` with ``layer_rel_error``, ``layer_method``,
+    ``layer_seconds``, ``report()``), or ``nn_bridge.oneshot_prune(model, batches, "2:4")`` for the reported,
+    savable result."""
+    import warnings
 
-    def report(self):
-        return measure_nm(self.model, self.names, self.pattern)
+    from nn_bridge.oneshot import solve_layers
+    warnings.warn("nn_bridge.nm.oneshot.nm_oneshot is deprecated; use nn_bridge.oneshot_prune(model, batches, "
+                  "'N:M') or nn_bridge.oneshot.solve_layers", DeprecationWarning, stacklevel=2)
+    pat = NMPattern.parse(pattern)  # here a pair (N, M) means N:M; its errors name pattern
+    return solve_layers(model, batches, pat, method=method, include=layers, **kw)
 
 
-def nm_oneshot(model: nn.Module, batches, pattern="2:4", *, method: str = "iht", layers="all", run=None,
-               row_masks=None, damp: float = 0.01, blocks=None, solver_dtype=torch.float32, max_memory=None,
-               device=None, progress: bool = True, **solver_kw) -> NMOneShotResult:
-    """Prune ``model`` in place to N:M from calibration ``batches``, layer by layer in forward order, each layer
-    against the dense model's output from the already-pruned inputs (see the module docstring).
-
-    ``layers``: preset / names / predicate (``presets.select_layers``; Linear and Conv2d with groups=1).
-    ``run(model, batch)``, ``row_masks`` and ``blocks`` (names of sequential submodules, e.g. transformer layers,
-    whose inputs are cached so only one block is replayed per layer) as in ``nn_bridge.oneshot.oneshot_prune``,
-    whose calibration streams and Gram accumulation are reused.  The pruned weights are written into the layers
-    (plain parameters with exact zeros); a weight shared by several layers (tied) is solved once, on the stacked
-    inputs of all of them.  ``batches`` are checked as in the block path (``nn_bridge.calibration``).  Grams are
-    accumulated in float64; the layer solver runs in ``solver_dtype`` (float32 halves the refit cost; H is damped,
-    so well conditioned).  ``max_memory`` (bytes): every method here works in O(p^2 + pK) memory, so a layer whose
-    estimate exceeds it is an error before any work.  ``device``: run the layer solves there (the model stays).
-    'sparsegpt' and 'wanda' get the raw Gram (SparseGPT damps it itself by 1% of its mean diagonal).
-    """
-    import time
-
-    from nn_bridge import oneshot as block_oneshot
-    from nn_bridge.calibration import check_batches
-    from nn_bridge.tiling import matrix_to_weight, tie_groups, weight_to_matrix
-
-    pat = NMPattern.parse(pattern)
-    if method not in ONESHOT_METHODS:
-        raise ValueError(f"method: expected one of {ONESHOT_METHODS}, got {method!r}")
-    names, _ = select_layers(model, pat.m, layers)
-    for nm_ in names:
-        mod = model.get_submodule(nm_)
-        if not (isinstance(mod, nn.Linear) or (isinstance(mod, nn.Conv2d) and mod.groups == 1)):
-            raise ValueError(f"layers: one-shot handles Linear and Conv2d (groups=1) layers; {nm_!r} is "
-                             f"{type(mod).__name__}")
-    damp = check_nonneg(damp, "damp")
-    if max_memory is not None:
-        from groupsparse._validation import check_tol
-        max_memory = check_tol(max_memory, "max_memory")
-    dev = block_oneshot.solve_device(device)
-    run = run or block_oneshot._default_run
-    batches = check_batches(batches, model, run, row_masks)
-
-    class _N:  # the block path's streams read .name and .holders (a tied weight: every module using it)
-        def __init__(self, holders):
-            self.name, self.holders = holders[0], holders
-
-    groups = tie_groups(model, names, skip_shared=isinstance(layers, str))  # a preset leaves shared ones dense
-    if not groups:
-        raise ValueError(f"layers: every selected layer shares its weight with a module outside the selection "
-                         f"({names}); nothing to prune")
-    order = block_oneshot._forward_order(model, [_N(g) for g in groups], batches[0], run)
-    for t in order:  # every layer fits max_memory, checked before any work
-        w = model.get_submodule(t.name).weight
-        block_oneshot.layer_method("seqobs", w[0].numel(), w.shape[0], 1, 0, max_memory)  # O(p^2 + pK) each
-    dense = copy.deepcopy(model).eval()
-    model.eval()
-    st = (block_oneshot._PrefixStreams(model, dense, batches, run, row_masks) if blocks is None else
-          block_oneshot._BlockStreams(model, dense, batches, run, row_masks, list(blocks)))
-    gram = block_oneshot._Grams()
-    res = NMOneShotResult(model, [t.name for t in order], pat)
-    from tqdm.auto import tqdm
-    with tqdm(total=len(order), desc=f"N:M one-shot {method}", disable=not progress) as bar:
-        for group in st.groups(order):
-            xd_all = st.dense_inputs([n for t in group for n in t.holders])
-            for t in group:
-                t0 = time.perf_counter()
-                name = t.name
-                mod, dmod = model.get_submodule(name), dense.get_submodule(name)
-                # a tied weight is pruned once, fitted to all its holders: their rows stack into one Gram
-                xp = [x for n in t.holders for x in st.pruned_inputs(n)]
-                xs = list(zip(xp, [x for n in t.holders for x in xd_all[n]]))
-                H, Cx = gram(xs, name)
-                Md = weight_to_matrix(dmod.weight.detach()).double()
-                Bm = Cx @ Md
-                dt = solver_dtype
-                Hd, Bm = block_oneshot._damped(H, Bm, Md, damp, name)  # ridge toward the dense weights
-                # the solution is invariant to scaling H and Bm together: bring mean diag H near 1 (a power of 2,
-                # exact) so that the float32 solver neither under- nor overflows on tiny or huge inputs
-                sc = block_oneshot.pow2_scale(float(Hd.diagonal().mean()))
-                Hd, Bm = Hd / sc, Bm / sc
-                Hs = H / sc if method in ("sparsegpt", "wanda") else Hd
-                dv = dev or Hd.device
-                beta, keep, info = solve_nm_layer(Hs.to(dv, dt), Bm.to(dv, dt), pat.n, pat.m,
-                                                  method=method, Md=Md.to(dv, dt), **solver_kw)
-                beta = beta.to(Md.device)
-                res.layer_method[name] = method
-                with torch.no_grad():
-                    w = mod.weight
-                    w.copy_(matrix_to_weight(beta.to(w.dtype), tuple(w.shape)))
-                Mh32, Md32 = beta.float(), Md.float()
-                num = sum(float((xd @ Md32 - xp @ Mh32).double().pow(2).sum()) for xp, xd in xs)
-                den = sum(float((xd @ Md32).double().pow(2).sum()) for xp, xd in xs)
-                res.layer_rel_error[name] = num / max(den, 1e-30)
-                res.layer_seconds[name] = time.perf_counter() - t0
-                bar.update()
-            st.advance()
-    return res
+def __getattr__(name):
+    if name == "NMOneShotResult":  # the one result class of the driver
+        from nn_bridge.oneshot import OneShotResult
+        return OneShotResult
+    raise AttributeError(name)

@@ -1,0 +1,231 @@
+"""The one one-shot driver (``nn_bridge.oneshot.solve_layers``, block and N:M patterns): the deprecated entry points
+are it; it never copies the model (one block at most); calibration batches may be a one-shot iterator; an
+interrupted run leaves only whole, finished layers changed and names them; bad input is named.  Tiny models."""
+import copy
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from conftest import time_limit
+from nn_bridge import calibration
+from nn_bridge.oneshot import solve_layers
+from nn_bridge.tiling import weight_to_matrix
+
+TINY_BLOCKS = ["encoder.layer.0", "encoder.layer.1"]
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
+
+
+def _xs(n=3, rows=24, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(rows, 32, generator=g) for _ in range(n)]
+
+
+def _tiny_bert():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=16)
+    model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
+    g = torch.Generator().manual_seed(0)
+    cal = [{"input_ids": torch.randint(0, 50, (4, 12), generator=g),
+            "attention_mask": torch.ones(4, 12, dtype=torch.long)} for _ in range(2)]
+    return model, cal
+
+
+def _prune(model, batches, pattern, **kw):
+    kw.setdefault("progress", False)
+    if pattern == "8x8":
+        return solve_layers(model, batches, pattern, 0.5, min_blocks=4, **kw)
+    return solve_layers(model, batches, pattern, **kw)
+
+
+PATTERNS = ["8x8", "2:4"]
+
+
+def _bert_kw(pattern):
+    return {"include": lambda n: n.startswith("encoder.")}
+
+
+def _linears(model):
+    """Effective weight and bias of every Linear (a block mask's product included)."""
+    return {n: (m.weight.detach().clone(), m.bias.detach().clone()) for n, m in model.named_modules()
+            if isinstance(m, nn.Linear)}
+
+
+# ------------------------------------------------------------------------------------------ one driver
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_deprecated_entry_points_warn_and_are_the_one_driver(pattern):
+    from nn_bridge.nm.oneshot import nm_oneshot
+    from nn_bridge.oneshot import oneshot_prune
+    a, b = _mlp(), _mlp()
+    ra = _prune(a, _xs(), pattern)
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        if pattern == "8x8":
+            rb = oneshot_prune(b, _xs(), 0.5, 8, min_blocks=4, progress=False)
+        else:
+            rb = nm_oneshot(b, _xs(), "2:4", progress=False)
+    for (n, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(wa, wb), n
+    assert ra.layer_rel_error == rb.layer_rel_error and ra.layer_loss is ra.layer_rel_error
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_layer_error_from_the_grams_is_the_output_error(pattern):
+    """The first layer sees the raw batches in both streams: its relative error ||X M - X M^||^2 / ||X M||^2 is
+    computed directly here; the driver's Gram identity agrees to the float32 Gram products' rounding."""
+    model, xs = _mlp(), _xs()
+    dense = weight_to_matrix(model[0].weight.detach()).double()
+    res = _prune(model, xs, pattern)
+    if pattern == "8x8":
+        res.finalize()
+    X = torch.cat(xs).double()
+    Mh = weight_to_matrix(model[0].weight.detach()).double()
+    direct = float((X @ dense - X @ Mh).pow(2).sum() / (X @ dense).pow(2).sum())
+    assert 1e-3 < direct < 1  # pruned: a real error, not a rounding residue
+    assert res.layer_rel_error["0"] == pytest.approx(direct, rel=1e-4, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ streamed
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_streamed_driver_copies_at_most_one_block_never_the_model(pattern, monkeypatch):
+    model, cal = _tiny_bert()
+    copied = []
+    real = copy.deepcopy
+
+    def spy(obj, *a, **k):
+        if isinstance(obj, nn.Module):
+            copied.append(sum(q.numel() for q in obj.parameters()))
+        return real(obj, *a, **k)
+    monkeypatch.setattr(calibration.copy, "deepcopy", spy)
+    monkeypatch.setattr(copy, "deepcopy", spy)
+    one_block = sum(q.numel() for q in model.encoder.layer[0].parameters())
+    _prune(model, cal, pattern, blocks=TINY_BLOCKS, **_bert_kw(pattern))
+    assert copied == [one_block, one_block]  # one dense copy per block, each dropped before the next
+    copied.clear()
+    _prune(_tiny_bert()[0], cal, pattern, **_bert_kw(pattern))  # the generic streams copy nothing
+    assert copied == []
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("blocks", [None, TINY_BLOCKS])
+def test_calibration_batches_may_be_a_one_shot_iterator(pattern, blocks):
+    model, cal = _tiny_bert()
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    _prune(a, cal, pattern, blocks=blocks, **_bert_kw(pattern))
+    _prune(b, (x for x in cal), pattern, blocks=blocks, **_bert_kw(pattern))
+    for (n, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(wa, wb), n
+
+
+# ------------------------------------------------------------------------------------------ interrupted
+class _Interrupt:
+    """A forward pre-hook raising KeyboardInterrupt (a Ctrl-C) at the ``at``-th call of its module."""
+
+    def __init__(self, at, when=lambda: True):
+        self.n, self.at, self.when = 0, at, when
+
+    def __call__(self, mod, args):
+        if self.when():
+            self.n += 1
+            if self.n == self.at:
+                raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_interrupted_run_changes_only_whole_finished_layers_and_names_them(pattern):
+    """Generic streams, 3 Linears: the hook on the last one fires at its second call (the first is the forward-
+    order pass), i.e. while the driver collects that layer's inputs; the two layers before are finished."""
+    full = _mlp()
+    _prune(full, _xs(), pattern)
+    model, dense = _mlp(), _mlp()
+    model[4].register_forward_pre_hook(_Interrupt(2))
+    with time_limit(60), pytest.warns(RuntimeWarning, match=r"2 of 3 layers are pruned .*\['0', '2'\]"), \
+            pytest.raises(KeyboardInterrupt) as e:
+        _prune(model, _xs(), pattern)
+    assert "['0', '2']" in "".join(getattr(e.value, "__notes__", []))
+    for i in (0, 2):  # finished: exactly the uninterrupted run's layer (block masks attached)
+        assert torch.equal(model[i].weight, full[i].weight)
+        assert parametrize.is_parametrized(model[i], "weight") == (pattern == "8x8")
+    assert torch.equal(model[4].weight, dense[4].weight) and not parametrize.is_parametrized(model[4])
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_interrupted_streamed_run_keeps_the_finished_block(pattern):
+    model, cal = _tiny_bert()
+    dense, full = copy.deepcopy(model), copy.deepcopy(model)
+    _prune(full, cal, pattern, blocks=TINY_BLOCKS, **_bert_kw(pattern))
+    # block 1's first Linear: called once by the forward-order pass, then only when block 1 is replayed
+    model.encoder.layer[1].attention.self.query.register_forward_pre_hook(_Interrupt(2))
+    with time_limit(60), pytest.warns(RuntimeWarning, match="layers are pruned"), pytest.raises(KeyboardInterrupt):
+        _prune(model, cal, pattern, blocks=TINY_BLOCKS, **_bert_kw(pattern))
+    got, ref_full, ref_dense = _linears(model), _linears(full), _linears(dense)
+    for n, (w, b) in got.items():
+        ref = ref_full[n] if n.startswith("encoder.layer.0.") else ref_dense[n]
+        assert torch.equal(w, ref[0]) and torch.equal(b, ref[1]), n
+    assert not torch.equal(ref_full["encoder.layer.0.output.dense"][0], ref_dense["encoder.layer.0.output.dense"][0])
+
+
+def test_interrupted_refine_is_undone():
+    """Ctrl-C inside block 0's refine: block 0 keeps its pruned layers (masks attached) with the parameters they
+    had before the refine, i.e. those of a run without refine; block 1 is untouched."""
+    model, cal = _tiny_bert()
+    dense, plain = copy.deepcopy(model), copy.deepcopy(model)
+    _prune(plain, cal, "8x8", blocks=TINY_BLOCKS, **_bert_kw("8x8"))
+    model.encoder.layer[0].output.dense.register_forward_pre_hook(_Interrupt(3, torch.is_grad_enabled))
+    with time_limit(60), pytest.warns(RuntimeWarning, match="6 of 12 layers"), pytest.raises(KeyboardInterrupt):
+        _prune(model, cal, "8x8", blocks=TINY_BLOCKS, refine_steps=10, **_bert_kw("8x8"))
+    sd, sp, s0 = model.state_dict(), plain.state_dict(), dense.state_dict()
+    assert all(torch.equal(sd[k], sp[k]) for k in sp if k.startswith("encoder.layer.0."))
+    assert all(torch.equal(sd[k], s0[k]) for k in s0 if k.startswith("encoder.layer.1."))
+
+
+# ------------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_empty_calibration_iterator_is_named(pattern):
+    with pytest.raises(ValueError, match=r"^batches: at least one calibration batch"):
+        _prune(_mlp(), iter([]), pattern)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("blocks", [None, ["0", "2", "4"]])
+def test_batch_shapes_changing_between_calls_are_named(pattern, blocks):
+    def gen():
+        yield torch.randn(16, 32)
+        yield torch.randn(16, 24)  # the model cannot take 24 inputs
+    with pytest.raises(ValueError, match=r"^batches\[1\]: the model cannot run"):
+        _prune(_mlp(), gen(), pattern, blocks=blocks)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_max_memory_too_small_for_every_method_is_named(pattern):
+    model = _mlp()
+    with pytest.raises(ValueError, match=r"^max_memory: a 32 x 32 layer needs"):
+        _prune(model, _xs(), pattern, max_memory=1000)
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())  # refused before any work
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_cuda_without_cuda_is_named(pattern, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"^device: 'cuda' asked but CUDA is not available"):
+        _prune(_mlp(), _xs(), pattern, device="cuda")
+
+
+def test_block_only_options_refused_for_nm():
+    for kw in ({"allocation": "loss"}, {"keep": {}}, {"refine_steps": 3}):
+        with pytest.raises(ValueError, match=f"^{next(iter(kw))}: block patterns only"):
+            solve_layers(_mlp(), _xs(), "2:4", progress=False, **kw)
+
+
+def test_no_warning_from_the_public_entry_point():
+    import nn_bridge
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nn_bridge.oneshot_prune(_mlp(), _xs(), "2:4", progress=False)
