@@ -172,3 +172,23 @@ def test_bnb_sparse_X_same_answer():
     assert sparse.info["certified"] == "optimal"
     assert set(sparse.support.tolist()) == set(dense.support.tolist())
     assert abs(sparse.objective - dense.objective) <= 1e-9 * dense.objective
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ksupport_prox_is_the_prox(seed):
+    """The node solver's prox of lam * min{1/2 sum t_g^2 / z_g : z in [0, 1], sum z <= m} equals cvxpy's."""
+    cp = pytest.importorskip("cvxpy")
+    from groupsparse.selection.bnb import _ksupport_prox
+    rng = np.random.default_rng(seed)
+    G, m, lam = 9, int(rng.integers(1, 5)), float(rng.choice([0.01, 0.3, 2.0]))
+    s = np.abs(rng.standard_normal(G)) * (rng.random(G) < 0.8)
+    t, z = cp.Variable(G), cp.Variable(G)
+    obj = 0.5 * cp.sum_squares(t - s) + lam * 0.5 * cp.sum(cp.hstack([cp.quad_over_lin(t[g], z[g]) for g in range(G)]))
+    prob = cp.Problem(cp.Minimize(obj), [z >= 0, z <= 1, cp.sum(z) <= m])
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    mine = _ksupport_prox(s, lam, m)
+    np.testing.assert_allclose(mine, t.value, atol=2e-5)
+    # and its objective is no worse than the interior-point optimum (up to that solver's tolerance)
+    from groupsparse.selection.bnb import _ksupport
+    val = 0.5 * float(np.sum((mine - s) ** 2)) + lam * _ksupport(mine, m)[0]
+    assert val <= prob.value + 1e-7
