@@ -20,6 +20,8 @@ API (stable; the subcommands ``prune``, ``nm`` and ``oneshot`` use it):
 * ``read_state_dict(path, option)`` -- the tensors of a saved model: a ``.safetensors`` / ``.pt`` / ``.pth`` /
   ``.bin`` state_dict, or a folder holding one (an ``oneshot --out`` folder, a Hugging Face folder, sharded or
   not); anything else is a ``ValueError`` naming ``option``.
+* ``select_weights(keys, globs)`` -- the state_dict keys matching a ``--include`` glob (the key or its module
+  name, e.g. ``'encoder.*'``); ``globs=None`` keeps all.
 * ``deprecated(old, new)`` -- one line on stderr: ``old`` is deprecated, use ``new`` (the replacing command).
 * ``load_torch_file(path, name)`` -- ``torch.load(path, map_location='cpu', weights_only=True)`` (a checkpoint is
   data, not code); an empty, truncated, garbage or code-carrying file is a ``ValueError`` naming ``name`` and the
@@ -35,7 +37,7 @@ import sys
 
 __all__ = ["ArgumentParser", "UsageError", "run_cli", "positive_int", "nonneg_int", "positive_float",
            "nonneg_float", "fraction_in_0_1", "existing_file", "writable_path", "load_torch_file",
-           "save_torch_file", "pattern_arg", "read_state_dict", "deprecated"]
+           "save_torch_file", "pattern_arg", "read_state_dict", "select_weights", "deprecated"]
 
 #: the exceptions a CLI reports as a one-line error (anything else is a bug and keeps its traceback)
 CLI_ERRORS = (ValueError, TypeError, OSError, EOFError)
@@ -120,6 +122,14 @@ def pattern_arg(s):
         return parse_pattern(s)
     except ValueError as e:  # argparse prefixes "argument --pattern: "
         raise argparse.ArgumentTypeError(str(e).removeprefix("pattern: ")) from None
+
+
+def select_weights(keys, globs) -> list:
+    import fnmatch
+    if globs is None:
+        return list(keys)
+    return [k for k in keys if any(fnmatch.fnmatchcase(k, g) or fnmatch.fnmatchcase(k.rpartition(".")[0], g)
+                                   for g in globs)]
 
 
 def deprecated(old: str, new: str) -> None:

@@ -2,7 +2,7 @@
 
   python -m nn_bridge count --pattern 2:4 [--layers maxq] [--size 224]        # ResNet-50 with the pattern
   python -m nn_bridge count --pattern 16x16 --sparsity 0.5                     # ResNet-50, 16x16 blocks at 50%
-  python -m nn_bridge count model.pt --pattern 2:4 [--strict]                  # a saved model: report + check
+  python -m nn_bridge count model.pt --pattern 2:4 [--include GLOB] [--strict]   # a saved model: report + check
 
 Without a file: torchvision's ResNet-50 architecture (``nn_bridge.nm.resnet``) with the pattern on the layers it
 covers (N:M: the ``--layers`` preset; blocks: the layers the blocks tile, at ``--sparsity``), counted by
@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ._cli_common import ArgumentParser, fraction_in_0_1, pattern_arg, positive_int, read_state_dict, run_cli
+from ._cli_common import (ArgumentParser, fraction_in_0_1, pattern_arg, positive_int, read_state_dict, run_cli,
+                          select_weights)
 
 __all__ = ["main", "build_parser"]
 
@@ -37,6 +38,8 @@ def build_parser():
     ap.add_argument("--min-blocks", type=positive_int, default=100, help="ResNet-50, blocks: smaller layers stay dense")
     ap.add_argument("--size", type=positive_int, default=224, help="ResNet-50: input image size")
     ap.add_argument("--top", type=positive_int, default=10, help="layers to list")
+    ap.add_argument("--include", nargs="+", default=None, metavar="GLOB",
+                    help="saved model: only weights whose name matches a glob (e.g. 'encoder.*')")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     ap.add_argument("--strict", action="store_true",
                     help="saved model: exit 1 if the pattern check fails, 2 if no weight was checked")
@@ -83,9 +86,10 @@ def _saved(a) -> int:
     from .export import prunable_weights
     from .report import measure_weights
     state = read_state_dict(a.path, "path")
-    keys = prunable_weights(state, a.pattern)
+    keys = select_weights(prunable_weights(state, a.pattern), a.include)
     if not keys:
-        msg = (f"no tensor of {a.path!r} was checked (no weight of 2+ dimensions"
+        msg = (f"no tensor of {a.path!r} was checked (no weight{' matching --include' if a.include else ''} of 2+ "
+               f"dimensions"
                + (f" whose input size is a multiple of M={a.pattern.m})" if hasattr(a.pattern, "m") else
                   " that is 2-D or 4-D)"))
         if a.strict:

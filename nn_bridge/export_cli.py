@@ -13,10 +13,9 @@ an error when a chosen weight cannot be stored sparse (the reason is in the mess
 """
 from __future__ import annotations
 
-import fnmatch
 import sys
 
-from ._cli_common import (ArgumentParser, pattern_arg, read_state_dict, run_cli, save_torch_file,
+from ._cli_common import (ArgumentParser, pattern_arg, read_state_dict, run_cli, save_torch_file, select_weights,
                           writable_path)
 
 __all__ = ["main", "build_parser"]
@@ -54,10 +53,7 @@ def _main(argv) -> int:
         raise ValueError("--out: expected a file path, got ''")
     from .export import EXPORTED, export_state_dict, prunable_weights
     state = read_state_dict(a.path, "path")
-    keys = prunable_weights(state, a.pattern)
-    if a.include is not None:
-        keys = [k for k in keys if any(fnmatch.fnmatchcase(k, g) or fnmatch.fnmatchcase(k.rpartition(".")[0], g)
-                                       for g in a.include)]
+    keys = select_weights(prunable_weights(state, a.pattern), a.include)
     if not keys:
         raise ValueError(f"{'--include' if a.include else 'path'}: no weight of {a.path!r} "
                          f"{'matching ' + ' '.join(a.include) + ' ' if a.include else ''}has the shape {a.pattern} "

@@ -97,6 +97,10 @@ def test_count_saved_model_report_and_strict(saved, capsys):
     windows = (w.reshape(-1, 4) != 0).sum(1)
     assert rep["rows"][0]["violations"] == int((windows > 1).sum()) > 0
     assert rep["rows"][2]["kept_fraction"] == pytest.approx(float((model[4].weight != 0).float().mean()))
+    assert main(["count", str(pt), "--pattern", "1:4", "--include", "4", "--strict"]) == 0  # the 1:4 layer alone
+    assert "1 tensors checked, 0 not 1:4" in capsys.readouterr().out
+    _one_line_error(capsys, main(["count", str(pt), "--pattern", "1:4", "--include", "enc*", "--strict"]),
+                    "--strict: no tensor", "matching --include")
     # block pattern with a budget: 8x8 tiles of the 32x64 weight, none all-zero under 2:4, so 30% cannot hold
     assert main(["count", str(pt), "--pattern", "8x8", "--sparsity", "0.3", "--strict"]) == 1
     assert "not 8x8" in capsys.readouterr().out
