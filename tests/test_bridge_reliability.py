@@ -12,7 +12,7 @@ from torch import nn
 from conftest import time_limit
 from nn_bridge import make_pruner
 from nn_bridge.__main__ import main as cli
-from nn_bridge.nm import make_nm_pruner, is_nm
+from nn_bridge.nm import is_nm
 from nn_bridge.nm.oneshot import nm_oneshot
 from nn_bridge.oneshot import layer_inputs, oneshot_prune
 from nn_bridge.tiling import weight_to_matrix
@@ -150,11 +150,21 @@ def test_oneshot_prunes_a_tied_weight_once_fitted_to_both_uses(driver):
     assert float(grad[kept].abs().max()) <= 1e-4 * float(Bm.abs().max())
 
 
-@pytest.mark.parametrize("method", ["magnitude", "powerprop", "acdc", "sapp"])
-def test_block_pruner_treats_a_tied_weight_as_one_tensor(method):
+def _tied_pruner(method, pattern, model):
+    kw = {} if method in ("maxq", "srste", "asp") else dict(total_steps=12)
+    if method == "maxq":
+        kw.update(steps_per_epoch=1, start=0, end=2)
+    if pattern == "8x8":
+        kw.update(sparsity=0.5, min_blocks=4)
+    return make_pruner(method, model, pattern=pattern, layers="all", **kw)
+
+
+@pytest.mark.parametrize("method, pattern", [(m, "8x8") for m in ("magnitude", "powerprop", "acdc", "sapp", "asp")]
+                         + [(m, "2:4") for m in ("maxq", "srste", "asp", "sapp")])
+def test_pruner_treats_a_tied_weight_as_one_tensor(method, pattern):
     model = Tied()
-    pr = make_pruner(method, model, 0.5, 8, total_steps=12, min_blocks=4)
-    assert [t.name for t in pr.tilings] == ["a"] and pr.tilings[0].tied == ("b",)
+    pr = _tied_pruner(method, pattern, model)
+    assert pr.names == ["a"] and pr.tied == {"a": ("b",)} and pr.tilings[0].tied == ("b",)
     opt = torch.optim.Adam(pr.weight_parameters(), lr=1e-2)
     pr.bind(opt)
     g = torch.Generator().manual_seed(0)
@@ -167,33 +177,14 @@ def test_block_pruner_treats_a_tied_weight_as_one_tensor(method):
     with torch.no_grad():
         before = model(x)
     rep = pr.finalize()
-    assert model.a.weight is model.b.weight
-    zero_blocks = (model.a.weight.reshape(4, 8, 4, 8).pow(2).sum(dim=(1, 3)) == 0).float().mean()
-    assert float(zero_blocks) == 0.5 and rep.block_sparsity == 0.5  # SA++ was 0.73: both masks applied
+    assert model.a.weight is model.b.weight and rep.exact
+    if pattern == "8x8":
+        zero_blocks = (model.a.weight.reshape(4, 8, 4, 8).pow(2).sum(dim=(1, 3)) == 0).float().mean()
+        assert float(zero_blocks) == 0.5 and rep.block_sparsity == 0.5  # SA++ was 0.73: both masks applied
+    else:
+        assert is_nm(model.a.weight, 2, 4, exact=True)
     with torch.no_grad():
         torch.testing.assert_close(model(x), before)  # baking applies the parametrization once
-
-
-@pytest.mark.parametrize("method", ["maxq", "srste", "asp"])
-def test_nm_pruner_treats_a_tied_weight_as_one_tensor(method):
-    model = Tied()
-    kw = dict(steps_per_epoch=1, start=0, end=2) if method == "maxq" else {}
-    pr = make_nm_pruner(method, model, "2:4", layers="all", **kw)
-    assert pr.names == ["a"] and pr.tied == {"a": ("b",)}
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    x = torch.randn(8, 32)
-    for _ in range(4):
-        model(x).pow(2).mean().backward()
-        opt.step()
-        opt.zero_grad()
-        pr.step()
-    with torch.no_grad():
-        before = model(x)
-    rep = pr.finalize()
-    assert rep["exact_nm"] and model.a.weight is model.b.weight
-    assert float((model.a.weight == 0).float().mean()) == 0.5
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), before)
 
 
 def test_tied_weight_selected_for_one_holder_only_is_refused():
@@ -207,9 +198,9 @@ def _pruners():
     return {
         **{m: (lambda m=m: make_pruner(m, _mlp(), 0.5, 8, total_steps=4, min_blocks=4))
            for m in ("magnitude", "powerprop", "acdc", "sapp")},
-        "maxq": lambda: make_nm_pruner("maxq", _mlp(), "2:4", layers="all", **kw),
-        "srste": lambda: make_nm_pruner("srste", _mlp(), "2:4", layers="all"),
-        "asp": lambda: make_nm_pruner("asp", _mlp(), "2:4", layers="all"),
+        "maxq": lambda: make_pruner("maxq", _mlp(), pattern="2:4", layers="all", **kw),
+        "srste": lambda: make_pruner("srste", _mlp(), pattern="2:4", layers="all"),
+        "asp": lambda: make_pruner("asp", _mlp(), pattern="2:4", layers="all"),
     }
 
 
@@ -429,7 +420,7 @@ def test_weight_tied_to_an_embedding_is_left_dense_unless_named():
     assert [t.name for t in res.tilings] == ["mid"]
     res.finalize()
     assert torch.equal(model.embed.weight, emb) and model.head.weight is model.embed.weight
-    pr = make_nm_pruner("srste", TiedHead(), "2:4")
+    pr = make_pruner("srste", TiedHead(), pattern="2:4")
     assert pr.names == ["mid"] and "head" in pr.skipped
     with pytest.raises(ValueError, match=r"^include: 'embed.weight' shares its weight with 'head'"):
         make_pruner("magnitude", TiedHead(), 0.5, 8, total_steps=2, min_blocks=4, include=["head", "mid"])

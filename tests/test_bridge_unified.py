@@ -1,6 +1,5 @@
 """One pruner base for both patterns: every method under "8x8" and "2:4" ends on exactly its pattern, N:M
-schedules ramp per window, resume is bit-identical for block and N:M pruners, old names still work (warning)."""
-import io
+schedules ramp per window, old names still work (warning).  Resume: test_bridge_resume.py, both patterns."""
 import warnings
 
 import pytest
@@ -9,7 +8,9 @@ from torch import nn
 
 from groupsparse.schedules import exp_ramp
 from nn_bridge import PRUNERS, make_pruner
+from nn_bridge.models import MLP
 from nn_bridge.nm.groups import is_nm, to_groups
+from test_bridge_resume import _run  # one training loop for the pruner tests (data from the step's seed)
 
 METHODS = ["magnitude", "powerprop", "acdc", "sapp", "asp", "srste"]
 STEPS = 30
@@ -17,7 +18,7 @@ STEPS = 30
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 16))
+    return MLP(64, 128, 8)  # fc1 / fc2 / fc3: 128 / 256 / 16 blocks of 8x8; inputs 64 / 128 / 128
 
 
 def _kw(method, pattern):
@@ -25,17 +26,6 @@ def _kw(method, pattern):
     if pattern == "8x8":
         kw.update(sparsity=0.75, min_blocks=16)
     return kw
-
-
-def _train(model, pr, start, stop):
-    opt = pr.optimizer
-    for step in range(start, stop):
-        g = torch.Generator().manual_seed(100 + step)  # data depends on the step only
-        x, y = torch.randn(8, 32, generator=g), torch.randn(8, 16, generator=g)
-        (model(x) - y).pow(2).mean().backward()
-        opt.step()
-        opt.zero_grad()
-        pr.step()
 
 
 def _build(method, pattern, seed=0):
@@ -50,12 +40,12 @@ def _build(method, pattern, seed=0):
 def test_same_method_meets_each_pattern_exactly(method, pattern):
     m, pr = _build(method, pattern)
     assert type(pr) is PRUNERS[method]
-    _train(m, pr, 0, STEPS)
-    x = torch.randn(4, 32)
+    _run(m, pr, pr.optimizer, 0, STEPS)
+    x = torch.randn(4, 64)
     with torch.no_grad():
         before = m(x)
     rep = pr.finalize()
-    assert rep.exact and rep.pattern == pattern and [r["name"] for r in rep.rows] == ["0", "2", "4"]
+    assert rep.exact and rep.pattern == pattern and [r["name"] for r in rep.rows] == ["fc1", "fc2", "fc3"]
     for g in pr.groupings:
         w = m.get_submodule(g.name).weight
         assert isinstance(w, nn.Parameter)
@@ -76,7 +66,7 @@ def test_nm_schedule_ramps_every_window_to_n():
     pr.bind(torch.optim.Adam(pr.weight_parameters(), lr=1e-2))
     seen = set()
     for step in range(STEPS):
-        _train(m, pr, step, step + 1)
+        _run(m, pr, pr.optimizer, step, step + 1)
         ph = pr.phase
         if ph.kind == "sparsification":
             s = exp_ramp((pr.progress - ph.start) / (ph.end - ph.start), 0.5)
@@ -90,39 +80,6 @@ def test_nm_schedule_ramps_every_window_to_n():
     assert seen == {4, 3, 2}  # the ramp passed through 3 of 4
 
 
-@pytest.mark.parametrize("method, pattern", [("sapp", "2:4"), ("acdc", "2:4"), ("srste", "2:4"), ("maxq", "2:4"),
-                                             ("sapp", "8x8"), ("asp", "8x8")])
-def test_resumed_run_equals_uninterrupted(method, pattern):
-    def build():
-        m = _model()
-        kw = _kw(method, pattern)
-        if method == "maxq":
-            kw.update(steps_per_epoch=5, start=0, end=4)
-        pr = make_pruner(method, m, pattern=pattern, layers="all", **kw)
-        return m, pr.bind(torch.optim.Adam(pr.weight_parameters(), lr=1e-2))
-
-    m, pr = build()
-    _train(m, pr, 0, 13)
-    buf = io.BytesIO()
-    torch.save({"model": m.state_dict(), "opt": pr.optimizer.state_dict(), "pruner": pr.state_dict()}, buf)
-    _train(m, pr, 13, STEPS)
-    ref_w, ref_masks = {k: v.clone() for k, v in m.state_dict().items()}, pr.masks()
-
-    m2, pr2 = build()
-    buf.seek(0)
-    ck = torch.load(buf)
-    m2.load_state_dict(ck["model"])
-    pr2.optimizer.load_state_dict(ck["opt"])
-    pr2.load_state_dict(ck["pruner"])
-    _train(m2, pr2, 13, STEPS)
-    for a, b in zip(ref_masks, pr2.masks()):
-        assert torch.equal(a, b)
-    st = m2.state_dict()
-    assert set(st) == set(ref_w) and all(torch.equal(st[k], ref_w[k]) for k in ref_w)
-    # the state names the pattern the way its kind always did
-    assert ("block" in pr.state_dict()) == (pattern == "8x8") and ("pattern" in pr.state_dict()) == (pattern != "8x8")
-
-
 @pytest.mark.parametrize("call, match", [
     (lambda m: make_pruner("magnitude", m, 0.3, pattern="2:4", total_steps=5), r"^sparsity: the N:M pattern 2:4"),
     (lambda m: make_pruner("magnitude", m, pattern="8x8", total_steps=5), r"^sparsity: the block pattern 8x8"),
@@ -132,7 +89,7 @@ def test_resumed_run_equals_uninterrupted(method, pattern):
     (lambda m: make_pruner("srste", m, pattern="16x"), r"^pattern: "),
     (lambda m: make_pruner("acdc", m, pattern="2:4", total_steps=5, scope="global"), r"^scope: 'global'"),
     (lambda m: make_pruner("nope", m, pattern="2:4"), r"^method: expected one of"),
-    (lambda m: make_pruner("asp", m, 0.5, pattern="8x8", layers=["0"], min_blocks=100), r"^0: 32 blocks"),
+    (lambda m: make_pruner("asp", m, 0.5, pattern="8x8", layers=["fc3"], min_blocks=100), r"^fc3: 16 blocks"),
 ])
 def test_bad_construction_names_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
@@ -163,7 +120,7 @@ def test_old_names_still_work_with_a_deprecation_warning():
 def test_old_asp_checkpoint_with_a_fixed_bool_mask_loads():
     m, pr = _build("asp", "2:4")
     st = m.state_dict()
-    key = "0.parametrizations.weight.0.mask"
+    key = "fc1.parametrizations.weight.0.mask"
     old = {k: v for k, v in st.items() if k != key}
     old[key.replace(".mask", ".fixed")] = st[key].bool()  # the buffer's name and dtype before the unification
     m2, pr2 = _build("asp", "2:4", seed=1)
