@@ -326,7 +326,7 @@ class PrefixStreams(_Streams):
     def groups(self, layers):
         return [list(layers)]
 
-    def begin(self):
+    def begin(self, copy=True):
         pass
 
     def done(self, layer, dense_weight):
@@ -352,6 +352,11 @@ class PrefixStreams(_Streams):
 
     def advance(self):
         pass
+
+
+def copy_module(module):
+    """A deep copy of one module in eval mode (the dense copy of the current block)."""
+    return copy.deepcopy(module).eval()
 
 
 class BlockStreams(_Streams):
@@ -393,9 +398,10 @@ class BlockStreams(_Streams):
     def _block(self):
         return self.model.get_submodule(self.blocks[self.i])
 
-    def begin(self):
-        """Keep a dense copy of the current block (before any of its layers changes)."""
-        self.dense_block = self._block() if self.dense_only else copy.deepcopy(self._block()).eval()
+    def begin(self, copy=True):
+        """Keep a dense copy of the current block (before any of its layers changes); ``copy=False``: the block
+        stays dense (no layer of it is pruned, or the dense-only pass), the block itself serves."""
+        self.dense_block = copy_module(self._block()) if copy and not self.dense_only else self._block()
 
     def done(self, layer, dense_weight):
         pass
@@ -547,4 +553,6 @@ def damped(H, Bm, M, damp, layer):
         raise ValueError(f"damp: the calibration Gram of layer {layer!r} is singular (fewer independent rows than "
                          f"its {H.shape[0]} inputs, or constant / zero inputs); use damp > 0")
     d = H.diagonal().mean() * damp
-    return H + d * torch.eye(H.shape[0], dtype=H.dtype, device=H.device), Bm + d * M
+    Hd = H.clone()
+    Hd.diagonal().add_(d)  # H + d I without a p x p identity
+    return Hd, Bm + d * M

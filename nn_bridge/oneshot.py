@@ -283,8 +283,10 @@ def _allocate(model, layers, s, allocation, max_layer_sparsity, make_streams, da
     costs = {}
     st, gram = make_streams(True), Grams()
     with tqdm(total=len(layers), desc="loss curves", disable=not progress) as bar:
-        for group in st.groups(layers):
-            st.begin()
+        groups = st.groups(layers)
+        last = max((i for i, g in enumerate(groups) if g), default=-1)
+        for group in groups[:last + 1]:
+            st.begin(copy=False)
             for j, t in enumerate(group):
                 t0 = time.perf_counter()
                 nxt = group[j + 1] if j + 1 < len(group) else None
@@ -459,8 +461,10 @@ def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_m
     from tqdm.auto import tqdm
     clock, gram = res.seconds, Grams()
     with tqdm(total=len(layers), desc=f"one-shot {method}", disable=not progress) as bar:
-        for group in st.groups(layers):
-            st.begin()
+        groups = st.groups(layers)
+        last = max((i for i, g in enumerate(groups) if g), default=-1)
+        for group in groups[:last + 1]:  # the blocks after the last pruned layer need no replay
+            st.begin(copy=bool(group))
             for j, t in enumerate(group):
                 t0 = time.perf_counter()
                 nxt = group[j + 1] if j + 1 < len(group) else None

@@ -229,3 +229,21 @@ def test_no_warning_from_the_public_entry_point():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         nn_bridge.oneshot_prune(_mlp(), _xs(), "2:4", progress=False)
+
+
+def test_query_key_value_share_one_gram_and_trailing_blocks_are_not_replayed(monkeypatch):
+    """BERT's query, key and value take the very same tensor: one Gram accumulation serves the three (per block
+    4 accumulations for 6 Linears); pruning block 0 only replays no later block."""
+    model, cal = _tiny_bert()
+    calls = []
+    real_pairs = calibration._Streams.pairs
+    monkeypatch.setattr(calibration._Streams, "pairs", lambda self, layer: calls.append(layer.name) or
+                        real_pairs(self, layer))
+    res = _prune(model, cal, "8x8", blocks=TINY_BLOCKS, include=lambda n: n.startswith("encoder."))
+    assert len(res.names) == 12 and len(calls) == 8
+    assert not any(n.endswith((".key", ".value")) for n in calls)
+    model = _tiny_bert()[0]
+    n_calls = []
+    model.encoder.layer[1].register_forward_pre_hook(lambda m, a: n_calls.append(1))
+    _prune(model, cal, "8x8", blocks=TINY_BLOCKS, include=lambda n: n.startswith("encoder.layer.0."))
+    assert len(n_calls) == 1  # the forward-order pass only
