@@ -139,7 +139,7 @@ def parse_pattern(pattern):
 
 
 def choose_layers(model: nn.Module, pattern, *, layers=None, include=None, exclude=(), min_blocks: int = 100,
-                  pad: bool = False) -> tuple:
+                  pad: bool = False, arg: str = "pattern") -> tuple:
     """({name: grouping}, skipped, explicit): :func:`find_layers` before tied weights are merged (each holder of a
     shared weight is listed); ``explicit`` tells whether the user named the layers (``layers`` or ``include``)."""
     from .nm.presets import PRESETS, candidates, preset_layers
@@ -168,30 +168,31 @@ def choose_layers(model: nn.Module, pattern, *, layers=None, include=None, exclu
             continue
         if name in exclude:
             continue
-        g, reason = pat.fit(name, mod, min_blocks=min_blocks, pad=pad)
+        g, reason = pat.fit(name, mod, min_blocks=min_blocks, pad=pad, arg=arg)
         if reason is None:
             out[name] = g
-        elif strict:
-            raise ValueError(f"{name}: {reason}")  # the user named this layer: say why it cannot be pruned
+        elif strict:  # the user named this layer: say why the pattern cannot prune it
+            raise ValueError(f"{arg}: {pat} does not fit layer {name!r} ({reason})")
         else:
             skipped[name] = reason
     return out, skipped, strict or include is not None
 
 
 def find_layers(model: nn.Module, pattern, *, layers=None, include=None, exclude=(), min_blocks: int = 100,
-                pad: bool = False) -> tuple:
+                pad: bool = False, arg: str = "pattern") -> tuple:
     """(groupings, skipped): the layers of ``model`` to prune with ``pattern`` and {name: reason} of those left dense.
 
     ``layers``: a preset of ``nm.presets.PRESETS`` (default 'all'), or an explicit list of module names / a
-    predicate -- an explicit choice the pattern cannot cover is an error naming the layer.  ``include`` (names or a
-    predicate) / ``exclude`` (names) only filter the automatic choice.  A layer the pattern does not fit is left
+    predicate -- an explicit choice the pattern cannot cover is an error naming ``arg`` (the argument the pattern
+    came in: ``pattern``, or ``block`` for the B of older calls), the pattern and the layer.  ``include`` (names or
+    a predicate) / ``exclude`` (names) only filter the automatic choice.  A layer the pattern does not fit is left
     dense with its reason (fewer than ``min_blocks`` blocks, M not dividing its inputs), except B x B blocks that do
-    not tile it without ``pad``: an error naming ``block`` and the layer.  Modules sharing one weight Parameter give
+    not tile it without ``pad``: an error naming ``arg`` and the layer.  Modules sharing one weight Parameter give
     one grouping (``tied``); a weight that a module outside the choice also uses is left dense in an automatic
     choice and an error (naming ``include`` / ``layers``) in an explicit one."""
     from .tiling import tie_groups
     out, skipped, explicit = choose_layers(model, pattern, layers=layers, include=include, exclude=exclude,
-                                           min_blocks=min_blocks, pad=pad)
+                                           min_blocks=min_blocks, pad=pad, arg=arg)
     if out:
         groups = tie_groups(model, list(out), "include" if include is not None else "layers",
                             skip_shared=not explicit)

@@ -125,7 +125,8 @@ class Pruner:
     Parameters
     ----------
     model : the nn.Module to prune (not yet wrapped in DDP).  Parametrizations are attached at construction.
-    pattern : "BxB" / (B, B) blocks or "N:M" (``grouping.parse_pattern``).
+    pattern : "BxB" / (B, B) blocks or "N:M" (``grouping.parse_pattern``); ``block=B`` is the older spelling of
+        "BxB" (errors then name ``block``).
     sparsity : target in [0, 1); required for blocks, fixed by N:M (1 - N/M; a given value must agree).
     layers / include / exclude / min_blocks / pad : which layers (``grouping.find_layers``); ``layers`` defaults
         to the method's ``default_preset``.
@@ -135,25 +136,25 @@ class Pruner:
     method = "base"
     kind = "mask"
     default_preset = "all"
-    pair_is_nm = False  # the N:M-born methods read a pattern pair (n, m) as N:M, as they did before blocks
+    pair_is_nm = False  # the N:M-born methods read a pair (n, m), n != m, as N:M (as before blocks); (B, B) is blocks
 
-    def __init__(self, model: nn.Module, pattern, *, sparsity=None, layers=None, include=None, exclude=(),
-                 min_blocks: int = 100, pad: bool = False):
+    def __init__(self, model: nn.Module, pattern=None, *, sparsity=None, block=None, layers=None, include=None,
+                 exclude=(), min_blocks: int = 100, pad: bool = False):
         from torch.nn.parallel import DistributedDataParallel
         if isinstance(model, DistributedDataParallel):
             raise ValueError("model: attach the pruner to the bare module before wrapping it in DDP")
         if int(min_blocks) < 1:
             raise ValueError(f"min_blocks: expected an int >= 1, got {min_blocks!r}")
-        if self.pair_is_nm and isinstance(pattern, (tuple, list)):
+        if self.pair_is_nm and isinstance(pattern, (tuple, list)) and len(set(pattern)) == 2:
             from .nm.groups import NMPattern
             pattern = NMPattern.parse(pattern)
-        self.pattern, self.sparsity = resolve_pattern(pattern, None, sparsity)
+        self.pattern, self.sparsity = resolve_pattern(pattern, block, sparsity)
         if isinstance(self.pattern, BlockPattern):
             self.block = self.pattern.block
         self.model = model
         self.groupings, self.skipped = find_layers(
             model, self.pattern, layers=self.default_preset if layers is None else layers, include=include,
-            exclude=exclude, min_blocks=min_blocks, pad=pad)
+            exclude=exclude, min_blocks=min_blocks, pad=pad, arg="block" if pattern is None else "pattern")
         self.params = masking.attach(model, self.groupings, self.make_param)
         self.optimizer = None
         self.step_count = 0
@@ -333,8 +334,8 @@ class ScheduledPruner(Pruner):
         self.update_every, self.reset, self.zero_pruned = int(update_every), reset, bool(zero_pruned)
         self.schedule = (self.default_schedule(self.sparsity, preset) if schedule is None
                          else as_schedule(schedule, self.sparsity))
-        super().__init__(model, pat, sparsity=self.sparsity, layers=layers, include=include, exclude=exclude,
-                         min_blocks=min_blocks, pad=pad)
+        super().__init__(model, pattern, sparsity=self.sparsity, block=block, layers=layers, include=include,
+                         exclude=exclude, min_blocks=min_blocks, pad=pad)
         self.n_resets = 0
         self._phase = 0
         self._enter(0)
@@ -481,5 +482,5 @@ def make_pruner(method: str, model: nn.Module, sparsity=None, block=None, *, pat
     patterns (``pattern=(B, B)``; default 16x16 when neither is given)."""
     if method not in PRUNERS:
         raise ValueError(f"method: expected one of {sorted(PRUNERS)}, got {method!r}")
-    pat, s = resolve_pattern(pattern, block, sparsity)
-    return PRUNERS[method](model, pattern=pat, sparsity=s, **kw)
+    resolve_pattern(pattern, block, sparsity)  # one message for a bad pattern / sparsity, whatever the method
+    return PRUNERS[method](model, pattern=pattern, sparsity=sparsity, block=block, **kw)

@@ -96,8 +96,10 @@ class BlockPattern:
     def grouping(self, name: str, weight_shape, tied=(), pad: bool = False) -> "BlockTiling":
         return BlockTiling(name, tuple(weight_shape), self.block, pad, tuple(tied))
 
-    def fit(self, name: str, module: nn.Module, *, min_blocks: int = 100, pad: bool = False) -> tuple:
-        """(tiling, None), or (None, why it is left dense); B not tiling it without ``pad`` is an error."""
+    def fit(self, name: str, module: nn.Module, *, min_blocks: int = 100, pad: bool = False,
+            arg: str = "pattern") -> tuple:
+        """(tiling, None), or (None, why it is left dense); B not tiling it without ``pad`` is an error naming
+        ``arg`` (the argument the pattern came in) and the layer."""
         if not self.accepts(module):
             return None, f"{type(module).__name__} is not a Linear or a Conv2d with groups=1 (not one GEMM)"
         t = self.grouping(name, module.weight.shape, pad=pad)
@@ -106,7 +108,7 @@ class BlockPattern:
         if t.needs_padding and not pad:
             B = self.block
             r, c = t.matrix_shape
-            raise ValueError(f"block: {B}x{B} blocks do not tile layer {name!r} (GEMM matrix {r}x{c}: "
+            raise ValueError(f"{arg}: {B}x{B} blocks do not tile layer {name!r} (GEMM matrix {r}x{c}: "
                              f"{r} % {B} = {r % B}, {c} % {B} = {c % B}); pass pad=True to zero-pad it, "
                              f"choose a block that divides both, or exclude the layer")
         return t, None
@@ -270,7 +272,7 @@ def find_prunable(model: nn.Module, block, *, min_blocks: int = 100, pad: bool =
     if int(min_blocks) < 1:
         raise ValueError(f"min_blocks: expected an int >= 1, got {min_blocks!r}")
     return find_layers(model, BlockPattern(B), include=include, exclude=exclude, min_blocks=min_blocks,
-                       pad=pad)[0]
+                       pad=pad, arg="block")[0]
 
 
 def allocate_keep(tilings, sparsity, scope: str = "uniform", scores=None) -> list:

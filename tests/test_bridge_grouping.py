@@ -141,10 +141,12 @@ def test_find_layers_one_finder_for_both_patterns():
     assert [g.name for g in gs] == ["conv", "odd", "fc"] and "classifier" in skipped["head"]
     assert "does not divide" in skipped["dw"]  # depthwise: 1 input channel per group
     assert all(isinstance(g, NMGrouping) and (g.n, g.m) == (2, 4) for g in gs)
-    with pytest.raises(ValueError, match=r"^block: 8x8 blocks do not tile layer 'odd'"):
+    with pytest.raises(ValueError, match=r"^pattern: 8x8 blocks do not tile layer 'odd'"):
         find_layers(net, "8x8", min_blocks=1)
-    with pytest.raises(ValueError, match=r"^head: M=64 does not divide"):
+    with pytest.raises(ValueError, match=r"^pattern: 1:64 does not fit layer 'head' \(M=64 does not divide"):
         find_layers(net, "1:64", layers=["head"])
+    with pytest.raises(ValueError, match=r"^pattern: 8x8 does not fit layer 'fc' \(8 blocks of 8x8 < min_blocks=9"):
+        find_layers(net, "8x8", layers=["fc"], min_blocks=9)
     with pytest.raises(ValueError, match=r"^layers: model has no module named 'nope'"):
         find_layers(net, "2:4", layers=["nope"])
     with pytest.raises(ValueError, match=r"^model: no prunable layer for pattern 1:64"):

@@ -84,12 +84,18 @@ def test_nm_schedule_ramps_every_window_to_n():
     (lambda m: make_pruner("magnitude", m, 0.3, pattern="2:4", total_steps=5), r"^sparsity: the N:M pattern 2:4"),
     (lambda m: make_pruner("magnitude", m, pattern="8x8", total_steps=5), r"^sparsity: the block pattern 8x8"),
     (lambda m: make_pruner("maxq", m, pattern="8x8", sparsity=0.5), r"^pattern: MaxQ"),
+    (lambda m: make_pruner("maxq", m, 0.5, 8), r"^pattern: MaxQ.* 8x8"),
+    (lambda m: make_pruner("magnitude", m, 0.5, 24, total_steps=5, min_blocks=4),
+     r"^block: 24x24 blocks do not tile layer 'fc1'"),  # the older block= spelling: the error names block
+    (lambda m: make_pruner("srste", m, 0.5, pattern=(24, 24), min_blocks=4),
+     r"^pattern: 24x24 blocks do not tile layer 'fc1'"),
     (lambda m: make_pruner("magnitude", m, 0.5, 8, pattern="8x8", total_steps=5), r"^block: give the pattern once"),
     (lambda m: make_pruner("magnitude", m, pattern="4:2", total_steps=5), r"^pattern: "),
     (lambda m: make_pruner("srste", m, pattern="16x"), r"^pattern: "),
     (lambda m: make_pruner("acdc", m, pattern="2:4", total_steps=5, scope="global"), r"^scope: 'global'"),
     (lambda m: make_pruner("nope", m, pattern="2:4"), r"^method: expected one of"),
-    (lambda m: make_pruner("asp", m, 0.5, pattern="8x8", layers=["fc3"], min_blocks=100), r"^fc3: 16 blocks"),
+    (lambda m: make_pruner("asp", m, 0.5, pattern="8x8", layers=["fc3"], min_blocks=100),
+     r"^pattern: 8x8 does not fit layer 'fc3' \(16 blocks"),
 ])
 def test_bad_construction_names_the_argument(call, match):
     with pytest.raises(ValueError, match=match):

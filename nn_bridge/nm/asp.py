@@ -1,11 +1,12 @@
-"""ASP-style N:M pruning (NVIDIA apex ``ASP.prune_trained_model``, maxq_nm.md 3.2).
+"""ASP-style pruning (NVIDIA apex ``ASP.prune_trained_model``), for N:M and, through the shared base, blocks.
 
 Recipe: train dense; compute the N:M magnitude mask of the trained weights once (``m4n2_1d``'s exhaustive search
 over the 6 patterns of a 2:4 group is the same as keeping the top-2 magnitudes, and top-N generalizes it to any N:M);
 fine-tune with the mask fixed.  ASP patches the optimizer to mask gradients and weights around ``step``; here the
 parametrization ``W * mask`` gives the same thing through autograd (pruned weights get zero gradient, the effective
 weight is masked), and the stored pruned weights are zeroed at pruning time as ASP does (``Pruner.prune_to``).
-ASP's channel-permutation search is not implemented.  Default coverage is ASP's rule (``presets.py``: out % 8 == 0 and in % 16 == 0).
+ASP's channel-permutation search is not implemented.  Default coverage is ASP's rule (``presets.py``: out % 8 == 0
+and in % 16 == 0).
 """
 from __future__ import annotations
 

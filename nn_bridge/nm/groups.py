@@ -10,7 +10,7 @@ An N:M pattern keeps at most N non-zeros in every group of M *consecutive input 
   consecutive input channels at a fixed output channel and kernel position.  This is NHWC order: in a
   channels-last weight (``W.permute(0, 2, 3, 1)``) the groups are contiguous, which is how sparse tensor cores
   read an implicit-GEMM conv (K x CRS with C fastest), as in SR-STE's ``Sparse_NHWC``, NVIDIA ASP's ``m4n2_1d``
-  and MaxQ (maxq_nm.md 1.2).  ``Conv1d``/``Conv3d`` follow the same rule (input channels last).
+  and MaxQ (Xiang et al., CVPR 2024).  ``Conv1d``/``Conv3d`` follow the same rule (input channels last).
 
 Group ids run in the order of ``W.permute(0, *spatial, 1).reshape(-1, M)``: output channel, then kernel position,
 then channel block.  :func:`nm_groups` builds the definition as a ``Groups`` of flat indices into ``W.ravel()``;
@@ -79,7 +79,8 @@ class NMPattern:
     def grouping(self, name: str, weight_shape, tied=(), pad: bool = False) -> "NMGrouping":
         return NMGrouping(name, tuple(weight_shape), self.n, self.m, tuple(tied))
 
-    def fit(self, name: str, module: nn.Module, *, min_blocks: int = 100, pad: bool = False) -> tuple:
+    def fit(self, name: str, module: nn.Module, *, min_blocks: int = 100, pad: bool = False,
+            arg: str = "pattern") -> tuple:
         """(grouping, None), or (None, why the layer cannot carry the pattern)."""
         why = layer_misfit(module, self.m)
         return (None, why) if why else (self.grouping(name, module.weight.shape), None)

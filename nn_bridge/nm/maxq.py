@@ -1,6 +1,6 @@
 """MaxQ (Xiang et al., CVPR 2024): multi-axis query soft N:M masks with an incremental schedule.
 
-Exactly the authors' code as digested in maxq_nm.md section 1 (``SoftMaxQConv2DBNV2Pro``), with A = |W| detached,
+Exactly the authors' code (their ``SoftMaxQConv2DBNV2Pro``), with A = |W| detached,
 s = (M - N) / M and tau = 1e-2:
 
 1. L: the N:M magnitude mask of each group of M consecutive input channels (NHWC, ``groups.py``);
@@ -278,10 +278,13 @@ class MaxQPruner(Pruner):
                  schedule: str = "linear", tau: float = 1e-2, axes=AXES, dense_order: str = "smallest",
                  decay: float = DEFAULT_DECAY, refresh="auto", seed: int = 0, **kw):
         from ..grouping import parse_pattern
-        pattern = NMPattern.parse(pattern) if isinstance(pattern, (tuple, list)) else parse_pattern(pattern)
-        if not isinstance(pattern, NMPattern):
-            raise ValueError(f"pattern: MaxQ's queries are defined on N:M windows; got the block pattern "
-                             f"{pattern} (use magnitude, powerprop, acdc, sapp, asp or srste)")
+        block = kw.get("block")
+        pat = (f"{block}x{block}" if block is not None
+               else NMPattern.parse(pattern) if isinstance(pattern, (tuple, list)) and len(set(pattern)) == 2
+               else parse_pattern(pattern))
+        if not isinstance(pat, NMPattern):
+            raise ValueError(f"pattern: MaxQ's queries are defined on N:M windows; got the block pattern {pat} "
+                             f"(use magnitude, powerprop, acdc, sapp, asp or srste)")
         if int(steps_per_epoch) != steps_per_epoch or steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch: expected a positive int, got {steps_per_epoch!r}")
         if not (decay >= 0):

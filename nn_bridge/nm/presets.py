@@ -1,6 +1,6 @@
 """Layer coverage: which layers of a model get the N:M pattern, matching each paper's choice.
 
-Coverage changes published numbers (maxq_nm.md 2.2: SR-STE sparsifies the 7x7 stem, MaxQ does not), so it is a
+Coverage changes published numbers (SR-STE sparsifies the 7x7 stem, MaxQ does not), so it is a
 named, explicit choice:
 
 * ``maxq``  -- every groupable layer except the stem (the first conv / Linear in module order) and the classifier

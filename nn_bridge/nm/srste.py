@@ -1,6 +1,6 @@
 """SR-STE (Zhou et al., ICLR 2021) and the straight-through mask it shares with MaxQ.
 
-Forward ``W_eff = W * S``; backward (the "sparse-refined" straight-through estimator, maxq_nm.md 3.1 and 1.5)::
+Forward ``W_eff = W * S``; backward (the "sparse-refined" straight-through estimator of SR-STE, also in MaxQ's code)::
 
     dL/dW := dL/dW_eff + lambda * (1 - clamp(S, 0, 1)) * W
 
