@@ -174,7 +174,7 @@ def test_bnb_sparse_X_same_answer():
     assert abs(sparse.objective - dense.objective) <= 1e-9 * dense.objective
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(8))
 def test_ksupport_prox_is_the_prox(seed):
     """The node solver's prox of lam * min{1/2 sum t_g^2 / z_g : z in [0, 1], sum z <= m} equals cvxpy's."""
     cp = pytest.importorskip("cvxpy")

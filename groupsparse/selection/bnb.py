@@ -153,25 +153,24 @@ def _ksupport_prox(s, lam, m):
     pos = s > 0
     if np.count_nonzero(pos) <= m:
         return s / (1.0 + lam)
-    sp_ = s[pos]
-    lo, hi = 0.0, (1.0 + lam) / float(sp_.min())
-    for _ in range(100):  # bisection on the monotone piecewise-linear sum, then the exact theta on its piece
-        mid = 0.5 * (lo + hi)
-        if np.clip(mid * sp_ - lam, 0.0, 1.0).sum() > m:
-            hi = mid
-        else:
-            lo = mid
-        if hi - lo <= 1e-13 * hi:
-            break
-    zt = hi * sp_ - lam
-    act, sat = (zt > 0) & (zt < 1), zt >= 1
-    if act.any():
-        theta = (m - np.count_nonzero(sat) + lam * np.count_nonzero(act)) / float(sp_[act].sum())
-        zt2 = theta * sp_ - lam
-        if np.all((zt2 > 0) == (act | sat)) and np.all((zt2 >= 1) == sat):
-            zt = zt2
+    sa = np.sort(s[pos])
+    cs = np.concatenate([[0.0], np.cumsum(sa)])
+
+    def total(theta):  # sum_g clip(theta s_g - lam, 0, 1) for an array of theta, by two binary searches
+        i_in = np.searchsorted(sa, lam / theta, side="right")  # s > lam / theta: z > 0
+        i_sat = np.searchsorted(sa, (1.0 + lam) / theta, side="left")  # s >= (1 + lam) / theta: z = 1
+        return theta * (cs[i_sat] - cs[i_in]) - lam * (i_sat - i_in) + (sa.size - i_sat), i_in, i_sat
+
+    bps = np.unique(np.concatenate([lam / sa, (1.0 + lam) / sa]))  # the kinks of the piecewise-linear total
+    tot, _, _ = total(bps)
+    j = int(np.searchsorted(tot, m, side="left"))  # first kink with total >= m (the last kink has total > m)
+    lo = bps[j - 1] if j > 0 else 0.0
+    _, i_in, i_sat = total(np.array([0.5 * (lo + bps[j])]))  # the sets on the piece (lo, bps[j]]
+    i_in, i_sat = int(i_in[0]), int(i_sat[0])
+    act = cs[i_sat] - cs[i_in]
+    theta = (m - (sa.size - i_sat) + lam * (i_sat - i_in)) / act if act > 0 else bps[j]
     z = np.zeros_like(s)
-    z[pos] = np.clip(zt, 0.0, 1.0)
+    z[pos] = np.clip(theta * s[pos] - lam, 0.0, 1.0)
     return s * z / (z + lam)
 
 
@@ -290,47 +289,57 @@ def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, pro
     return inc[0], inc[1], inc[2], n_nodes, info
 
 
-def _fista(rx, b, b0, z, mom, Fset, C, m, lam, cols, Xc, keep, n_iter):
+class _WorkSet:
+    """The groups a node's relaxation is solved on (the fixed ones, the nonzero ones, the strongest free ones by
+    the dual point), with their columns of X gathered once: (n, |columns|) products instead of (n, p)."""
+
+    def __init__(self, rx, mask, Fset):
+        self.mask = mask.copy()
+        self.groups = np.flatnonzero(mask)
+        sizes = np.array([rx.idx[g].size for g in self.groups], dtype=np.int64)
+        self.cols = np.concatenate([rx.idx[g] for g in self.groups])
+        self.gid = np.repeat(np.arange(self.groups.size), sizes)  # work column -> position in groups
+        self.fixed = Fset[self.groups]
+        self.fcols = self.fixed[self.gid]
+        Xw = rx.X[:, self.cols]
+        self.X = Xw.tocsc() if rx.sparse else np.ascontiguousarray(Xw)
+
+
+def _fista(rx, ws, b, b0, z, mom, m, lam, n_iter):
     """``n_iter`` accelerated proximal gradient steps (FISTA, Beck & Teboulle 2009, with O'Donoghue & Candes'
-    function restart) on the node relaxation  L(Xb + b0) + ridge/2 sum_F ||b_g||^2 + ridge Omega_m(b_C),
-    Omega_m(b) = min{1/2 sum ||b_g||^2 / z_g : z in [0, 1], sum z <= m}: the loss and the fixed groups' ridge are
-    the smooth part (step 1 / (curvature ||X||^2 / n + ridge), ``BudgetProblem.lipschitz``), Omega_m is the prox
-    (``_ksupport_prox``).  The intercept is a smooth coordinate (its column is in X's norm).  ``mom`` carries the
-    momentum between calls (None: start at b).  Returns (b, b0, z, mom)."""
-    L = rx.L
-    Fcols = np.zeros(rx.p, dtype=bool)
-    for g in np.flatnonzero(Fset):
-        Fcols[rx.idx[g]] = True
-    Cmask = C
-    allowed = keep[: rx.p]
+    function restart) on the node relaxation restricted to the work set ``ws`` (the other groups stay 0),
+    L(Xb + b0) + ridge/2 sum_F ||b_g||^2 + ridge Omega_m(b_C),  Omega_m(b) = min{1/2 sum ||b_g||^2 / z_g :
+    z in [0, 1], sum z <= m}: the loss and the fixed groups' ridge are the smooth part (step 1 / (curvature ||X||^2
+    / n + ridge), ``BudgetProblem.lipschitz``), Omega_m is the prox (``_ksupport_prox``).  The intercept is a
+    smooth coordinate (its column is in X's norm).  ``mom`` carries the momentum between calls on the same work
+    set (None: start at b).  Returns (b, b0, z, mom)."""
+    L, Xw, gid, fc = rx.L, ws.X, ws.gid, ws.fcols
+    free = ~ws.fixed
+    nw = ws.groups.size
+
+    def norms(x):
+        return np.sqrt(np.bincount(gid, weights=x * x, minlength=nw))
 
     def objective(x, zx):
-        t = np.sqrt(rx.group_sq(x))
-        return rx.value(zx) + 0.5 * lam * float(np.sum(x[Fcols] ** 2)) + lam * _ksupport(np.where(Cmask, t, 0.0), m)[0]
+        return (rx.value(zx) + 0.5 * lam * float(np.sum(x[fc] ** 2))
+                + lam * _ksupport(np.where(free, norms(x), 0.0), m)[0])
 
     if mom is None:
-        mom = (b.copy(), b0, z.copy(), 1.0, objective(b, z))
+        xw = b[ws.cols]
+        mom = (xw, b0, z, 1.0, objective(xw, z))
     u, u0, zu, tk, f_prev = mom
-    x_prev, x0_prev, z_prev = b, b0, z
+    x_prev, x0_prev, z_prev = b[ws.cols], b0, z  # the last iterate (u is the extrapolated point)
     for _ in range(n_iter):
         r = (zu - rx.y) / rx.n if rx.ls else (expit(zu) - rx.y) / rx.n
-        g = np.zeros(rx.p)
-        if cols is None:
-            g[:] = np.asarray(rx.X.T @ r).ravel()
-            g[~allowed] = 0.0
-        else:
-            g[cols] = np.asarray(Xc.T @ r).ravel()
-        g[Fcols] += lam * u[Fcols]
+        g = np.asarray(Xw.T @ r).ravel()
+        g[fc] += lam * u[fc]
         v = u - g / L
         v0 = u0 - float(r.sum()) / L if rx.icpt else 0.0
-        s = np.sqrt(rx.group_sq(v))
-        tC = _ksupport_prox(np.where(Cmask, s, 0.0), lam / L, m)
-        scale = np.where(Cmask, tC / np.where(s > 0, s, 1.0), 0.0)
-        scale[Fset] = 1.0
-        x = v * np.append(scale, 0.0)[rx.label]
-        x[~allowed] = 0.0
-        nz = np.flatnonzero(x)
-        zx = (np.asarray(rx.X[:, nz] @ x[nz]).ravel() if nz.size else np.zeros(rx.n)) + v0
+        sv = norms(v)
+        t = _ksupport_prox(np.where(free, sv, 0.0), lam / L, m)
+        scale = np.where(free, t / np.where(sv > 0, sv, 1.0), 1.0)
+        x = v * scale[gid]
+        zx = np.asarray(Xw @ x).ravel() + v0
         f = objective(x, zx)
         if f > f_prev:  # function restart: drop the momentum, keep the better point
             u, u0, zu, tk = x_prev, x0_prev, z_prev, 1.0
@@ -339,7 +348,9 @@ def _fista(rx, b, b0, z, mom, Fset, C, m, lam, cols, Xc, keep, n_iter):
         beta = (tk - 1.0) / t_new
         u, u0, zu = x + beta * (x - x_prev), v0 + beta * (v0 - x0_prev), zx + beta * (zx - z_prev)
         x_prev, x0_prev, z_prev, tk, f_prev = x, v0, zx, t_new, f
-    return x_prev, x0_prev, z_prev, (u, u0, zu, tk, f_prev)
+    out = np.zeros(rx.p)
+    out[ws.cols] = x_prev
+    return out, x0_prev, z_prev, (u, u0, zu, tk, f_prev)
 
 
 def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, max_time):
@@ -367,7 +378,7 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
     lb_best = node.lb
     cols, Xc = None, None
     zfrac = None
-    mom = None
+    mom, ws = None, None
     for it in range(max_passes):
         allowed = np.flatnonzero(Fset | C)
         # full gradient on the allowed groups' columns (a column copy once the allowed set is small)
@@ -440,7 +451,17 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
         if (primal - lb <= max(node_tol * max(1.0, abs(primal)), 0.25 * (cut - primal))
                 or time.perf_counter() - t0 > max_time):
             break
-        b, b0, z, mom = _fista(rx, b, b0, z, mom, Fset, C, m, lam, cols, Xc, keep, 20)
+        # the work set: fixed and nonzero groups, the 2m + 20 free groups of largest a_g and any free group
+        # within 10% of the m-th largest (the prox can only make these nonzero soon); it only grows in a node
+        want = Fset | (C & (t > 0)) | (C & (a >= 0.9 * am))
+        if C.sum() > 2 * m + 20:
+            want[np.argpartition(-aC, 2 * m + 20)[: 2 * m + 20]] = True
+        want &= Fset | C
+        if (ws is None or np.any(want & ~ws.mask) or np.any(ws.mask & ~(Fset | C))
+                or np.any(ws.fixed != Fset[ws.groups])):
+            ws = _WorkSet(rx, want if ws is None else want | (ws.mask & (Fset | C)), Fset)
+            mom = None
+        b, b0, z, mom = _fista(rx, ws, b, b0, z, mom, m, lam, 20)
     # incumbent from rounding: F and the m free groups of largest relaxed norm (ties by the gradient)
     t = np.sqrt(rx.group_sq(b))
     score = np.where(C, t + 1e-12 * np.sqrt(np.maximum(a, 0.0)), -np.inf)
