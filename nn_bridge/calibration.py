@@ -499,10 +499,12 @@ def streams(model, batches, run, row_masks, blocks, dense_only=False):
 
 
 class Grams:
-    """Calibration Grams of one layer, H = X_p^T X_p / n, C = X_p^T X_d / n and D = X_d^T X_d / n (X_p: inputs in
-    the pruned model, X_d: in the dense one), float32 products accumulated in float64 batch by batch (no rows are
-    kept).  Row batches of extreme magnitude are scaled by a power of 2 before the float32 product (exact), so
-    inputs of 1e20 or 1e-20 give the Grams that 1 would, times the scale squared.
+    """Calibration Grams of one layer, H = X_p^T X_p / n and C = X_p^T X_d / n (X_p: inputs in the pruned model,
+    X_d: in the dense one), and the dense output energy ||X_d M||^2 / n of its dense GEMM matrix M, float32 products
+    accumulated in float64 batch by batch (no rows are kept).  Row batches of extreme magnitude are scaled by a
+    power of 2 before the float32 product (exact), so inputs of 1e20 or 1e-20 give the Grams that 1 would, times
+    the scale squared.  The energy comes from D = X_d^T X_d / n where D is cheaper than the rows' products (p <= K)
+    or may serve the next layer, else from ||X_d M||^2 batch by batch.
 
     A layer fed the very tensor the previous one was fed (query / key / value) reuses its Grams
     (``_Streams.shares_input``) when the driver kept them (``keep``: only where the next layer could share, so
@@ -512,35 +514,49 @@ class Grams:
     def __init__(self):
         self._last = None
 
-    def __call__(self, st, layer, keep=False):
-        """(H, C, D) of ``layer`` from the streams ``st`` (errors name ``batches`` and the layer, ``check_gram``).
-        ``keep``: hold them for the next layer (when it may share the input: same width, same group)."""
+    def __call__(self, st, layer, M=None, keep=False):
+        """(H, C, energy) of ``layer`` from the streams ``st`` (energy None without ``M``; errors name ``batches``
+        and the layer, ``check_gram``).  ``keep``: hold them for the next layer (when it may share the input)."""
         if self._last is not None and st.shares_input(self._last[0], layer):
-            out = self._last[1]
+            H, C, D = self._last[1]
             self._last = self._last if keep else None
-            return out
+            return H, C, _energy(D, M)
         self._last = None
         H = C = D = None
-        n = 0
+        n, energy = 0, 0.0
+        M32 = None if M is None else M.float()
         for pairs in st.pairs(layer):
             for xp, xd in pairs:
                 if H is None:
                     p = xp.shape[1]
                     H = torch.zeros(p, p, dtype=torch.float64, device=xp.device)
-                    C, D = (None, None) if xd is xp else (torch.zeros_like(H), torch.zeros_like(H))
+                    if xd is not xp:
+                        C = torch.zeros_like(H)
+                        D = torch.zeros_like(H) if keep or M is None or p <= M.shape[1] else None
                 a, sa = _rescaled(xp)
-                H += (a.t() @ a).double() * (sa * sa)
+                H.add_(a.t() @ a, alpha=sa * sa)  # float32 product, float64 sum (no float64 copy of it)
                 if C is not None:
                     b, sb = _rescaled(xd)
-                    C += (a.t() @ b).double() * (sa * sb)
-                    D += (b.t() @ b).double() * (sb * sb)
+                    C.add_(a.t() @ b, alpha=sa * sb)
+                    if D is not None:
+                        D.add_(b.t() @ b, alpha=sb * sb)
+                    else:
+                        energy += float((b @ M32).double().pow(2).sum()) * (sb * sb)
                 n += xp.shape[0]
         check_gram(H, n, layer.name)
-        H = H / n
-        C, D = (H, H) if C is None else (C / n, D / n)  # the dense stream: X_p is X_d
+        H.div_(n)
+        if C is None:  # the dense stream: X_p is X_d
+            C = D = H
+        else:
+            C.div_(n)
+            D = None if D is None else D.div_(n)
         if keep:
             self._last = (layer, (H, C, D))
-        return H, C, D
+        return H, C, (energy / n if D is None else _energy(D, M))
+
+
+def _energy(D, M):
+    return None if M is None else float((M * (D @ M)).sum())
 
 
 def damped(H, Bm, M, damp, layer):

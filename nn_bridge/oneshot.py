@@ -468,14 +468,13 @@ def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_m
             for j, t in enumerate(group):
                 t0 = time.perf_counter()
                 nxt = group[j + 1] if j + 1 < len(group) else None
-                H, Cx, D = gram(st, t, keep=nxt is not None and _width(model, nxt) == _width(model, t))
-                t1 = time.perf_counter()
-                clock["gram"] += t1 - t0
                 mod = model.get_submodule(t.name)
                 Md = weight_to_matrix(mod.weight.detach()).double()  # not written yet: the dense weights
+                H, Cx, den = gram(st, t, Md, keep=nxt is not None and _width(model, nxt) == _width(model, t))
+                t1 = time.perf_counter()
+                clock["gram"] += t1 - t0
                 Bm = Cx @ Md
-                den = float((Md * (D @ Md)).sum())
-                del Cx, D
+                del Cx
                 if block:
                     Hd, Bp = _pad_problem(*damped(H, Bm, Md, damp, t.name), t)
                     r = n_remove[t.name]
