@@ -69,15 +69,17 @@ CLAIMS = {
 # every test file that exercises the mutated file's code (cheap and targeted first: pytest -x stops at the first
 # failure); input validation (test_bad_input) and the reliability regressions included
 _CORE = ["tests/test_bad_input.py", "tests/test_reliability_core.py"]
+_KILL_CORE, _KILL_SEL = "tests/test_mutation_killers_core.py", "tests/test_mutation_killers_selection.py"
 TESTS = {
-    "penalties": ["tests/test_penalties.py", "tests/test_solvers.py", *_CORE, "tests/test_fuzz_core.py"],
-    "problem": ["tests/test_solvers.py", "tests/test_selection.py", "tests/test_penalties.py", *_CORE,
+    "penalties": [_KILL_CORE, "tests/test_penalties.py", "tests/test_solvers.py", *_CORE, "tests/test_fuzz_core.py"],
+    "problem": [_KILL_CORE, "tests/test_solvers.py", "tests/test_selection.py", "tests/test_penalties.py", *_CORE,
                 "tests/test_fuzz_core.py"],
-    "solvers": ["tests/test_solvers.py", *_CORE, "tests/test_fuzz_core.py"],
-    "selection": ["tests/test_selection.py", "tests/test_selection_gram.py", "tests/test_fuzz_inputs.py", *_CORE,
-                  "tests/test_fuzz_core.py"],
-    "bnb": ["tests/test_bnb.py", "tests/test_selection.py", *_CORE],
-    "sequential_obs": ["tests/test_sequential_obs.py", "tests/test_bad_input.py"],
+    "solvers": [_KILL_CORE, "tests/test_solvers.py", *_CORE, "tests/test_fuzz_core.py"],
+    "selection": [_KILL_SEL, "tests/test_selection.py", "tests/test_selection_gram.py", "tests/test_fuzz_inputs.py",
+                  *_CORE, "tests/test_fuzz_core.py"],
+    "bnb": ["tests/test_bnb.py", _KILL_SEL, "tests/test_selection.py", *_CORE],
+    "sequential_obs": ["tests/test_mutation_killers_oneshot.py", "tests/test_sequential_obs.py",
+                       "tests/test_bad_input.py"],
     "obs": ["tests/test_selection_obs.py", "tests/test_selection_gram.py", "tests/test_bad_input.py"],
 }
 # "prox/penalty/bound" category (the acceptance figure for proofs_checks alone): these files and Problem methods
@@ -535,6 +537,7 @@ def main(argv=None):
                  claims=CLAIMS, tests=dict(TESTS, test_proofs_checks=PC_TESTS), equivalent=explained, baseline=state.get("baseline") if same else None,
                  mutants=[done[m["uid"]] for m in drawn if m["uid"] in done],
                  rechecked=state.get("rechecked", {}) if same else {},
+                 recheck_baselines=state.get("recheck_baselines", {}) if same else {},
                  notes=state.get("notes", {}) if same else {})
 
     def save():

@@ -1,5 +1,6 @@
 """Axiotis & Sviridenko: OMPR / exhaustive local search under s > s* kappa^2 / 4 (asserted), ARHT and IHT
-relaxed sparsity versus kappa (informational).
+relaxed sparsity versus kappa (the whole claim is informational: the library's OMPR misses the [P-abs] bound on
+a known instance, see COUNTEREXAMPLE).
 
 Statements (theory_checks.md 2.3, [P-abs]; constants of ARHT and the exact OMPR rule NOT found):
 - OMPR run to convergence with s > s* kappa^2 / 4 returns an s-sparse x with f(x) <= f(x*) + eps, x* the best
@@ -82,6 +83,10 @@ register(Claim(
     counterexamples=lambda: _counterexamples(),
     under_test="groupsparse.select(LeastSquares, singletons, s, method='ompr' and 'local_search'); 'arht', 'iht' "
                "in the scan",
+    # the library's OMPR rule misses the bound on a concrete instance (COUNTEREXAMPLE below, a strict xfail in
+    # tests/test_proofs_checks.py) and the paper's exact rule was not found: a shortfall is reported, never a
+    # violation of a true claim
+    informational=True,
     figure=lambda res, out: _figure(res, out),
     cost=0.5,
 ))

@@ -30,7 +30,7 @@ def test_claim_holds_and_controls_are_flagged(name):
     for c in res.controls:
         assert c.error is None, f"{name} / {c.name}: {c.error}"
         assert c.flagged, f"{name}: negative control '{c.name}' was not flagged in {c.tries} instances"
-    assert res.verdict in ("holds", "informational")
+    assert res.verdict in ("holds", "informational") or (claim.informational and res.verdict == "INFO: below bound")
 
 
 def test_every_claim_states_itself():
