@@ -235,8 +235,9 @@ class NMGrouping(Grouping):
         return w * per_unit.to(w.dtype)
 
     def groups(self) -> Groups:
-        """One size-1 group per entry of the (inputs x outputs) GEMM matrix (the budget is per window)."""
-        return Groups.from_sizes([1] * self.n_weights)
+        """One size-1 group per entry of the (inputs x outputs) GEMM matrix, row-major (the budget is per window:
+        :meth:`partition_groups`)."""
+        return Groups.block_tiling(self.matrix_shape, 1)
 
     def partition_groups(self) -> Groups:
         """The windows over the GEMM matrix flattened row-major (:func:`gemm_nm_groups`)."""
