@@ -21,12 +21,13 @@ CPython's ``pydoc_data.topics`` (fixed seed).  All methods run in the same proce
                         on the pruned stream to the dense layer's output on the dense stream (calibration tokens)
 
 Data study (not the issue's protocol): ``--select-n-calib N`` chooses the masks on N calibration sentences and then
-refits (and refines) those fixed masks on the --n-calib ones (``oneshot_prune(keep=...)``), to tell how much of the
+refits (and refines) those fixed masks on the --n-calib ones (``solve_layers(keep=...)``), to tell how much of the
 loss comes from the selection and how much from the refit.
 
 Speed: sentences are truncated to --max-len 128 tokens (padding tokens are excluded from the Grams); each encoder
 layer's inputs are cached for the dense and the pruned stream and only that layer is replayed per Linear
-(``oneshot_prune(blocks=...)``); Grams are formed once per Linear (query/key/value share theirs).
+(``nn_bridge.oneshot.solve_layers(blocks=...)``, the one one-shot driver); Grams are formed once per Linear
+(query/key/value share theirs).
 
 Usage:  python benchmarks/bench_bridge_minilm_oneshot.py [--blocks 16 32] [--sparsities 0.3 0.5]
         [--max-len 128] [--damp 0.01] [--layer-cap 1.5] [--refine-steps 256] [--refine-lr 1e-3] [--refine-val 0]
@@ -117,7 +118,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     import transformers
-    from nn_bridge.oneshot import oneshot_prune
+    from nn_bridge.oneshot import solve_layers
+
+    def oneshot_prune(model, batches, s, B, **kw):  # the one driver, pattern BxB
+        return solve_layers(model, batches, (B, B), s, **kw)
 
     tok, dense = load()
     sents = sentences()
@@ -175,7 +179,7 @@ def main(argv=None):
                        "seconds_split": {k: round(v, 2) for k, v in res.seconds.items()},
                        "achieved_block_sparsity": rep.block_sparsity,
                        "layer_sparsity": {k: round(v, 4) for k, v in res.layer_sparsity.items()},
-                       "layer_rel_error": {k: round(v, 5) for k, v in res.layer_loss.items()},
+                       "layer_rel_error": {k: round(v, 5) for k, v in res.layer_rel_error.items()},
                        "block_rel_error_before_after_refine": {k: [round(x, 5) for x in v]
                                                                for k, v in res.block_error.items()}}
                 rows.append(row)

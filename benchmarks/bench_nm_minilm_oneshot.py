@@ -4,7 +4,8 @@ Setup of the block issue's benchmark (``bench_bridge_minilm_oneshot``, whose sen
 embedding functions are imported so both use the very same data): 256 calibration sentences and 512 other
 evaluation sentences from CPython's ``pydoc_data.topics``; metric = mean cosine similarity between the pruned and
 the dense mean-pooled, L2-normalized embeddings.  All 36 encoder Linears (6 layers x q, k, v, attention output,
-intermediate, output) get 2:4.  Methods (``nn_bridge.nm.oneshot``): magnitude (no refit), magnitude_refit, obs
+intermediate, output) get 2:4 through the one one-shot driver (``nn_bridge.oneshot.solve_layers``).  Methods
+(``nn_bridge.nm.oneshot``): magnitude (no refit), magnitude_refit, obs
 (SparseGPT-style N:M OBS + exact refit), iht (obs, then IHT rounds with refits; the default), seqobs (the scalable
 sequential OBS: joint drop subsets per window, CG on the support), sparsegpt and wanda (the papers' 2:4 methods).
 
@@ -25,7 +26,7 @@ import torch
 
 from benchmarks.bench_bridge_minilm_oneshot import batches, embed, load, sentences
 from benchmarks.bench_nm_common import banner, update_results
-from nn_bridge.nm.oneshot import nm_oneshot
+from nn_bridge.oneshot import solve_layers
 
 
 def main(argv=None):
@@ -55,10 +56,10 @@ def main(argv=None):
     for meth in a.methods:
         model = copy.deepcopy(dense)
         t0 = time.perf_counter()
-        res = nm_oneshot(model, cal, a.pattern, method=meth, layers=lambda n: n.startswith("encoder."),
-                         row_masks=masks, progress=False,
-                         blocks=[f"encoder.layer.{i}" for i in range(6)] if a.blocks else None,
-                         **({"rounds": a.rounds} if meth == "iht" else {}))
+        res = solve_layers(model, cal, a.pattern, method=meth, include=lambda n: n.startswith("encoder."),
+                           row_masks=masks, progress=False,
+                           blocks=[f"encoder.layer.{i}" for i in range(6)] if a.blocks else None,
+                           **({"rounds": a.rounds} if meth == "iht" else {}))
         secs = time.perf_counter() - t0
         rep = res.report()
         assert rep["exact_nm"] and rep["n_layers"] == 36

@@ -39,8 +39,9 @@ def build_parser():
     ap.add_argument("--sparsity", type=fraction_in_0_1, default=None,
                     help="fraction of blocks removed (block patterns; N:M fixes it)")
     ap.add_argument("--method", default=None,
-                    help="block: obs (default), magnitude, activation, activation_refit; "
-                         "N:M: iht (default), obs, magnitude_refit, magnitude")
+                    help="block: obs (default), seqobs, magnitude, activation, activation_refit, sparsegpt / wanda "
+                         "(1x1), or any groupsparse.select method; N:M: iht (default), obs, seqobs, magnitude_refit, "
+                         "magnitude, sparsegpt, wanda")
     ap.add_argument("--include", nargs="+", default=None, metavar="GLOB", help="prune only layers matching a glob")
     ap.add_argument("--exclude", nargs="+", default=[], metavar="GLOB", help="leave layers matching a glob dense")
     ap.add_argument("--allocation", default="uniform", choices=["uniform", "loss"],
@@ -73,6 +74,9 @@ def _main(argv) -> int:
     if pkind == "nm" and a.sparsity is not None and abs(a.sparsity - p.sparsity) > 1e-9:
         raise ValueError(f"--sparsity: the N:M pattern {p} fixes the sparsity at {p.sparsity:g}; leave it out")
     methods = BLOCK_METHODS if pkind == "block" else NM_METHODS
+    if pkind == "block":  # the driver hands any groupsparse.select method to the core
+        from groupsparse.selection import METHODS as SELECT_METHODS
+        methods = tuple(methods) + tuple(m for m in SELECT_METHODS if m not in methods)
     if a.method is not None and a.method not in methods:
         raise ValueError(f"--method: expected one of {', '.join(methods)} for a{' block' if pkind == 'block' else 'n N:M'}"
                          f" pattern, got {a.method!r}")
