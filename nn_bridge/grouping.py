@@ -92,6 +92,16 @@ class Grouping:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared
+    def to_matrix(self, w: torch.Tensor) -> torch.Tensor:
+        """The weight as its (inputs x outputs) GEMM matrix, the layout of ``groups()`` (``weight_to_matrix``)."""
+        from .tiling import weight_to_matrix
+        return weight_to_matrix(w)
+
+    def from_matrix(self, m: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_matrix` for this layer's weight shape."""
+        from .tiling import matrix_to_weight
+        return matrix_to_weight(m, self.weight_shape)
+
     def expand(self, per_unit: torch.Tensor) -> torch.Tensor:
         """A weight-shaped tensor holding each unit's value."""
         ones = torch.ones(self.weight_shape, dtype=per_unit.dtype, device=per_unit.device)

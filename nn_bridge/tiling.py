@@ -7,6 +7,7 @@ are its outputs, i.e. the matrix of an implicit GEMM ``Y = X @ M``:
 
 * ``nn.Linear`` weight ``W`` of shape (out, in):        ``M = W.T``                               (in x out)
 * ``nn.Conv2d`` weight ``W`` of shape (Cout, Cin, kh, kw): ``M = W.permute(2, 3, 1, 0).reshape(kh*kw*Cin, Cout)``
+  (Conv1d / Conv3d alike: kernel positions row-major, input channels fastest)
 
 Row ``(h * kw + w) * Cin + c`` of a conv's M is kernel tap (h, w), input channel c: the order in which a
 channels-last (NHWC) implicit GEMM reads its im2col rows; with a channels-last weight the reshape is a view.
@@ -56,21 +57,23 @@ def keep_count(sparsity: float, n_blocks: int) -> int:
 
 
 def weight_to_matrix(w: torch.Tensor) -> torch.Tensor:
-    """The (inputs x outputs) GEMM matrix of a Linear (2-D) or Conv2d (4-D) weight (see module docstring)."""
+    """The (inputs x outputs) GEMM matrix of a Linear (2-D) or conv (3-D to 5-D) weight (see module docstring: a
+    conv's rows run over kernel positions, then input channels fastest)."""
     if w.dim() == 2:
         return w.t()
-    if w.dim() == 4:
-        cout, cin, kh, kw = w.shape
-        return w.permute(2, 3, 1, 0).reshape(kh * kw * cin, cout)
-    raise ValueError(f"weight: expected a 2-D (Linear) or 4-D (Conv2d) weight, got shape {tuple(w.shape)}")
+    if 3 <= w.dim() <= 5:
+        return w.permute(*range(2, w.dim()), 1, 0).reshape(-1, w.shape[0])
+    raise ValueError(f"weight: expected a 2-D (Linear) or 3-D to 5-D (Conv1d/2d/3d) weight, got shape "
+                     f"{tuple(w.shape)}")
 
 
 def matrix_to_weight(m: torch.Tensor, shape) -> torch.Tensor:
     """Inverse of :func:`weight_to_matrix` for a weight of ``shape``."""
+    shape = tuple(shape)
     if len(shape) == 2:
         return m.t()
-    cout, cin, kh, kw = shape
-    return m.reshape(kh, kw, cin, cout).permute(3, 2, 0, 1)
+    d = len(shape)
+    return m.reshape(*shape[2:], shape[1], shape[0]).permute(d - 1, d - 2, *range(d - 2))
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,23 @@ def test_topk_mask_meets_each_budget_exactly(shape, sparsity):
         assert g.violations(g.scale(w, g.from_partitions(parts)), sparsity) == 1
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + [(8, 12, 3), (4, 8, 3, 2, 2)])
+def test_gemm_matrix_round_trip_and_conv_row_order(shape):
+    """Row (pos * Cin + c) of a conv's GEMM matrix is input channel c at kernel position pos (row-major over the
+    kernel), column o the output: checked entry by entry against the weight."""
+    w = torch.randn(shape)
+    g = NMPattern(1, 4).grouping("l", shape)
+    m = g.to_matrix(w)
+    cin, npos = shape[1], int(np.prod(shape[2:]))
+    assert m.shape == (cin * npos, shape[0]) == g.matrix_shape
+    flat = w.reshape(shape[0], cin, npos)
+    for row in sorted({0, 1, cin - 1, min(cin, cin * npos - 1), cin * npos - 1}):
+        pos, c = divmod(row, cin)
+        torch.testing.assert_close(m[row], flat[:, c, pos], rtol=0, atol=0)
+    assert torch.equal(g.from_matrix(m), w)
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(8, 12, 3), (4, 8, 3, 2, 2)])
 def test_nm_partition_groups_over_the_gemm_matrix_match_the_windows(shape):
     """Two derivations of the N:M windows: numpy index arithmetic over the GEMM matrix (what the core gets) and the
     reshape over the weight (what masks use); a mask kept by one is exactly N per window of the other."""
