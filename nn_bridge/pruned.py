@@ -42,26 +42,12 @@ _ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_trans
 
 
 def parse_pattern(pattern):
-    """``('block', B)`` for ``"16x16"`` / ``(16, 16)``, ``('nm', NMPattern)`` for ``"2:4"``; errors name ``pattern``."""
-    from .nm.groups import NMPattern
-    if isinstance(pattern, NMPattern):
-        return "nm", pattern
-    if isinstance(pattern, (tuple, list)) and len(pattern) == 2 and all(isinstance(v, int) for v in pattern):
-        text = f"{pattern[0]}x{pattern[1]}"
-    elif isinstance(pattern, str):
-        text = pattern.strip()
-    else:
-        raise ValueError(f"pattern: expected 'BxB' (e.g. '16x16'), a (B, B) pair or 'N:M' (e.g. '2:4'), "
-                         f"got {pattern!r}")
-    m = re.fullmatch(r"(\d+)\s*[xX]\s*(\d+)", text)
-    if m:
-        r, c = int(m.group(1)), int(m.group(2))
-        if r != c or r < 1:
-            raise ValueError(f"pattern: blocks must be square with a side >= 1 (e.g. '16x16'), got {pattern!r}")
-        return "block", r
-    if ":" in text:
-        return "nm", NMPattern.parse(text)  # its errors name pattern
-    raise ValueError(f"pattern: expected 'BxB' (e.g. '16x16') or 'N:M' (e.g. '2:4'), got {pattern!r}")
+    """``('block', B)`` for ``"16x16"`` / ``(16, 16)``, ``('nm', NMPattern)`` for ``"2:4"``: the (kind, parameter)
+    view of ``grouping.parse_pattern`` (the one parser; its errors name ``pattern``)."""
+    from .grouping import parse_pattern as parse
+    from .tiling import BlockPattern
+    p = parse(pattern)
+    return ("block", p.block) if isinstance(p, BlockPattern) else ("nm", p)
 
 
 def pattern_name(kind, p) -> str:
