@@ -136,18 +136,15 @@ class Pruner:
     method = "base"
     kind = "mask"
     default_preset = "all"
-    pair_is_nm = False  # the N:M-born methods read a pair (n, m), n != m, as N:M (as before blocks); (B, B) is blocks
+    pair_is_nm = False  # see read_pattern
 
     def __init__(self, model: nn.Module, pattern=None, *, sparsity=None, block=None, layers=None, include=None,
                  exclude=(), min_blocks: int = 100, pad: bool = False):
         from torch.nn.parallel import DistributedDataParallel
         if isinstance(model, DistributedDataParallel):
             raise ValueError("model: attach the pruner to the bare module before wrapping it in DDP")
-        if int(min_blocks) < 1:
-            raise ValueError(f"min_blocks: expected an int >= 1, got {min_blocks!r}")
-        if self.pair_is_nm and isinstance(pattern, (tuple, list)) and len(set(pattern)) == 2:
-            from .nm.groups import NMPattern
-            pattern = NMPattern.parse(pattern)
+        check_positive_int(min_blocks, "min_blocks")
+        pattern = self.read_pattern(pattern)
         self.pattern, self.sparsity = resolve_pattern(pattern, block, sparsity)
         if isinstance(self.pattern, BlockPattern):
             self.block = self.pattern.block
@@ -159,6 +156,15 @@ class Pruner:
         self.optimizer = None
         self.step_count = 0
         self.finalized = False
+
+    @classmethod
+    def read_pattern(cls, pattern):
+        """``pattern`` as given, except that the N:M-born methods read a pair (n, m), n != m, as N:M (as they did
+        before blocks); (B, B) is blocks for every method."""
+        if cls.pair_is_nm and isinstance(pattern, (tuple, list)) and len(pattern) == 2 and pattern[0] != pattern[1]:
+            from .nm.groups import NMPattern
+            return NMPattern.parse(pattern)
+        return pattern
 
     # ------------------------------------------------------------------ names
     @property

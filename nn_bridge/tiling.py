@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from groupsparse import Groups
+from groupsparse._validation import check_positive_int
 from groupsparse.schedules import check_sparsity
 
 from .grouping import Grouping, find_layers
@@ -272,8 +273,7 @@ def find_prunable(model: nn.Module, block, *, min_blocks: int = 100, pad: bool =
     and naming ``model`` when nothing is left to prune.
     """
     B = check_block(block)
-    if int(min_blocks) < 1:
-        raise ValueError(f"min_blocks: expected an int >= 1, got {min_blocks!r}")
+    check_positive_int(min_blocks, "min_blocks")
     return find_layers(model, BlockPattern(B), include=include, exclude=exclude, min_blocks=min_blocks,
                        pad=pad, arg="block")[0]
 

@@ -94,6 +94,8 @@ def test_nm_schedule_ramps_every_window_to_n():
     (lambda m: make_pruner("srste", m, pattern="16x"), r"^pattern: "),
     (lambda m: make_pruner("acdc", m, pattern="2:4", total_steps=5, scope="global"), r"^scope: 'global'"),
     (lambda m: make_pruner("nope", m, pattern="2:4"), r"^method: expected one of"),
+    (lambda m: make_pruner("srste", m, pattern="2:4", min_blocks="x"), r"^min_blocks: expected an integer"),
+    (lambda m: make_pruner("asp", m, pattern=([2], [4])), r"^pattern: "),
     (lambda m: make_pruner("asp", m, 0.5, pattern="8x8", layers=["fc3"], min_blocks=100),
      r"^pattern: 8x8 does not fit layer 'fc3' \(16 blocks"),
 ])

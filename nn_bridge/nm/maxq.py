@@ -279,9 +279,7 @@ class MaxQPruner(Pruner):
                  decay: float = DEFAULT_DECAY, refresh="auto", seed: int = 0, **kw):
         from ..grouping import parse_pattern
         block = kw.get("block")
-        pat = (f"{block}x{block}" if block is not None
-               else NMPattern.parse(pattern) if isinstance(pattern, (tuple, list)) and len(set(pattern)) == 2
-               else parse_pattern(pattern))
+        pat = f"{block}x{block}" if block is not None else parse_pattern(self.read_pattern(pattern))
         if not isinstance(pat, NMPattern):
             raise ValueError(f"pattern: MaxQ's queries are defined on N:M windows; got the block pattern {pat} "
                              f"(use magnitude, powerprop, acdc, sapp, asp or srste)")
