@@ -6,8 +6,13 @@ from torch import nn
 
 from nn_bridge.models import MLP, SmallCNN
 from groupsparse.selection.obs import gram_refit, merge_paths, obs_paths
-from nn_bridge.oneshot import layer_inputs, oneshot_prune
+from nn_bridge.oneshot import layer_inputs, solve_layers
 from nn_bridge.tiling import weight_to_matrix
+
+
+def oneshot_prune(model, batches, sparsity, block=16, **kw):
+    """The one driver with a B x B pattern (the signature of the deprecated ``nn_bridge.oneshot.oneshot_prune``)."""
+    return solve_layers(model, batches, (block, block), sparsity, **kw)
 
 
 def test_obs_path_increments_are_exact_refit_loss_differences():

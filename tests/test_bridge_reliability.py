@@ -12,10 +12,19 @@ from torch import nn
 from conftest import time_limit
 from nn_bridge import make_pruner
 from nn_bridge.__main__ import main as cli
-from nn_bridge.nm import is_nm
-from nn_bridge.nm.oneshot import nm_oneshot
-from nn_bridge.oneshot import layer_inputs, oneshot_prune
+from nn_bridge.nm import NMPattern, is_nm
+from nn_bridge.oneshot import layer_inputs, solve_layers
 from nn_bridge.tiling import weight_to_matrix
+
+
+def oneshot_prune(model, batches, sparsity, block=16, **kw):
+    """The one driver with a B x B pattern (the signature of the deprecated ``nn_bridge.oneshot.oneshot_prune``)."""
+    return solve_layers(model, batches, (block, block), sparsity, **kw)
+
+
+def nm_oneshot(model, batches, pattern="2:4", layers="all", **kw):
+    """The one driver with an N:M pattern (the signature of the deprecated ``nn_bridge.nm.oneshot.nm_oneshot``)."""
+    return solve_layers(model, batches, NMPattern.parse(pattern), include=layers, **kw)
 
 
 def _mlp(bias=True, seed=0):

@@ -9,7 +9,14 @@ from torch import nn
 
 from nn_bridge.nm import is_nm
 from groupsparse.selection.obs import gram_refit
-from nn_bridge.nm.oneshot import gram_nm_groups, nm_oneshot, project_nm, solve_nm_layer
+from nn_bridge.nm import NMPattern
+from nn_bridge.nm.oneshot import gram_nm_groups, project_nm, solve_nm_layer
+from nn_bridge.oneshot import solve_layers
+
+
+def nm_oneshot(model, batches, pattern="2:4", layers="all", **kw):
+    """The one driver with an N:M pattern (the signature of the deprecated ``nn_bridge.nm.oneshot.nm_oneshot``)."""
+    return solve_layers(model, batches, NMPattern.parse(pattern), include=layers, **kw)
 
 
 def _problem(p, K, n_samples=200, seed=0, corr=0.6):
