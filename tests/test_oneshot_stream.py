@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from conftest import time_limit
+from test_bridge_oneshot import _tiny_bert as tiny_bert
 from nn_bridge import calibration
 from nn_bridge.oneshot import solve_layers
 from nn_bridge.tiling import weight_to_matrix
@@ -28,14 +29,8 @@ def _xs(n=3, rows=24, seed=1):
 
 
 def _tiny_bert():
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=64, max_position_embeddings=16)
-    model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
-    g = torch.Generator().manual_seed(0)
-    cal = [{"input_ids": torch.randint(0, 50, (4, 12), generator=g),
-            "attention_mask": torch.ones(4, 12, dtype=torch.long)} for _ in range(2)]
+    """A fresh tiny BERT (2 encoder layers, width 32) and 2 calibration batches, seed 0."""
+    _, model, cal, _ = tiny_bert()
     return model, cal
 
 
