@@ -14,10 +14,10 @@ unit                one block of the GEMM matrix                one weight
 budget              round((1 - s) n_blocks) of the partition     N of every window
 ==================  ==========================================  ==========================================
 
-Everything built on top -- the mask parametrization (``masking``), the pruner base (``pruners``), the one-shot
-driver -- speaks this protocol only: a unit-shaped score or 0/1 mask, ``topk_mask`` to meet the budget,
-``scale(w, per_unit)`` to apply it.  ``groups()`` / ``partition_groups()`` hand the same structure to
-``groupsparse`` as ``Groups`` over the GEMM matrix flattened row-major (``tiling.weight_to_matrix``).
+The mask parametrization (``masking``), the pruner base (``pruners``) and the report speak this protocol only: a
+unit-shaped score or 0/1 mask, ``topk_mask`` to meet the budget, ``scale(w, per_unit)`` to apply it.
+``to_matrix`` / ``groups()`` / ``partition_groups()`` hand the same structure to ``groupsparse`` as ``Groups`` over
+the GEMM matrix flattened row-major (``tiling.weight_to_matrix``), where the one-shot driver solves it.
 
 :func:`find_layers` is the one layer finder for both patterns (presets, include / exclude, tied weights).
 """
