@@ -22,6 +22,9 @@ API (stable; the subcommands ``prune``, ``nm`` and ``oneshot`` use it):
   not); anything else is a ``ValueError`` naming ``option``.
 * ``select_weights(keys, globs)`` -- the state_dict keys matching a ``--include`` glob (the key or its module
   name, e.g. ``'encoder.*'``); ``globs=None`` keeps all.
+* ``as_option(error, options)`` -- a library ``ValueError`` whose message starts ``name:`` (the Python argument)
+  re-raised under the command-line option the user typed (``options = {"pattern": "--pattern", ...}``; ``pad=True``
+  in the advice becomes ``--pad``).
 * ``deprecated(old, new)`` -- one line on stderr: ``old`` is deprecated, use ``new`` (the replacing command).
 * ``load_torch_file(path, name)`` -- ``torch.load(path, map_location='cpu', weights_only=True)`` (a checkpoint is
   data, not code); an empty, truncated, garbage or code-carrying file is a ``ValueError`` naming ``name`` and the
@@ -37,7 +40,7 @@ import sys
 
 __all__ = ["ArgumentParser", "UsageError", "run_cli", "positive_int", "nonneg_int", "positive_float",
            "nonneg_float", "fraction_in_0_1", "existing_file", "writable_path", "load_torch_file",
-           "save_torch_file", "pattern_arg", "read_state_dict", "select_weights", "deprecated"]
+           "save_torch_file", "pattern_arg", "read_state_dict", "select_weights", "as_option", "deprecated"]
 
 #: the exceptions a CLI reports as a one-line error (anything else is a bug and keeps its traceback)
 CLI_ERRORS = (ValueError, TypeError, OSError, EOFError)
@@ -130,6 +133,13 @@ def select_weights(keys, globs) -> list:
         return list(keys)
     return [k for k in keys if any(fnmatch.fnmatchcase(k, g) or fnmatch.fnmatchcase(k.rpartition(".")[0], g)
                                    for g in globs)]
+
+
+def as_option(error: ValueError, options: dict) -> ValueError:
+    name, sep, rest = str(error).partition(":")
+    if not sep or name not in options:
+        return error
+    return ValueError(f"{options[name]}:{rest}".replace("pad=True", "--pad"))
 
 
 def deprecated(old: str, new: str) -> None:

@@ -2,15 +2,17 @@
 (``--pattern 2:4``), print the per-layer sparsity report (``nn_bridge.report``) and save a plot of the schedule and
 of the per-layer sparsity.
 
-* block patterns: the ``mlp`` / ``cnn`` / ``criteo`` presets trained on their synthetic task (tasks below) for
-  ``--steps`` steps with magnitude / powerprop / acdc / sapp; ``oneshot`` prunes a trained-for-``--steps`` model
-  from ``--calib`` synthetic calibration rows;
-* N:M patterns: the ``digits`` testbed (scikit-learn's digits, ``nn_bridge.nm.digits``) trained for ``--epochs``
-  epochs with maxq / srste / asp (or ``dense``, the baseline), the pruned layers chosen by ``--layers``.
+* the ``mlp`` / ``cnn`` / ``criteo`` presets, under either pattern, trained on their synthetic task (tasks below)
+  for ``--steps`` steps with any pruner of ``nn_bridge.pruners.PRUNERS`` (magnitude, powerprop, acdc, sapp,
+  srste, asp -- after ``--steps`` of dense training, as ASP prescribes -- and, N:M only, maxq); ``oneshot`` prunes
+  a trained-for-``--steps`` model from ``--calib`` synthetic calibration rows (``nn_bridge.oneshot.solve_layers``);
+* the ``digits`` testbed (scikit-learn's digits, ``nn_bridge.nm.digits``), N:M only: maxq / srste / asp (or
+  ``dense``, the baseline) for ``--epochs`` epochs, the pruned layers chosen by ``--layers``.
 
 Examples:  python -m nn_bridge prune --model criteo --method sapp --pattern 10x10 --sparsity 0.9 --steps 300 \
                --plot sapp.png --json sapp.json
-           python -m nn_bridge prune --pattern 2:4 --method srste --epochs 5 --plot srste.png
+           python -m nn_bridge prune --model mlp --pattern 2:4 --method sapp --steps 300 --plot sapp24.png
+           python -m nn_bridge prune --model digits --pattern 2:4 --method srste --epochs 5 --plot srste.png
 """
 from __future__ import annotations
 
@@ -19,17 +21,20 @@ import json
 import torch
 from torch import nn
 
-from ._cli_common import (ArgumentParser, deprecated, fraction_in_0_1, nonneg_float, pattern_arg, positive_float,
-                          positive_int, run_cli, save_torch_file, writable_path)
+from ._cli_common import (ArgumentParser, as_option, deprecated, fraction_in_0_1, nonneg_float, pattern_arg,
+                          positive_float, positive_int, run_cli, save_torch_file, writable_path)
 from .models import ClickTeacher, build_model, MODEL_PRESETS
-from .pruners import make_pruner
+from .pruners import PRUNERS, make_pruner
 
 __all__ = ["main", "build_parser", "Task"]
 
 PROG = "python -m nn_bridge prune"
-BLOCK_MODELS, NM_MODELS = sorted(MODEL_PRESETS), ["digits"]
-BLOCK_METHODS = ["magnitude", "powerprop", "acdc", "sapp", "oneshot"]  # what this command trains at B x B
-NM_METHODS = ["maxq", "srste", "asp", "dense"]                          # ... and at N:M (digits)
+MODELS = sorted(MODEL_PRESETS) + ["digits"]
+METHODS = sorted(PRUNERS) + ["oneshot", "dense"]
+DIGITS_METHODS = ["maxq", "srste", "asp", "dense"]  # what the digits testbed trains (nm.digits.train_run)
+N_M_ONLY = ["maxq"]                                 # MaxQ's queries are defined on N:M windows
+LIBRARY_ARGS = {"pattern": "--pattern", "block": "--pattern", "sparsity": "--sparsity", "min_blocks": "--min-blocks",
+                "model": "--model", "layers": "--layers", "scope": "--scope", "damp": "--damp"}
 
 
 class Task:
@@ -75,16 +80,16 @@ def build_parser():
     ap = ArgumentParser(prog=PROG, description="Prune a built-in model, block (BxB) or N:M.")
     ap.add_argument("--pattern", type=pattern_arg, default=None,
                     help="BxB blocks (e.g. 16x16, the default) or N:M (e.g. 2:4)")
-    ap.add_argument("--model", default=None, choices=BLOCK_MODELS + NM_MODELS,
-                    help="block patterns: mlp (default), cnn, criteo; N:M patterns: digits")
-    ap.add_argument("--method", default=None, choices=BLOCK_METHODS + NM_METHODS,
-                    help=f"block: {', '.join(BLOCK_METHODS)} (default sapp); "
-                         f"N:M: {', '.join(NM_METHODS)} (default maxq)")
+    ap.add_argument("--model", default=None, choices=MODELS,
+                    help="mlp, cnn, criteo (any pattern; default for blocks: mlp) or digits (N:M; the N:M default)")
+    ap.add_argument("--method", default=None, choices=METHODS,
+                    help=f"presets: {', '.join(m for m in METHODS if m != 'dense')} (default sapp; maxq N:M only); "
+                         f"digits: {', '.join(DIGITS_METHODS)} (default maxq)")
     ap.add_argument("--block", type=positive_int, default=None, help="deprecated: use --pattern BxB")
     ap.add_argument("--sparsity", type=fraction_in_0_1, default=None,
                     help="block: fraction of blocks removed (default 0.9); N:M fixes it at 1 - N/M")
     ap.add_argument("--steps", type=positive_int, default=200,
-                    help="block: training steps (for oneshot: dense pre-training)")
+                    help="presets: training steps (oneshot and asp: dense pre-training first)")
     ap.add_argument("--epochs", type=positive_int, default=30, help="N:M (digits): training epochs")
     ap.add_argument("--layers", default="maxq", choices=PRESETS, help="N:M (digits): which layers get the pattern")
     ap.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
@@ -124,9 +129,10 @@ def _train(model, task, steps, lr, pruner=None, progress=True, desc="train"):
         opt.zero_grad()
         if pruner is not None:
             pruner.step()
-            kept = sum(int(p.mask.sum()) for p in pruner.params)
-            total = sum(t.n_blocks for t in pruner.tilings)
-            trace.append((pruner.progress, pruner.target_now(), 1 - kept / total, loss.item()))
+            if hasattr(pruner, "target_now"):  # a scheduled pruner: its target against what the masks keep
+                kept = sum(int(p.mask.sum()) for p in pruner.params)
+                total = sum(g.n_groups for g in pruner.groupings)
+                trace.append((pruner.progress, pruner.target_now(), 1 - kept / total, loss.item()))
     return trace
 
 
@@ -139,13 +145,13 @@ def _plot(path, trace, report, title):
     if trace:
         t = [r[0] for r in trace]
         ax[0].plot(t, [r[1] for r in trace], label="scheduled sparsity")
-        ax[0].plot(t, [r[2] for r in trace], "--", label="achieved block sparsity")
+        ax[0].plot(t, [r[2] for r in trace], "--", label=f"achieved: zero {unit} / {unit}")
         ax[0].set_xlabel("training progress")
-        ax[0].set_ylabel("block sparsity")
+        ax[0].set_ylabel("sparsity")
         ax[0].legend()
         ax[0].set_title("schedule")
     else:
-        ax[0].text(0.5, 0.5, "one-shot (no schedule)", ha="center")
+        ax[0].text(0.5, 0.5, "no schedule traced", ha="center")
         ax[0].set_axis_off()
     names = [r["name"] for r in report.rows]
     ax[1].barh(range(len(names)), [1.0 - r["kept_fraction"] for r in report.rows])
@@ -174,22 +180,31 @@ def _resolve(a):
         a.pattern = pattern_arg(f"{a.block}x{a.block}")
     a.pattern = a.pattern or pattern_arg("16x16")
     block = hasattr(a.pattern, "block")
-    models, methods = (BLOCK_MODELS, BLOCK_METHODS) if block else (NM_MODELS, NM_METHODS)
-    kind = "a block" if block else "an N:M"
     a.model = a.model or ("mlp" if block else "digits")
-    a.method = a.method or ("sapp" if block else "maxq")
-    if a.model not in models:
-        raise ValueError(f"--model: {kind} pattern ({a.pattern}) trains {', '.join(models)}, got {a.model!r}")
-    if a.method not in methods:
-        raise ValueError(f"--method: {kind} pattern ({a.pattern}) takes {', '.join(methods)}, got {a.method!r}")
+    a.method = a.method or ("maxq" if a.model == "digits" else "sapp")
+    if a.model == "digits":
+        if block:
+            raise ValueError(f"--model: digits is the N:M testbed (e.g. --pattern 2:4); a block pattern ({a.pattern}) "
+                             f"trains {', '.join(sorted(MODEL_PRESETS))}")
+        if a.method not in DIGITS_METHODS:
+            raise ValueError(f"--method: the digits testbed trains {', '.join(DIGITS_METHODS)}, got {a.method!r}")
+    elif a.method == "dense":
+        raise ValueError(f"--method: 'dense' is the digits testbed's baseline (--model digits), not a method for "
+                         f"{a.model!r}")
+    if block and a.method in N_M_ONLY:
+        raise ValueError(f"--method: {a.method} is defined on N:M windows; give an N:M --pattern (e.g. 2:4), "
+                         f"not {a.pattern}")
     if not block and a.sparsity is not None and abs(a.sparsity - a.pattern.sparsity) > 1e-9:
         raise ValueError(f"--sparsity: the N:M pattern {a.pattern} fixes the sparsity at {a.pattern.sparsity:g}; "
                          f"leave it out")
+    if not block and a.scope == "global":
+        raise ValueError(f"--scope: 'global' moves blocks between layers; the N:M pattern {a.pattern} budgets every "
+                         f"window (use uniform)")
     a.sparsity = (0.9 if a.sparsity is None else a.sparsity) if block else a.pattern.sparsity
-    if block and a.model == "cnn" and a.batch_size < 8:
+    if a.model == "cnn" and a.batch_size < 8:
         raise ValueError(f"--batch-size: the cnn task draws batch-size // 8 images, so it needs >= 8, "
                          f"got {a.batch_size}")
-    if block and a.method == "oneshot" and a.calib % a.batch_size:
+    if a.model != "digits" and a.method == "oneshot" and a.calib % a.batch_size:
         raise ValueError(f"--calib: expected a multiple of --batch-size ({a.batch_size}), got {a.calib}")
 
 
@@ -198,10 +213,10 @@ def _main(argv) -> int:
     _resolve(a)
     if a.threads is not None:
         torch.set_num_threads(a.threads)
-    if hasattr(a.pattern, "block"):
-        model, report, trace, metric = _prune_block(a)
-    else:
-        model, report, trace, metric = _prune_nm(a)
+    try:
+        model, report, trace, metric = (_prune_digits if a.model == "digits" else _prune_preset)(a)
+    except ValueError as e:  # the library names its argument; say the option the user typed
+        raise as_option(e, LIBRARY_ARGS) from None
     print(report.table())
     print(f"{metric[0]}: {metric[1]:.5f}")
     title = f"{a.model} / {a.method} / {a.pattern}" + (f" / sparsity {a.sparsity:g}" if hasattr(a.pattern, "block")
@@ -219,25 +234,29 @@ def _main(argv) -> int:
     return 0
 
 
-def _prune_block(a):
+def _prune_preset(a):
     torch.manual_seed(a.seed)
     model = build_model(a.model)
     task = Task(a.model, a.seed, a.batch_size)
     progress = not a.no_progress
-    preset = a.preset or ("criteo" if a.model == "criteo" else "imagenet")
-    B = a.pattern.block
-    if a.method == "oneshot":
-        from .oneshot import oneshot_prune
+    block = hasattr(a.pattern, "block")
+    s = a.sparsity if block else None  # N:M fixes it
+    layers = dict(min_blocks=a.min_blocks, pad=a.pad)
+    if a.method in ("oneshot", "asp"):  # both start from a trained dense model
         _train(model, task, a.steps, a.lr, progress=progress, desc="dense pre-training")
-        n_b = a.calib // a.batch_size
-        calib = [task.batch(i, seed_offset=1)[0] for i in range(n_b)]
-        res = oneshot_prune(model, calib, a.sparsity, B, allocation=a.allocation, min_blocks=a.min_blocks,
-                            pad=a.pad, damp=a.damp, max_layer_sparsity=a.max_layer_sparsity, progress=progress)
+    if a.method == "oneshot":
+        from .oneshot import solve_layers
+        calib = [task.batch(i, seed_offset=1)[0] for i in range(a.calib // a.batch_size)]
+        kw = dict(allocation=a.allocation, max_layer_sparsity=a.max_layer_sparsity) if block else {}
+        res = solve_layers(model, calib, a.pattern, s, damp=a.damp, progress=progress, **layers, **kw)
         report, trace = res.finalize(), []
     else:
-        pruner = make_pruner(a.method, model, a.sparsity, B, total_steps=a.steps, preset=preset,
-                             min_blocks=a.min_blocks, pad=a.pad, scope=a.scope)
-        trace = _train(model, task, a.steps, a.lr, pruner, progress, desc=f"{a.method} training")
+        kw = {"asp": {}, "srste": {}, "maxq": dict(steps_per_epoch=1, start=0, end=max(a.steps // 4, 1))}.get(
+            a.method, dict(total_steps=a.steps, preset=a.preset or ("criteo" if a.model == "criteo" else "imagenet"),
+                           scope=a.scope))
+        pruner = make_pruner(a.method, model, s, pattern=a.pattern, **layers, **kw)
+        trace = _train(model, task, a.steps, a.lr, pruner, progress,
+                       desc=f"{a.method} {'fine-tuning' if a.method == 'asp' else 'training'}")
         report = pruner.finalize()
     with torch.no_grad():
         x, y = task.batch(0, seed_offset=2)
@@ -245,7 +264,7 @@ def _prune_block(a):
     return model, report, trace, ("validation loss (held-out batch)", val)
 
 
-def _prune_nm(a):
+def _prune_digits(a):
     from .nm.digits import load_digits_split, train_run
     from .nm.presets import select_layers
     from .report import measure

@@ -144,7 +144,8 @@ def measure(model: nn.Module, layers, pattern=None, budgets: dict | None = None,
     """Sparsity of the model's current effective weights and the pattern check.
 
     ``layers``: the pruned layers' groupings (``LayerTiling`` / ``NMGrouping``), or their module names with
-    ``pattern`` (``"16x16"``, ``(16, 16)``, ``"2:4"``).  ``budgets``: {name: most tiles kept} for block layers (their pattern check).
+    ``pattern`` (``"16x16"``, ``(16, 16)``, ``"2:4"``).  ``budgets``: {name: most tiles kept} for block layers
+    (their pattern check).
     ``example``: an input of batch 1 to count parameters and MACs (``report.flops``).
     """
     pairs, pname = _groupings(layers, pattern, lambda n: model.get_submodule(n).weight.shape)

@@ -87,7 +87,7 @@ def train_run(method: str, pattern: str | None, seed: int, epochs: int, data=Non
     """One run; returns (model, result dict).  ``dense_model`` (ASP) is the trained dense model to prune."""
     import copy
 
-    from . import make_nm_pruner
+    from ..pruners import make_pruner
     Xtr, ytr, Xte, yte = data if data is not None else load_digits_split()
     batch = 64
     spe = (Xtr.shape[0] + batch - 1) // batch
@@ -102,7 +102,7 @@ def train_run(method: str, pattern: str | None, seed: int, epochs: int, data=Non
         if dense_model is None:
             dense_model, _ = train_run("dense", None, seed, epochs, (Xtr, ytr, Xte, yte))
         model = copy.deepcopy(dense_model)
-        pr = make_nm_pruner("asp", model, pattern, layers=layers)
+        pr = make_pruner("asp", model, pattern=pattern, layers=layers)
         res["acc_after_prune"] = accuracy(model, Xte, yte)
     else:
         model = DigitsCNN()
@@ -110,7 +110,7 @@ def train_run(method: str, pattern: str | None, seed: int, epochs: int, data=Non
         if method == "maxq":
             kw = dict(steps_per_epoch=spe, start=0, end=max(epochs // 4, 1))
             kw.update(maxq_kw or {})
-        pr = make_nm_pruner(method, model, pattern, layers=layers, **kw)
+        pr = make_pruner(method, model, pattern=pattern, layers=layers, **kw)
     res["sec_per_step"] = train_epochs(model, Xtr, ytr, epochs, seed=seed, batch=batch, pruner=pr)
     if method == "maxq":
         res["mask_cache"] = pr.cache_stats()
