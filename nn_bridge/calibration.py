@@ -233,16 +233,24 @@ def called_with(model, module, batch, run, who, b):
 
 
 def forward_order(model, layers, batch, run):
-    """``layers`` (objects with ``name`` / ``holders``) in the order the forward pass first calls them."""
+    """``layers`` (objects with ``name`` / ``holders``) in the order the forward pass first calls them (the pass
+    stops once every layer was called)."""
     order, hooks = [], []
+
+    def seen(m, a, n):
+        if n not in order:
+            order.append(n)
+            if len(order) == len(layers):
+                raise _Stop
     for t in layers:
         for name in getattr(t, "holders", (t.name,)):  # a tied weight's place is its first use
             mod = model.get_submodule(name)
-            hooks.append(mod.register_forward_pre_hook(
-                lambda m, a, n=t.name: order.append(n) if n not in order else None))
+            hooks.append(mod.register_forward_pre_hook(lambda m, a, n=t.name: seen(m, a, n)))
     try:
         with torch.no_grad():
             run_batch(model, batch, run, 0)
+    except _Stop:
+        pass
     finally:
         for h in hooks:
             h.remove()
