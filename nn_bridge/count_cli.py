@@ -100,7 +100,9 @@ def _saved(a) -> int:
     if hasattr(a.pattern, "block") and a.sparsity is not None:
         budgets = {k: a.pattern.grouping(k, tuple(state[k].shape), pad=True).keep_per_partition(a.sparsity)
                    for k in keys}
-    rep = measure_weights({k: state[k] for k in keys}, a.pattern, budgets)
+    # the file's overall sparsity: every floating weight of 2+ dimensions (Linear, conv, embedding tables)
+    mats = [w for k, w in state.items() if k.endswith("weight") and w.is_floating_point() and w.dim() >= 2]
+    rep = measure_weights({k: state[k] for k in keys}, a.pattern, budgets, mats, "whole file (all 2-D+ weights)")
     bad = sum(r["violations"] > 0 for r in rep.rows)
     if a.json:
         print(json.dumps(rep.to_dict(), indent=1))

@@ -37,6 +37,7 @@ class SparsityReport:
     pattern: str = ""             # "16x16" or "2:4"
     exact: bool = True            # no partition holds more non-zero groups than its budget
     flops: dict | None = None     # params / MACs summary (nn_bridge.flops) when measured with an example input
+    model_scope: str = "whole model (all Linear/Conv weights)"  # what model_sparsity counts
 
     @property
     def is_block(self) -> bool:
@@ -66,8 +67,7 @@ class SparsityReport:
         lines.append(f"{'pruned layers':<40} {'':>18} {sum(r['n_groups'] for r in self.rows):>9} "
                      f"{sum(r['kept'] for r in self.rows):>9} {self.kept_fraction:>9.4f} "
                      f"{self.weight_sparsity:>10.4f} {sum(r['violations'] for r in self.rows):>11}")
-        lines.append(f"{'whole model (all Linear/Conv weights)':<40} {'':>18} {'':>9} {'':>9} {'':>9} "
-                     f"{self.model_sparsity:>10.4f}")
+        lines.append(f"{self.model_scope[:40]:<40} {'':>18} {'':>9} {'':>9} {'':>9} {self.model_sparsity:>10.4f}")
         if self.is_block and all(r["budget"] is None for r in self.rows):
             lines.append("pattern check: no tile budget given (nothing to check beyond the counts above)")
         else:
@@ -159,11 +159,16 @@ def measure(model: nn.Module, layers, pattern=None, budgets: dict | None = None,
 
 
 @torch.no_grad()
-def measure_weights(weights, pattern, budgets: dict | None = None) -> SparsityReport:
+def measure_weights(weights, pattern, budgets: dict | None = None, all_weights=None,
+                    scope: str = "all weights measured") -> SparsityReport:
     """The same report for weights without their model (a saved state_dict): ``weights`` maps names to tensors;
-    every one of them is measured (the caller picks those the pattern applies to)."""
+    every one of them is measured (the caller picks those the pattern applies to).  ``model_sparsity`` counts
+    ``all_weights`` (default: ``weights``), described by ``scope`` in the table."""
     pairs, pname = _groupings(list(weights), pattern, lambda n: weights[n].shape)
-    return _measure([(n, weights[n], g) for n, g in pairs], pname, budgets, list(weights.values()))
+    rep = _measure([(n, weights[n], g) for n, g in pairs], pname, budgets,
+                   list(weights.values()) if all_weights is None else list(all_weights))
+    rep.model_scope = scope
+    return rep
 
 
 def finalize_model(model: nn.Module, tilings) -> SparsityReport:

@@ -99,6 +99,8 @@ def test_count_saved_model_report_and_strict(saved, capsys):
     windows = (w.reshape(-1, 4) != 0).sum(1)
     assert rep["rows"][0]["violations"] == int((windows > 1).sum()) > 0
     assert rep["rows"][2]["kept_fraction"] == pytest.approx(float((model[4].weight != 0).float().mean()))
+    ws = [model[i].weight for i in (0, 2, 4)]
+    assert rep["model_sparsity"] == pytest.approx(sum(int((x == 0).sum()) for x in ws) / sum(x.numel() for x in ws))
     assert main(["count", str(pt), "--pattern", "1:4", "--include", "4", "--strict"]) == 0  # the 1:4 layer alone
     assert "1 tensors checked, 0 not 1:4" in capsys.readouterr().out
     _one_line_error(capsys, main(["count", str(pt), "--pattern", "1:4", "--include", "enc*", "--strict"]),
