@@ -522,6 +522,10 @@ class Grams:
     def __init__(self):
         self._last = None
 
+    def holds(self, H) -> bool:
+        """Whether ``H`` is kept for the next layer (then it must not be changed in place)."""
+        return self._last is not None and self._last[1][0] is H
+
     def __call__(self, st, layer, M=None, keep=False):
         """(H, C, energy) of ``layer`` from the streams ``st`` (energy None without ``M``; errors name ``batches``
         and the layer, ``check_gram``).  ``keep``: hold them for the next layer (when it may share the input)."""
@@ -567,16 +571,17 @@ def _energy(D, M):
     return None if M is None else float((M * (D @ M)).sum())
 
 
-def damped(H, Bm, M, damp, layer):
-    """Ridge toward the dense weights M: H + d I and Bm + d M (d = damp * mean diag H), i.e. the loss gains
+def damped(H, Bm, M, damp, layer, inplace=False):
+    """(H + d I, Bm + d M, d), d = damp * mean diag H: a ridge toward the dense weights M, i.e. the loss gains
     d/2 ||M^ - M||^2.  Shrinking toward M rather than 0 keeps the refit unbiased: with no pruning and no drift it
     returns M exactly, and with few calibration tokens it stays near the dense weights where H is ill-determined.
-    With ``damp`` = 0, H itself must be positive definite (as many independent calibration rows as inputs)."""
+    With ``damp`` = 0, H itself must be positive definite (as many independent calibration rows as inputs).
+    ``inplace``: damp H itself (one p x p matrix less, for a caller that no longer needs the raw H)."""
     from groupsparse.losses import is_positive_definite
     if damp == 0 and not is_positive_definite(H):
         raise ValueError(f"damp: the calibration Gram of layer {layer!r} is singular (fewer independent rows than "
                          f"its {H.shape[0]} inputs, or constant / zero inputs); use damp > 0")
     d = H.diagonal().mean() * damp
-    Hd = H.clone()
+    Hd = H if inplace else H.clone()
     Hd.diagonal().add_(d)  # H + d I without a p x p identity
-    return Hd, Bm + d * M
+    return Hd, Bm + d * M, float(d)

@@ -38,7 +38,8 @@ Selection (``method``):
 Allocation (``allocation``): ``'uniform'`` (every layer at the target) or ``'loss'``: a first pass over the dense
 model computes every layer's loss curve (sorted single-block OBS increments, ``obs_first_costs``), normalized by
 the layer's dense output energy 1/2 tr(M^T H M); the blocks removed across all layers are the ones with the smallest
-normalized increments (each layer capped at ``max_layer_sparsity``) -- the method, not a hand-tuned table, spreads the sparsity.
+normalized increments (each layer capped at ``max_layer_sparsity``) -- the method, not a hand-tuned table, spreads
+the sparsity.
 """
 from __future__ import annotations
 
@@ -82,6 +83,16 @@ def _pad_problem(H, Bm, t: LayerTiling):
     Bp = torch.zeros(pr, pc, dtype=Bm.dtype, device=Bm.device)
     Bp[:p, :K] = Bm
     return Hp, Bp
+
+
+def _pad_matrix(M, t: LayerTiling):
+    """M zero-padded to the padded tiling's GEMM shape."""
+    pr, pc = t.padded_shape
+    if tuple(M.shape) == (pr, pc):
+        return M
+    out = torch.zeros(pr, pc, dtype=M.dtype, device=M.device)
+    out[:M.shape[0], :M.shape[1]] = M
+    return out
 
 
 def _select_layer(H, Bm, t: LayerTiling, n_remove: int, method: str):
@@ -231,7 +242,8 @@ def _width(model, layer) -> int:
 def _solve_block(H, Hd, Bp, Mdp, t, r, method, fixed, dev):
     """(keep (R, C), M^ padded, float64) of a block layer: ``fixed`` keep-mask (refit only) or ``method``."""
     if dev is not None and method not in ("magnitude", "activation", "activation_refit"):
-        Hd, Bp, H, Mdp = (x.to(dev) for x in (Hd, Bp, H, Mdp))
+        Hd, Bp, Mdp = (x.to(dev) for x in (Hd, Bp, Mdp))
+        H = H.to(dev) if method in _SINGLE_WEIGHT else None
     if fixed is not None:
         return fixed, gram_refit(Hd, Bp, fixed, block=t.block, dtype=torch.float64)
     if method in ("magnitude", "activation", "activation_refit"):
@@ -254,10 +266,10 @@ def _solve_nm(H, Hd, Bm, Md, pat, method, dev, dtype, solver_kw):
     return keep, beta
 
 
-def _rel_error(Mh, Md, H, Bm, den):
+def _rel_error(Mh, Hd, d, Bm, den):
     """||X_d M - X_p M^||^2 / ||X_d M||^2 from the Grams (all / n): den - 2 <M^, C M> + <M^, H M^>, den =
-    <M, D M> (float64; accurate to the float32 Gram products' rounding, clipped at 0)."""
-    num = den - 2.0 * float((Mh * Bm).sum()) + float((Mh * (H @ Mh)).sum())
+    ||X_d M||^2 / n, H = Hd - d I (float64; accurate to the float32 Gram products' rounding, clipped at 0)."""
+    num = den - 2.0 * float((Mh * Bm).sum()) + float((Mh * (Hd @ Mh)).sum()) - d * float(Mh.pow(2).sum())
     return max(num, 0.0) / max(den, 1e-30)
 
 
@@ -294,7 +306,7 @@ def _allocate(model, layers, s, allocation, max_layer_sparsity, make_streams, da
                 t1 = time.perf_counter()
                 M = weight_to_matrix(model.get_submodule(t.name).weight.detach()).double()
                 energy = 0.5 * float((M * (H @ M)).sum())
-                Hd, Bm = _pad_problem(*damped(H, H @ M, M, damp, t.name), t)
+                Hd, Bm = _pad_problem(*damped(H, H @ M, M, damp, t.name)[:2], t)
                 cap = int(np.floor(max_layer_sparsity * t.n_blocks))
                 c = obs_first_costs(Hd, Bm, t.block).reshape(-1).sort().values.cpu()
                 costs[t.name] = c[:cap] / max(energy, 1e-30)
@@ -476,27 +488,31 @@ def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_m
                 Bm = Cx @ Md
                 del Cx
                 if block:
-                    Hd, Bp = _pad_problem(*damped(H, Bm, Md, damp, t.name), t)
                     r = n_remove[t.name]
-                    Mdp = _pad_problem(H, Md, t)[1]
-                    m_run = "refit" if keep is not None else layer_method(method, *Bp.shape, t.block, r, max_memory)
+                    m_run = ("refit" if keep is not None else
+                             layer_method(method, *t.padded_shape, t.block, r, max_memory))
+                else:
+                    m_run = method
+                # the raw H is needed only by SparseGPT / Wanda (or by the next layer, sharing it): else damp it in
+                # place, one p x p matrix less during the solve
+                Hu, Bd, d = damped(H, Bm, Md, damp, t.name, inplace=m_run not in _SINGLE_WEIGHT and not gram.holds(H))
+                if block:
+                    Hd, Bp = _pad_problem(Hu, Bd, t)
                     fixed = None if keep is None else keep[t.name]
-                    kept, Mhat = _solve_block(H, Hd, Bp, Mdp, t, r, m_run, fixed, dev)
-                    del Hd, Bp, Mdp
+                    kept, Mhat = _solve_block(H, Hd, Bp, _pad_matrix(Md, t), t, r, m_run, fixed, dev)
+                    del Hd, Bp
                     rr, cc = t.matrix_shape
                     Mhat = Mhat[:rr, :cc]
                     kept = kept.cpu().clone()
                     res.layer_sparsity[t.name] = float((~kept).sum()) / t.n_blocks
                 else:
-                    Hd, Bd = damped(H, Bm, Md, damp, t.name)
-                    m_run = method
-                    kept, Mhat = _solve_nm(H, Hd, Bd, Md, p, method, dev, solver_dtype, solver_kw)
-                    del Hd, Bd
+                    kept, Mhat = _solve_nm(H, Hu, Bd, Md, p, method, dev, solver_dtype, solver_kw)
                     kept = kept.cpu()
                     res.layer_sparsity[t.name] = float((~kept).sum()) / kept.numel()
+                del Bd
                 Mhat = Mhat.to(Md.device, torch.float64)
-                res.layer_rel_error[t.name] = _rel_error(Mhat, Md, H, Bm, den)
-                del H, Bm
+                res.layer_rel_error[t.name] = _rel_error(Mhat, Hu, d, Bm, den)
+                del H, Hu, Bm
                 res.layer_method[t.name] = m_run
                 res.keep[t.name] = kept
                 with torch.no_grad():
