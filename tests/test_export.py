@@ -104,3 +104,19 @@ def test_old_import_path_still_works():
     import nn_bridge.nm.export as old
     assert old.to_semi_structured_linear is new.to_semi_structured_linear
     assert old.SemiStructuredUnsupported is new.SemiStructuredUnsupported
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_export_model_2of4_on_gpu_keeps_the_outputs():
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("needs compute capability >= 8.0")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 128)).to("cuda", torch.float16)
+    with torch.no_grad():
+        for i in (0, 2):
+            model[i].weight.mul_(nm_mask(model[i].weight, 2, 4).to(torch.float16))
+    x = torch.randn(64, 512, device="cuda", dtype=torch.float16)
+    ref = model(x).float()
+    assert export_model(model, "2:4") == {"0": EXPORTED, "2": EXPORTED}
+    torch.testing.assert_close(model(x).float(), ref, rtol=2e-2, atol=2e-2)
