@@ -266,7 +266,7 @@ def _prune_preset(a):
 
 def _prune_digits(a):
     from .nm.digits import load_digits_split, train_run
-    from .nm.presets import select_layers
+    from .grouping import find_layers
     from .report import measure
     data = load_digits_split()
     dense = None
@@ -275,5 +275,5 @@ def _prune_digits(a):
         print(f"dense: test accuracy {r['test_acc']:.4f}")
     model, r = train_run(a.method, None if a.method == "dense" else str(a.pattern), a.seed, a.epochs, data,
                          dense_model=dense, layers=a.layers)
-    names = r.get("layers") or select_layers(model, a.pattern.m, a.layers)[0]  # dense: the layers it would prune
+    names = r.get("layers") or [g.name for g in find_layers(model, a.pattern, layers=a.layers)[0]]  # dense: would
     return model, measure(model, names, a.pattern), [], ("test accuracy (digits held-out split)", r["test_acc"])
