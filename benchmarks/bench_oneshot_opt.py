@@ -77,6 +77,9 @@ def main(argv=None):
     ap.add_argument("--heads", type=int, default=32)
     ap.add_argument("--method", default="seqobs")
     ap.add_argument("--sparsity", type=float, default=0.5)
+    ap.add_argument("--refit-iters", type=int, default=None,
+                    help="seqobs: CG iterations on the support (default: the bridge's SEQOBS_OPTIONS, 20; 0 = the "
+                         "sweep alone)")
     ap.add_argument("--device", default=None, help="where the layer solves run (the model stays on the CPU)")
     ap.add_argument("--out", default=OUT)
     a = ap.parse_args(argv)
@@ -101,7 +104,8 @@ def main(argv=None):
     prefixes = tuple(f"model.decoder.layers.{i}." for i in range(n_prune))
     t0 = time.perf_counter()
     res = solve_layers(model, batches(), "16x16", a.sparsity, method=a.method, run=_run_no_cache, blocks=blocks,
-                       include=lambda n: n.startswith(prefixes), device=a.device, progress=False)
+                       include=lambda n: n.startswith(prefixes), device=a.device, progress=False,
+                       **({} if a.refit_iters is None else {"refit_iters": a.refit_iters}))
     wall = time.perf_counter() - t0
     per_block = {}
     for name, s in res.layer_seconds.items():
@@ -109,7 +113,7 @@ def main(argv=None):
         per_block[b] = per_block.get(b, 0.0) + s
     out = {"config": {"hidden": a.hidden, "layers": a.layers, "ffn": a.ffn, "heads": a.heads, "vocab": 50272,
                       "dtype": "float32", "pruned_layers": n_prune, "pattern": "16x16", "sparsity": a.sparsity,
-                      "method": a.method, "seqs": a.seqs, "seq_len": a.seq_len, "batch": a.batch,
+                      "method": a.method, "refit_iters": a.refit_iters, "seqs": a.seqs, "seq_len": a.seq_len, "batch": a.batch,
                       "tokens": a.seqs * a.seq_len, "device": a.device or "cpu"},
            "command": "python -m benchmarks.bench_oneshot_opt " + " ".join(sys.argv[1:] if argv is None else argv),
            "model_gb": round(size_gb, 3), "rss_after_build_gb": round(rss_model, 3), "build_seconds": round(build_s, 1),

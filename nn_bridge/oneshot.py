@@ -95,7 +95,7 @@ def _pad_matrix(M, t: LayerTiling):
     return out
 
 
-def _select_layer(H, Bm, t: LayerTiling, n_remove: int, method: str):
+def _select_layer(H, Bm, t: LayerTiling, n_remove: int, method: str, seqobs_kw=None):
     """Keep-mask (R, C) and refit matrix for one layer, removing ``n_remove`` blocks (the one place a solver is
     chosen; a ``groupsparse.select`` method name goes to groupsparse)."""
     R, C = t.grid
@@ -103,7 +103,7 @@ def _select_layer(H, Bm, t: LayerTiling, n_remove: int, method: str):
     k = t.n_blocks - n_remove
     if method == "seqobs":
         from groupsparse.selection.sequential_obs import seqobs
-        r = seqobs(H, B=Bm, block=B, n_remove=n_remove, **SEQOBS_OPTIONS)
+        r = seqobs(H, B=Bm, block=B, n_remove=n_remove, **{**SEQOBS_OPTIONS, **(seqobs_kw or {})})
         return r.keep.cpu(), r.coef
     if k == 0:  # every block removed
         return torch.zeros(R, C, dtype=torch.bool), torch.zeros(Bm.shape, dtype=torch.float64, device=H.device)
@@ -239,7 +239,7 @@ def _width(model, layer) -> int:
     return model.get_submodule(layer.name).weight[0].numel()  # GEMM rows' width: in (x kh x kw)
 
 
-def _solve_block(H, Hd, Bp, Mdp, t, r, method, fixed, dev):
+def _solve_block(H, Hd, Bp, Mdp, t, r, method, fixed, dev, seqobs_kw):
     """(keep (R, C), M^ padded, float64) of a block layer: ``fixed`` keep-mask (refit only) or ``method``."""
     if dev is not None and method not in ("magnitude", "activation", "activation_refit"):
         Hd, Bp, Mdp = (x.to(dev) for x in (Hd, Bp, Mdp))
@@ -250,7 +250,7 @@ def _solve_block(H, Hd, Bp, Mdp, t, r, method, fixed, dev):
         return _baseline(Hd, Mdp, t, t.n_blocks - r, method, Bp)
     if method in _SINGLE_WEIGHT:
         return _single_weight(H, Mdp, t, r, method)
-    return _select_layer(Hd, Bp, t, r, method)
+    return _select_layer(Hd, Bp, t, r, method, seqobs_kw)
 
 
 def _solve_nm(H, Hd, Bm, Md, pat, method, dev, dtype, solver_kw):
@@ -359,8 +359,9 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
     ``max_memory``: bytes a layer solve may use ('obs' falls back to 'seqobs' where it does not fit,
     ``result.layer_method``; a layer too large for any method is an error before any work).  ``device``: run the
     layer solves there (e.g. 'cuda' for a model on the CPU; the model and its activations stay where they are).
-    ``solver_dtype`` (N:M): the layer solver's dtype (Grams are float64); other keywords go to
-    ``nm.oneshot.solve_nm_layer``.
+    ``solver_dtype`` (N:M): the layer solver's dtype (Grams are float64); other keywords go to the layer solver:
+    ``nm.oneshot.solve_nm_layer`` (N:M), or ``sequential_obs.seqobs`` over ``SEQOBS_OPTIONS`` (block 'seqobs',
+    e.g. ``refit_iters=0`` for the sweep alone).
 
     Interrupted (Ctrl-C, or any error after the first layer changed), the model has only whole, finished layers
     changed (block masks attached to them, a refine in progress undone); the error carries a note and a
@@ -393,8 +394,9 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
         if method in _SINGLE_WEIGHT and p != 1:
             raise ValueError(f"method: {method!r} prunes single weights; use block=1 (pattern '1x1') or an N:M "
                              f"pattern, got block={p!r}")
-        if solver_kw:
-            raise TypeError(f"unexpected keyword argument {sorted(solver_kw)[0]!r} for a block pattern")
+        if solver_kw and method not in ("seqobs", "obs"):  # 'obs' may fall back to 'seqobs' (max_memory)
+            raise TypeError(f"unexpected keyword argument {sorted(solver_kw)[0]!r} for method {method!r} and a block "
+                            f"pattern (options go to 'seqobs' only)")
     else:
         from .nm.oneshot import ONESHOT_METHODS
         method = method or "iht"
@@ -499,7 +501,7 @@ def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_m
                 if block:
                     Hd, Bp = _pad_problem(Hu, Bd, t)
                     fixed = None if keep is None else keep[t.name]
-                    kept, Mhat = _solve_block(H, Hd, Bp, _pad_matrix(Md, t), t, r, m_run, fixed, dev)
+                    kept, Mhat = _solve_block(H, Hd, Bp, _pad_matrix(Md, t), t, r, m_run, fixed, dev, solver_kw)
                     del Hd, Bp
                     rr, cc = t.matrix_shape
                     Mhat = Mhat[:rr, :cc]

@@ -242,3 +242,15 @@ def test_query_key_value_share_one_gram_and_trailing_blocks_are_not_replayed(mon
     model.encoder.layer[1].register_forward_pre_hook(lambda m, a: n_calls.append(1))
     _prune(model, cal, "8x8", blocks=TINY_BLOCKS, include=lambda n: n.startswith("encoder.layer.0."))
     assert n_calls == []  # neither replayed nor reached by the forward-order pass (it stops after the last layer)
+
+
+def test_seqobs_options_reach_the_scalable_solver():
+    """refit_iters=0 is the sweep alone: a different (here: no better) refit than the bridge's 20 CG iterations;
+    a solver option for a method that takes none is refused by name."""
+    a, b = _mlp(), _mlp()
+    ra = _prune(a, _xs(), "8x8", method="seqobs")
+    rb = _prune(b, _xs(), "8x8", method="seqobs", refit_iters=0)
+    assert not torch.equal(a[0].weight, b[0].weight)
+    assert sum(rb.layer_rel_error.values()) >= sum(ra.layer_rel_error.values()) - 1e-9
+    with pytest.raises(TypeError, match="refit_iters"):
+        _prune(_mlp(), _xs(), "8x8", method="magnitude", refit_iters=0)
