@@ -12,12 +12,12 @@ import numpy as np
 
 from .._validation import (check_bool, check_choice, check_finite_real, check_index_set, check_nonneg,
                            check_open_unit, check_positive_int, check_tol)
-from ._base import BudgetProblem
+from ._base import Budget, BudgetProblem
 from .model_selection import choose_k, information_criterion, select_path
 from .sequential_obs import seqobs, sparsegpt, wanda  # one-shot pruning of a Gram-form layer (blocks, N:M, single)
 
 __all__ = ["select", "select_path", "choose_k", "information_criterion", "lower_bound", "METHODS",
-           "BudgetProblem", "seqobs", "sparsegpt", "wanda"]
+           "Budget", "BudgetProblem", "seqobs", "sparsegpt", "wanda"]
 
 # The best in benchmarks/bench_select.py (RESULTS.md, Selection): splicing matches local_search's F1 on I1/I2
 # (0.850 vs 0.855, 0.777 vs 0.773) at a third of its time on I2, and meets F1 >= abess at <= 2x its time.
@@ -42,7 +42,12 @@ METHODS = {
     "bnb": ("bnb", "bnb", {}),                    # certified L0L2 branch and bound (perspective bounds; ridge > 0)
     "obs": ("obs", "obs", {}),                    # group OBS backward elimination over B x B tiles (Gram form)
     "newton": ("newton", "newton_splicing", {}),  # binary logistic: IRLS-weighted splicing + Newton-model swaps
+    "obs+local_search": ("local_search", "local_search", {"start": "obs"}),  # OBS, then swaps while the loss falls
 }
+
+# The methods that honour a partition budget (Budget(n, partition), e.g. N:M); the others refuse it by name.
+PARTITION_METHODS = ("obs", "obs+local_search", "local_search", "splicing", "omp", "ompr", "iht", "htp", "arht",
+                     "exact")
 
 
 def _method_params(method):
@@ -65,8 +70,15 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
     Parameters
     ----------
     loss, groups : as in ``groupsparse.solve`` (feature groups are expanded over K outputs / classes).
-    k : number of groups to select, 1 <= k <= number of groups.
+    k : the budget: an int, 1 <= k <= number of groups (at most k groups), or a ``Budget`` -- ``Budget(n,
+        partition)`` keeps at most n groups in each part of ``partition`` (one label per group), e.g. N:M with
+        ``Budget.n_of_m(n, m, (p, K))`` over ``Groups.block_tiling((p, K), 1)``.  A partition budget is honoured
+        by ``PARTITION_METHODS`` ('obs' needs every part inside one column block of the tiles; 'iht' / 'htp' /
+        'arht' take relax=1) and refused by the others ('sa', 'sa++', 'alg2', 'acdc', 'bnb') with an error naming k.
     method : one of ``METHODS`` (default ``'splicing'``, the best in ``benchmarks/bench_select.py``).
+        ``'obs+local_search'`` is 'local_search' started from the 'obs' support; 'local_search' takes ``start``
+        (a method name or a support), ``max_swaps`` and ``max_time`` (bounded cost), and reports every accepted
+        move's objective in ``history`` (and the moves in ``info['moves']``).
     bound : if True, also compute a certified lower bound on the best k-group objective (a convex perspective
         relaxation solved with cvxpy, ``bound.py``); the Solution then has ``certificate_kind='bound_gap'``,
         ``lower_bound`` and ``certificate = objective - lower_bound``.  Otherwise the certificate is the
@@ -86,8 +98,9 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
     if refit_ridge is not None:
         refit_ridge = check_nonneg(refit_ridge, "refit_ridge")
     bp = BudgetProblem(loss, groups, refit_ridge=refit_ridge)
-    k = _check_k(k, bp.G)
-    options = _check_options(options, bp.G, k, method)
+    bp.budget = _check_budget(k, bp.G, method)
+    k = bp.budget.total
+    options = _check_options(options, bp.G, k, method, bp.budget)
     history = []
     t0 = time.perf_counter()
     if options.get("max_time") is not None and "max_time" not in _method_params(method):
@@ -103,6 +116,7 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
     if found:  # 'bnb': its proven lower bound, gap, node count and status
         extra = dict(found[0])
         lb = extra.pop("lower_bound")
+    extra.update(bp.info)  # e.g. local_search's start and accepted moves
     if bound:
         from .bound import lower_bound
         lb_relax, binfo = lower_bound(bp, k)
@@ -120,6 +134,16 @@ def lower_bound(loss, groups, k):
     return _lb(bp, _check_k(k, bp.G))
 
 
+def _check_budget(k, n_groups, method):
+    """``select``'s k (an int or a ``Budget``) bound to the groups; a partition budget only for the methods that
+    honour it."""
+    budget = (k if isinstance(k, Budget) else Budget(k)).bind(n_groups)
+    if budget.partitioned and method not in PARTITION_METHODS:
+        raise ValueError(f"k: method {method!r} takes an overall budget of k groups, not a partition budget "
+                         f"(the methods that do: {list(PARTITION_METHODS)})")
+    return budget
+
+
 def _check_k(k, n_groups):
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"k: expected an integer number of groups, got {k!r}")
@@ -131,7 +155,7 @@ def _check_k(k, n_groups):
 # The methods' own options, checked in one place by name (a NaN step hung Sequential Attention, per_step=0 looped
 # forever, n_cycles=0 crashed ACDC): integer counts with their lower bound, positive steps and tolerances,
 # nonnegative weights, flags.  None passes only where a method gives None a meaning (its default).
-_INT_OPTIONS = {"batch": 1, "exchange": 1, "n_cycles": 1, "steps": 1, "per_step": 1, "max_nodes": 1,
+_INT_OPTIONS = {"batch": 1, "max_swaps": 0, "exchange": 1, "n_cycles": 1, "steps": 1, "per_step": 1, "max_nodes": 1,
                 "max_passes": 1, "dense_steps": 0, "sparsification_steps": 0, "n_iter": 0, "n_candidates": 1}
 _POSITIVE_OPTIONS = ("tol", "lr", "c", "gap_tol", "node_tol", "max_time")
 _NONNEG_OPTIONS = ("lam_ratio", "rho")
@@ -139,16 +163,31 @@ _BOOL_OPTIONS = ("polish", "pursuit")
 _NONE_MEANS_DEFAULT = ("n_iter", "n_candidates", "rho")  # options whose own default is None
 
 
-def _check_options(options, n_groups, k, method):
+def _check_options(options, n_groups, k, method, budget=None):
     """The options of the methods, checked once by name: ``init`` (distinct group ids in [0, G), at most k, or at
     most the relaxed budget for the hard-thresholding methods; a negative id would wrap to the last group),
     counts (``max_iter`` >= 0 where 0 swaps is meaningful, >= 1 for IHT/HTP/ARHT), steps and tolerances (> 0,
     finite), weights (>= 0), ``relax`` (>= 1), ``lam_factor`` (in (0, 1)), flags (bools).  An option no method
-    takes is refused by the method's signature (a TypeError naming it)."""
+    takes is refused by the method's signature (a TypeError naming it).  With a partition ``budget``, a warm support
+    (``init``, or ``start`` given as ids) must be feasible and ``relax`` must be 1."""
     out = dict(options)
     iht_family = METHODS[method][0] == "iht"
-    if out.get("init") is not None:  # IHT, HTP, ARHT keep up to their relaxed budget k' >= k
-        out["init"] = check_index_set(out["init"], "init", n_groups, max_size=None if iht_family else k)
+    partitioned = budget is not None and budget.partitioned
+    for name in ("init", "start"):
+        if out.get(name) is None or (name == "start" and isinstance(out[name], str)):
+            continue
+        # IHT, HTP, ARHT keep up to their relaxed budget k' >= k
+        out[name] = check_index_set(out[name], name, n_groups, max_size=None if iht_family and not partitioned
+                                    else k)
+        if partitioned and not budget.feasible(out[name]):
+            raise ValueError(f"{name}: holds more groups of one part than the partition budget allows "
+                             f"(n={budget.n} per part)")
+    if isinstance(out.get("start"), str):
+        if out["start"] not in METHODS or METHODS[out["start"]][2].get("start") is not None:
+            raise ValueError(f"start: expected a support (group ids) or a method of {sorted(METHODS)} other than "
+                             f"the local-search ones started elsewhere, got {out['start']!r}")
+    if partitioned and out.get("relax", 1) != 1:
+        raise ValueError(f"relax: a partition budget is searched at its own size (relax=1), got {out['relax']!r}")
     if "max_iter" in out:
         out["max_iter"] = check_positive_int(out["max_iter"], "max_iter", low=1 if iht_family else 0)
     given = {n for n, v in out.items() if not (v is None and n in _NONE_MEANS_DEFAULT)}

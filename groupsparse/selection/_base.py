@@ -27,7 +27,128 @@ from .._array import namespace, to_numpy
 from ..losses import GramLeastSquares, LeastSquares, Logistic, Multinomial
 from ..problem import Problem, Solution
 
-__all__ = ["BudgetProblem"]
+__all__ = ["BudgetProblem", "Budget"]
+
+
+class Budget:
+    """How many groups a support may hold: at most ``n`` groups in each part of ``partition`` (one label per group,
+    any ints or strings), or at most ``n`` groups overall when ``partition`` is None (``select``'s int k).
+
+    N:M sparsity is the partitioned budget over single coefficients: ``Budget.n_of_m(n, m, (p, K))`` with the
+    groups ``Groups.block_tiling((p, K), 1)`` (one group per coefficient of the (p, K) matrix, flattened row-major)
+    keeps at most N of every M consecutive rows of each column -- N of every M consecutive inputs of each output,
+    the pattern the bridge's N:M one-shot prunes to (``nn_bridge.nm.oneshot``: its groups are the M-row windows of
+    a column, its budget N per window).  A part smaller than ``n`` keeps all its groups.
+
+    ``select`` binds the budget to the groups (``bind``); the methods then ask it for feasible additions
+    (``pick``) and swaps (``swap_ok``)."""
+
+    def __init__(self, n, partition=None):
+        self.n = n
+        self.partition = partition
+        self._lab = None
+
+    @classmethod
+    def n_of_m(cls, n, m, shape) -> "Budget":
+        """N:M along the rows of a (p, K) coefficient matrix, one group per coefficient (see the class docstring)."""
+        from ..groups import _int_pair
+        from .._validation import check_positive_int
+        p, K = _int_pair(shape, "shape", pair_only=True)
+        m = check_positive_int(m, "m")
+        n = check_positive_int(n, "n", low=1, high=m)
+        if p % m:
+            raise ValueError(f"m: M={m} does not divide the {p} rows (inputs) of shape {(p, K)}; pad first")
+        labels = ((np.arange(p)[:, None] // m) * K + np.arange(K)[None, :]).ravel()
+        return cls(n, labels)
+
+    @property
+    def partitioned(self) -> bool:
+        return self.partition is not None
+
+    def __repr__(self) -> str:
+        if self._lab is None or not self.partitioned:
+            return f"Budget({self.n!r}{'' if self.partition is None else ', partition=...'})"
+        return f"Budget({self.n}, {self._cap.size} parts, total {self.total})"
+
+    def bind(self, n_groups: int) -> "Budget":
+        """A copy checked against ``n_groups`` groups, with its per-group part ids and per-part capacities."""
+        G = int(n_groups)
+        n = self.n
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            raise ValueError(f"k: expected an integer number of groups (or a Budget), got {n!r}")
+        if self.partition is None:
+            if n <= 0 or n > G:
+                raise ValueError(f"k: must be in [1, {G}] (the number of groups), got {n}")
+            lab = np.zeros(G, dtype=np.int64)
+        else:
+            if n <= 0:
+                raise ValueError(f"k: a partition budget keeps n >= 1 groups per part, got {n}")
+            from .._validation import _as_array
+            arr = _as_array(self.partition, "partition")
+            if arr.ndim != 1 or arr.size != G:
+                raise ValueError(f"partition: expected one label per group ({G} groups), got shape {arr.shape}")
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise ValueError("partition: contains NaN or inf")
+            lab = np.unique(arr, return_inverse=True)[1].ravel().astype(np.int64)
+        out = Budget(int(n), self.partition)
+        out._lab = lab
+        out._cap = np.minimum(int(n), np.bincount(lab))
+        return out
+
+    @property
+    def total(self) -> int:
+        """The most groups a feasible support holds."""
+        return int(self._cap.sum())
+
+    def counts(self, S) -> np.ndarray:
+        return np.bincount(self._lab[np.asarray(S, dtype=np.int64)], minlength=self._cap.size)
+
+    def feasible(self, S) -> bool:
+        return bool(np.all(self.counts(S) <= self._cap))
+
+    def room(self, S) -> np.ndarray:
+        """Per group: its part holds fewer than its capacity in S (so adding it keeps S feasible)."""
+        return (self.counts(S) < self._cap)[self._lab]
+
+    def pick(self, scores, m, base=(), exclude=None) -> np.ndarray:
+        """Up to ``m`` groups outside ``base`` (and ``exclude``) with the largest scores (ties by lower id), such
+        that ``base`` plus them stays feasible; sorted ids."""
+        base = np.asarray(base, dtype=np.int64)
+        out = base if exclude is None else np.union1d(base, np.asarray(exclude, dtype=np.int64))
+        if not self.partitioned:
+            return top_k(scores, min(int(m), self.total - base.size), out)
+        s = np.asarray(scores, float)
+        G = s.size
+        order = np.lexsort((np.arange(G), -s))
+        free = np.ones(G, dtype=bool)
+        free[out] = False
+        order = order[free[order]]
+        part = self._lab[order]
+        pos = np.argsort(part, kind="stable")  # score order kept inside each part
+        sp = part[pos]
+        rank = np.empty(order.size, dtype=np.int64)
+        rank[pos] = np.arange(order.size) - np.searchsorted(sp, sp, side="left")
+        left = self._cap - self.counts(base)
+        return np.sort(order[rank < left[part]][: max(int(m), 0)])
+
+    def swap_ok(self, S, drop, add) -> np.ndarray:
+        """(len(drop), len(add)) bool: S - {j} + {g} is feasible (same part, or g's part has room in S)."""
+        drop, add = np.asarray(drop, dtype=np.int64), np.asarray(add, dtype=np.int64)
+        if not self.partitioned:
+            return np.ones((drop.size, add.size), dtype=bool)
+        return (self._lab[drop][:, None] == self._lab[add][None, :]) | self.room(S)[add][None, :]
+
+
+def top_k(scores, k, exclude=None) -> np.ndarray:
+    """Ids of the k largest scores (ties broken by lower id), ignoring ``exclude``; sorted."""
+    s = np.asarray(scores, float).copy()
+    if exclude is not None and len(exclude):
+        s[np.asarray(exclude, dtype=np.int64)] = -np.inf
+    k = min(int(k), s.size)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.argpartition(-s, k - 1)[:k] if k < s.size else np.arange(s.size)
+    return np.sort(idx[np.argsort(-s[idx], kind="stable")][:k])
 
 
 class BudgetProblem:
@@ -62,6 +183,8 @@ class BudgetProblem:
         self._lip = None
         self.n_refits = 0
         self.deadline = None  # perf_counter() time past which the search loops stop (select's max_time)
+        self.budget = None  # select's bound Budget (a partition budget changes what the methods may add and swap)
+        self.info = {}  # what a method reports beyond (W, S, value, n_iter): select adds it to Solution.info
         self.timed_out = False
 
     # ------------------------------------------------------------------ layout
@@ -81,24 +204,28 @@ class BudgetProblem:
         # rectangles: group = rows x cols of the (p, K) matrix (feature groups, tiles, N:M groups all are)
         rows, cols, rect = [], [], True
         single = np.zeros(1, dtype=np.int64)
-        for idx in (g.indices if K > 1 else ()):
-            r, c = np.unique(idx // K), np.unique(idx % K)
-            if r.size * c.size != idx.size:
-                rect = False
-                break
-            rows.append(r)
-            cols.append(c)
-        if K == 1:  # every group is a column of rows: no per-group analysis needed
-            rows, cols = list(g.indices), [single] * self.G
+        if K > 1 and self.equal_sizes:  # one vectorized pass (N:M's single weights are p*K groups)
+            R, C, rect = _rect_layout(gidx, K, self.n_rows)
+        else:
+            for idx in (g.indices if K > 1 else ()):
+                r, c = np.unique(idx // K), np.unique(idx % K)
+                if r.size * c.size != idx.size:
+                    rect = False
+                    break
+                rows.append(r)
+                cols.append(c)
+            if K == 1:  # every group is a column of rows: no per-group analysis needed
+                rows, cols = list(g.indices), [single] * self.G
+            if rect:
+                rmax = max(r.size for r in rows)
+                cmax = max(c.size for c in cols)
+                R = np.full((self.G, rmax), self.n_rows, dtype=np.int64)  # pad row: an extra zero row
+                C = np.full((self.G, cmax), K, dtype=np.int64)            # pad col: an extra zero column
+                for i, (r, c) in enumerate(zip(rows, cols)):
+                    R[i, : r.size] = r
+                    C[i, : c.size] = c
         self.rect = rect
         if rect:
-            rmax = max(r.size for r in rows)
-            cmax = max(c.size for c in cols)
-            R = np.full((self.G, rmax), self.n_rows, dtype=np.int64)  # pad row: an extra zero row
-            C = np.full((self.G, cmax), K, dtype=np.int64)            # pad col: an extra zero column
-            for i, (r, c) in enumerate(zip(rows, cols)):
-                R[i, : r.size] = r
-                C[i, : c.size] = c
             self._rows_np, self._cols_np = R, C
             self._rows = self.asarray(R, integer=True)
             self._cols = self.asarray(C, integer=True)
@@ -196,18 +323,21 @@ class BudgetProblem:
 
     def top(self, scores, k, exclude=None) -> np.ndarray:
         """Ids of the k largest scores (ties broken by lower id), ignoring ``exclude``."""
-        s = np.asarray(scores, float).copy()
-        if exclude is not None and len(exclude):
-            s[np.asarray(exclude, dtype=np.int64)] = -np.inf
-        k = min(int(k), s.size)
-        if k <= 0:
-            return np.zeros(0, dtype=np.int64)
-        idx = np.argpartition(-s, k - 1)[:k] if k < s.size else np.arange(s.size)
-        return np.sort(idx[np.argsort(-s[idx], kind="stable")][:k])
+        return top_k(scores, k, exclude)
+
+    def budget_for(self, k) -> Budget:
+        """The budget a method searches under for its k: ``select``'s partition budget when it was given one (its
+        total is k), else at most k groups overall."""
+        if self.budget is not None and self.budget.partitioned:
+            if k != self.budget.total:
+                raise ValueError(f"k: {k} groups asked of a partition budget that holds {self.budget.total}")
+            return self.budget
+        return Budget(int(k)).bind(self.G)
 
     def project(self, V, k):
-        """H_k(V): keep the k groups of largest norm (and the intercept row).  Returns (V masked, support)."""
-        S = self.top(self.group_sq(V), k)
+        """H_k(V): the best feasible support of k groups by norm (``budget_for(k)``; top k without a partition)
+        and the intercept row.  Returns (V masked, support)."""
+        S = self.budget_for(k).pick(self.group_sq(V), k)
         return V * self.mask(S), S
 
     # ------------------------------------------------------------------ curvature blocks (sacrifices)
@@ -322,6 +452,25 @@ class BudgetProblem:
         return Solution(coef, icpt, S, float(value), float(cert), kind, bool(converged), int(n_iter),
                         None, lower_bound if lower_bound is None else float(lower_bound),
                         history=history or [], info=info)
+
+
+def _unique_rows(A, pad):
+    """Per row of the int array A (G, s): its distinct values ascending, left-justified, padded with ``pad`` (> every
+    value), trimmed to the widest row; and the count of distinct values per row."""
+    A = np.sort(A, axis=1)
+    dup = np.zeros(A.shape, dtype=bool)
+    dup[:, 1:] = A[:, 1:] == A[:, :-1]
+    A = np.sort(np.where(dup, pad, A), axis=1)
+    n = A.shape[1] - dup.sum(axis=1)
+    return A[:, : int(n.max())], n
+
+
+def _rect_layout(gidx, K, n_rows):
+    """(rows (G, rmax) padded with n_rows, columns (G, cmax) padded with K, all rectangles?) of equal-size groups
+    given by their flat indices ``gidx`` (G, s) into the row-major (p, K) coefficients."""
+    R, nr = _unique_rows(gidx // K, n_rows)
+    C, nc = _unique_rows(gidx % K, K)
+    return R, C, bool(np.all(nr * nc == gidx.shape[1]))
 
 
 def _block_grams(X, R):

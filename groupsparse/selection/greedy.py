@@ -8,6 +8,9 @@
 * Group OMPR (Jain, Tewari & Dhillon 2011; Axiotis & Sviridenko 2020; theory_checks.md 2.3): from a k-support,
   add the best outside group by gradient norm, drop the selected group of smallest norm, refit; keep the swap only
   if the loss decreases.
+
+Both honour a partition budget (``bp.budget_for(k)``): OMP adds only groups whose part has room; OMPR's drop comes
+from the entering group's part when that part is full.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ def _scores(bp, D, score):
 def omp(bp, k, *, batch=1, score="gradient", init=None, history=None):
     """Group OMP.  Returns (W, S, value, n_steps)."""
     batch = max(1, int(batch))
+    budget = bp.budget_for(k)
     S = np.zeros(0, dtype=np.int64) if init is None else np.unique(np.asarray(init, dtype=np.int64))[:k]
     if S.size:
         W, val = bp.refit(S)
@@ -38,7 +42,9 @@ def omp(bp, k, *, batch=1, score="gradient", init=None, history=None):
             val = bp.value(W)
     steps = 0
     while S.size < k and not bp.time_up():
-        add = bp.top(_scores(bp, bp.grad(W), score), min(batch, k - S.size), exclude=S)
+        add = budget.pick(_scores(bp, bp.grad(W), score), batch, S)
+        if add.size == 0:
+            break
         S = np.union1d(S, add)
         W, val = bp.refit(S)
         steps += 1
@@ -49,6 +55,7 @@ def omp(bp, k, *, batch=1, score="gradient", init=None, history=None):
 
 def ompr(bp, k, *, init=None, max_iter=200, score="gradient", tol=1e-12, history=None):
     """Group OMPR: single swaps (best gradient outside, smallest block inside) while they lower the loss."""
+    budget = bp.budget_for(k)
     if init is None or len(init) != k:
         W, S, val, _ = omp(bp, k, score=score, init=init)
     else:
@@ -59,7 +66,10 @@ def ompr(bp, k, *, init=None, max_iter=200, score="gradient", tol=1e-12, history
         add = bp.top(_scores(bp, bp.grad(W), score), 1, exclude=S)
         if add.size == 0 or bp.time_up():
             break
-        drop = S[np.argmin(bp.group_sq(W)[S])]
+        out = S[budget.swap_ok(S, S, add)[:, 0]]  # the drops that keep the budget (the entering group's part)
+        if out.size == 0:
+            break
+        drop = out[np.argmin(bp.group_sq(W)[out])]
         S2 = np.union1d(np.setdiff1d(S, [drop]), add)
         W2, v2 = bp.refit(S2)
         if not v2 < val - tol * abs(val):

@@ -11,6 +11,9 @@
   iteration it stays in the support and is reset to 1 when it leaves, so incumbent groups are progressively
   unregularized while newcomers pay for entering (the regularizer damps support oscillation, which is what
   lets the method work with a smaller relaxed budget than IHT).  The final refit removes the regularizer.
+
+With a partition budget (N:M) the projection keeps the largest groups of every part (``BudgetProblem.project``,
+the exact Euclidean projection onto the partitioned set) and the budget is not relaxed (``select`` checks relax=1).
 """
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from .._array import namespace, to_numpy
 
-__all__ = ["obs_paths", "obs_first_costs", "merge_paths", "obs_keep", "obs_steps", "obs_memory_bytes",
-           "gram_refit", "obs"]
+__all__ = ["obs_paths", "obs_first_costs", "merge_paths", "obs_keep", "obs_keep_parts", "obs_steps",
+           "obs_memory_bytes", "gram_refit", "obs"]
 
 
 def _device(a):
@@ -76,7 +76,7 @@ def _check_tiling(H, Bm, block):
     return p // block, K // block
 
 
-def obs_paths(H, Bm, block: int, n_steps: int, dtype=None):
+def obs_paths(H, Bm, block: int, n_steps: int, dtype=None, *, part=None, quota=None):
     """Greedy backward elimination of row blocks, independently in every column block, in lock step.
 
     H (p, p) SPD, Bm (p, K) with p, K multiples of ``block``.  Returns ``order`` (C, n_steps) -- the row block
@@ -84,18 +84,32 @@ def obs_paths(H, Bm, block: int, n_steps: int, dtype=None):
     each removal (the loss re-optimized over the remaining blocks of that column block), in H's namespace and
     device.  ``dtype``: the working precision (default float64).
 
+    A partition budget: ``part`` (C, R) host ints, the part of every row block of every column block (a part lies
+    in one column block), and ``quota`` (n_parts,) the removals each part takes; a removal then comes only from a
+    part with quota left, and a column block with none left stops (``order`` -1 and ``incr`` 0 from there on).
+
     Each column block's H^-1 after s removals is H0^-1 - V V^T with V (p, B*s) (the rank-B downdates stacked), so
     nothing of size C x p x p is ever formed: a step costs O(C p B^2 s) and one shared p x p inverse is computed.
     """
     xp = namespace(H, Bm)
-    R, C = _check_tiling(H, Bm, block)
-    B = block
-    p = R * B
-    n_steps = int(min(n_steps, R))
-    dev = _device(H)
+    _check_tiling(H, Bm, block)
     dt = xp.float64 if dtype is None else dtype
+    return _paths(xp, _sym_inverse(xp, H, dt), Bm, block, n_steps, dt, part, quota)
+
+
+def _sym_inverse(xp, H, dt):
     Hinv0 = xp.linalg.inv(xp.astype(H, dt))
-    Hinv0 = 0.5 * (Hinv0 + xp.permute_dims(Hinv0, (1, 0)))
+    return 0.5 * (Hinv0 + xp.permute_dims(Hinv0, (1, 0)))
+
+
+def _paths(xp, Hinv0, Bm, block, n_steps, dt, part=None, quota=None):
+    """``obs_paths`` from the shared inverse ``Hinv0`` (p, p) in the working precision ``dt``."""
+    B = block
+    p, K = Bm.shape
+    R, C = p // B, K // B
+    n_steps = int(min(n_steps, R))
+    dev = _device(Hinv0)
+    left = None if part is None else np.array(quota, dtype=np.int64)
     M = xp.permute_dims(xp.reshape(Hinv0 @ xp.astype(Bm, dt), (p, C, B)), (1, 0, 2))  # (C, p, B): LS optimum
     M = xp.reshape(M, (C, R, B, B)) + 0  # a writable copy
     ar, cr = xp.arange(R, device=dev), xp.arange(C, device=dev)
@@ -104,19 +118,38 @@ def obs_paths(H, Bm, block: int, n_steps: int, dtype=None):
     D = xp.zeros((C, R, B, B), dtype=dt, device=dev) + Dg  # per column block
     V = xp.zeros((C, p, B * n_steps), dtype=dt, device=dev)
     removed = xp.zeros((C, R), dtype=xp.bool, device=dev)
-    order = xp.zeros((C, n_steps), dtype=xp.int64, device=dev)
+    order = xp.full((C, n_steps), -1, dtype=xp.int64, device=dev)
     incr = xp.zeros((C, n_steps), dtype=xp.float64, device=dev)
     eye = xp.eye(B, dtype=dt, device=dev)
+    act = None  # (C,) column blocks still removing (a partition budget), None: all
     for s in range(n_steps):
-        L, ok = _cholesky_ok(xp, xp.where(removed[:, :, None, None], eye, D), pivots=False)
-        Linv = xp.linalg.inv(L)  # (C, R, B, B) small triangular blocks: D_g^-1 = Linv^T Linv
+        if B == 1:  # single weights (N:M): the 1 x 1 "factors" elementwise, no batched factorisations
+            d = D[..., 0, 0]
+            okd = d > 0
+            Linv = (1.0 / xp.sqrt(xp.where(okd, d, xp.ones_like(d))))[..., None, None]
+            bad = removed | ~okd
+        else:
+            L, ok = _cholesky_ok(xp, xp.where(removed[:, :, None, None], eye, D), pivots=False)
+            Linv = xp.linalg.inv(L)  # (C, R, B, B) small triangular blocks: D_g^-1 = Linv^T Linv
+            bad = removed | xp.asarray(~ok, device=dev)
         Z = Linv @ M
         cost = 0.5 * xp.sum(Z * Z, axis=(2, 3))  # (C, R): 1/2 tr(M_g^T D_g^-1 M_g)
-        bad = removed | xp.asarray(~ok, device=dev)
+        if left is not None:  # parts whose quota is spent keep their blocks
+            bad = bad | xp.asarray(left[part] <= 0, device=dev)
         cost = xp.where(bad, xp.full_like(cost, math.inf), cost)
         g = xp.argmin(cost, axis=1)  # (C,)
-        order[:, s] = g
-        incr[:, s] = xp.astype(cost[cr, g], xp.float64)
+        gc = cost[cr, g]
+        if left is not None:
+            act_h = np.isfinite(to_numpy(gc))
+            if not act_h.any():
+                break
+            np.subtract.at(left, part[np.flatnonzero(act_h), to_numpy(g)[act_h]], 1)
+            act = xp.asarray(act_h, device=dev)
+            g_rec, gc = xp.where(act, g, xp.full_like(g, -1)), xp.where(act, gc, xp.zeros_like(gc))
+        else:
+            g_rec = g
+        order[:, s] = g_rec
+        incr[:, s] = xp.astype(gc, xp.float64)
         cols = g[:, None] * B + bb  # (C, B)
         U = xp.permute_dims(Hinv0[:, cols], (1, 0, 2))  # (C, p, B): columns g of H0^-1 ...
         if s:
@@ -124,13 +157,19 @@ def obs_paths(H, Bm, block: int, n_steps: int, dtype=None):
             U = U - Vs @ xp.permute_dims(Vs[cr[:, None], cols, :], (0, 2, 1))  # ... minus V V^T
         Lgi = Linv[cr, g]  # (C, B, B), D_g^-1 = Lgi^T Lgi
         Vn = U @ xp.permute_dims(Lgi, (0, 2, 1))  # U Lg^-T
+        if act is not None:  # a stopped column block: no downdate
+            Vn = Vn * xp.astype(act, dt)[:, None, None]
         V[:, :, B * s:B * (s + 1)] = Vn
         dM = Vn @ (Lgi @ M[cr, g])  # U D_g^-1 M_g
         M = M - xp.reshape(dM, (C, R, B, B))
         Vb = xp.reshape(Vn, (C, R, B, B))
         D = D - Vb @ xp.permute_dims(Vb, (0, 1, 3, 2))
-        removed[cr, g] = True
-        M[cr, g] = 0.0
+        if act is None:
+            removed[cr, g] = True
+            M[cr, g] = 0.0
+        else:
+            removed[cr, g] = removed[cr, g] | act
+            M[cr, g] = xp.where(act[:, None, None], xp.zeros_like(M[cr, g]), M[cr, g])
     return order, incr
 
 
@@ -197,6 +236,35 @@ def obs_keep(H, Bm, block: int, n_remove: int, n_steps=None):
         order = to_numpy(order)
         for j in range(C):
             keep[order[j, :counts[j]], j] = False
+    return xp.asarray(keep, device=_device(H))
+
+
+def obs_keep_parts(H, Bm, block: int, part, quota, chunk_bytes: float = 2e8):
+    """Keep mask (R, C) of the B x B blocks under a partition budget: every column block runs its own OBS path
+    (``obs_paths`` with ``part`` (R, C) host ints, the part of each block, every part inside one column block, and
+    ``quota`` the removals of each part); column blocks are independent here, so they run in chunks whose stacked
+    downdates stay under ``chunk_bytes``, all from one shared inverse of H."""
+    xp = namespace(H, Bm)
+    R, C = _check_tiling(H, Bm, block)
+    part = np.asarray(part, dtype=np.int64)
+    quota = np.asarray(quota, dtype=np.int64)
+    per_col = np.array([int(quota[np.unique(part[:, j])].sum()) for j in range(C)])
+    keep = np.ones((R, C), dtype=bool)
+    if not per_col.any():
+        return xp.asarray(keep, device=_device(H))
+    dt = xp.float64
+    Hinv0 = _sym_inverse(xp, H, dt)
+    p = R * block
+    steps = int(per_col.max())
+    step_c = max(1, int(chunk_bytes // (8 * p * block * max(steps, 1) * 2)))
+    for a in range(0, C, step_c):
+        b = min(C, a + step_c)
+        sub = Bm[:, a * block:b * block]
+        order, _ = _paths(xp, Hinv0, sub, block, steps, dt, np.ascontiguousarray(part[:, a:b].T), quota)
+        order = to_numpy(order)
+        for j in range(b - a):
+            o = order[j][order[j] >= 0]
+            keep[o, a + j] = False
     return xp.asarray(keep, device=_device(H))
 
 
@@ -273,7 +341,11 @@ def _tiling_of(bp):
 def obs(bp, k, history=None, steps=None):
     """``select`` method 'obs': merged group OBS backward elimination to k of the B x B tiles (``obs_keep``) on a
     ``GramLeastSquares`` loss (its ridge added to H), then the exact refit.  ``steps``: lock-step path length
-    (default ``obs_steps``; the number of row blocks makes the merge over complete paths)."""
+    (default ``obs_steps``; the number of row blocks makes the merge over complete paths).
+
+    Under a partition budget (``bp.budget_for(k)``; N:M is one over 1 x 1 tiles) every part must lie inside one
+    column block of tiles; each column block then removes, greedily by the exact OBS increase, the groups its parts
+    must give up, from parts with removals left (``obs_keep_parts``)."""
     if not bp.gram:
         raise ValueError(f"loss: method 'obs' needs a GramLeastSquares loss, got {type(bp.loss).__name__}")
     B, R, C, bi, bj = _tiling_of(bp)
@@ -281,7 +353,18 @@ def obs(bp, k, history=None, steps=None):
     H = loss.H
     if loss.ridge:
         H = H + loss.ridge * xp.eye(bp.p, dtype=H.dtype, device=bp.device)
-    keep = to_numpy(obs_keep(H, loss.B, B, bp.G - k, n_steps=steps))
+    budget = bp.budget_for(k)
+    if budget.partitioned:
+        lab = budget._lab
+        if np.unique(lab * C + bj).size != np.unique(lab).size:
+            raise ValueError("k: method 'obs' needs every part of the partition budget inside one column block of "
+                             f"the {B}x{B} tiles (N:M runs along the rows of a column)")
+        part = np.empty((R, C), dtype=np.int64)
+        part[bi, bj] = lab
+        quota = np.bincount(lab) - budget._cap
+        keep = to_numpy(obs_keep_parts(H, loss.B, B, part, quota))
+    else:
+        keep = to_numpy(obs_keep(H, loss.B, B, bp.G - k, n_steps=steps))
     S = np.flatnonzero(keep[bi, bj])
     W, val = bp.refit(S)
     if history is not None:

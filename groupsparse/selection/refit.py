@@ -1,11 +1,12 @@
 """The one refit every selection method uses: the exact minimiser of the loss on a fixed group support.
 
 * Least squares (``LeastSquares`` and ``GramLeastSquares``): the problem decouples by output column -- column k
-  uses the rows R_k = {j : (j, k) selected} -- so the columns that share the same R_k are solved together by the
-  loss's exact ``solve_rows`` (for B x B tiles, all B columns of a column block share their rows): an orthogonal
-  factorisation of X's columns (exact at cond 1e12, never jittered normal equations), or in Gram form a Cholesky /
-  eigendecomposition pseudo-solve in float64 in the loss's array namespace (numpy, or torch on any device); the
-  Gram value comes from L = c - 1/2 <W, B>, without another product with H.
+  uses the rows R_k = {j : (j, k) selected} -- so the columns that share the same R_k are solved together (for
+  B x B tiles, all B columns of a column block share their rows): in X form by the loss's exact ``solve_rows``, an
+  orthogonal factorisation of X's columns (exact at cond 1e12, never jittered normal equations); in Gram form by
+  ``obs.gram_refit`` -- row sets of equal size batched into one Cholesky call, an eigendecomposition pseudo-solve
+  where a set is singular -- in float64 in the loss's array namespace (numpy, or torch on any device); the Gram
+  value comes from L = c - 1/2 <W, B>, without another product with H.
 * Logistic / multinomial: damped Newton on the free coefficients (exact Hessians, Armijo backtracking) with a tiny
   ridge ``refit_ridge`` (default 1e-8) so that separable data still has a finite refit.
 """
@@ -45,6 +46,13 @@ def _column_patterns(m):
 def _quadratic_refit(bp, S):
     loss, xp = bp.loss, bp.xp
     m = bp.mask_np(S)
+    if bp.gram:  # all column patterns at once: batched Cholesky per row-set size (obs.gram_refit), in float64
+        from .obs import gram_refit
+        if not hasattr(bp, "_H_refit"):
+            H64 = xp.astype(loss.H, xp.float64)
+            bp._H_refit = H64 + loss.ridge * xp.eye(bp.p, dtype=xp.float64, device=bp.device) if loss.ridge else H64
+        Wf = gram_refit(bp._H_refit, loss.B, m, dtype=xp.float64)
+        return xp.astype(Wf, bp.dtype), loss.c - 0.5 * float(xp.sum(Wf * xp.astype(loss.B, xp.float64)))
     W = bp.zeros()
     wb = 0.0  # <W, B> accumulated: L(W*) = c - 1/2 <W*, B> at the refit (Gram form)
     for rows, cols in _column_patterns(m):
