@@ -70,10 +70,10 @@ def splice(bp, k, S, W, val, *, exchange=5, max_iter=100, max_swaps=None, tol=1e
                 done += C
                 break
             C //= 2
-        if history is not None:
-            history.append(val)
         if not improved:
             break
+        if history is not None:
+            history.append(val)
     return W, S, val, it
 
 
