@@ -76,7 +76,7 @@ TESTS = {
                 "tests/test_fuzz_core.py"],
     "solvers": [_KILL_CORE, "tests/test_solvers.py", *_CORE, "tests/test_fuzz_core.py"],
     "selection": [_KILL_SEL, "tests/test_selection.py", "tests/test_selection_gram.py", "tests/test_fuzz_inputs.py",
-                  *_CORE, "tests/test_fuzz_core.py"],
+                  *_CORE, "tests/test_bnb.py", "tests/test_fuzz_core.py"],
     "bnb": ["tests/test_bnb.py", _KILL_SEL, "tests/test_selection.py", *_CORE],
     "sequential_obs": ["tests/test_mutation_killers_oneshot.py", "tests/test_sequential_obs.py",
                        "tests/test_bad_input.py"],
