@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from nn_bridge.nm.flops import count_params_flops
+from nn_bridge.flops import count_params_flops
 from nn_bridge.nm.presets import select_layers
 from nn_bridge.nm.resnet import RESNET50_PARAMS, ResNet
 
