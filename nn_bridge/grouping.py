@@ -81,6 +81,11 @@ class Grouping:
         """Units kept in every partition at ``sparsity`` (None: the pattern's own, N:M only)."""
         raise NotImplementedError
 
+    def budget(self, sparsity=None):
+        """The same budget for ``groupsparse.select(loss, self.groups(), self.budget(s))``: an int k for blocks,
+        a partition ``Budget`` for N:M."""
+        raise NotImplementedError
+
     def unit_sq_norms(self, w: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

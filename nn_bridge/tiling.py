@@ -184,6 +184,10 @@ class BlockTiling(Grouping):
         """None: one budget over all the blocks of the layer."""
         return None
 
+    def budget(self, sparsity=None) -> int:
+        """``groupsparse.select``'s budget over :meth:`groups`: k blocks of the layer."""
+        return self.keep_per_partition(sparsity)
+
     def block_sizes(self, device=None) -> torch.Tensor:
         """Number of real (non-padding) weights in each block, flat (n_blocks,)."""
         r, c = self.matrix_shape

@@ -132,6 +132,32 @@ def test_nm_partition_groups_over_the_gemm_matrix_match_the_windows(shape):
     assert g.groups().n_groups == g.n_weights and set(g.groups().sizes) == {1}
 
 
+@pytest.mark.parametrize("pattern, sparsity", [("2:4", None), ("8x8", 0.5)])
+def test_budget_drives_groupsparse_select_to_the_pattern(pattern, sparsity):
+    """groups() + budget() are what the core needs: select on the layer's Gram problem returns a support that, as a
+    unit mask through the grouping, meets the pattern; for N:M the core's partition labels are our windows."""
+    from groupsparse import GramLeastSquares, select
+    torch.manual_seed(3)
+    g = parse_pattern(pattern).grouping("l", (16, 16))  # Linear 16 -> 16: GEMM matrix 16 x 16
+    p, K = g.matrix_shape
+    X = torch.randn(64, p, dtype=torch.float64)
+    H = X.t() @ X / 64 + 1e-3 * torch.eye(p, dtype=torch.float64)
+    M = torch.randn(p, K, dtype=torch.float64)
+    budget = g.budget(sparsity)
+    sol = select(GramLeastSquares(H.numpy(), (H @ M).numpy()), g.groups(), budget, method="obs")
+    coef = torch.from_numpy(np.asarray(sol.coef).reshape(p, K))
+    w = g.from_matrix(coef)
+    assert g.violations(w, sparsity) == 0
+    if sparsity is None:
+        labels = np.asarray(budget.partition)
+        for idx in g.partition_groups().indices:  # every window is one part of the core's budget, and vice versa
+            assert len(set(labels[idx])) == 1
+        assert len(set(labels)) == g.partition_groups().n_groups
+        assert is_nm(w, 2, 4)
+    else:
+        assert budget == 2 and int((g.unit_norms(w) > 0).sum()) <= 2
+
+
 def test_block_groups_cover_the_padded_matrix():
     t = BlockTiling("l", (20, 12), 8, pad=True)
     assert t.matrix_shape == (12, 20) and t.padded_shape == (16, 24) and t.n_groups == 6

@@ -244,6 +244,11 @@ class NMGrouping(Grouping):
         p, K = self.matrix_shape
         return gemm_nm_groups(p, K, self.m)
 
+    def budget(self, sparsity=None):
+        """``groupsparse.select``'s budget over :meth:`groups`: N (or a ramp's count) kept in every window."""
+        from groupsparse.selection import Budget
+        return Budget.n_of_m(self.keep_per_partition(sparsity), self.m, self.matrix_shape)
+
 
 def topn_mask_groups(a: torch.Tensor, n: int) -> torch.Tensor:
     """Boolean mask keeping the n largest entries of each row of ``a`` (n_groups, M); ties go to the lower index."""
