@@ -175,6 +175,8 @@ def test_budget_bad_input_names_the_argument():
         select(loss, ones, nm, method="local_search", init=[0, 4, 8])  # rows 0-2 of column 0: 3 of one window
     with pytest.raises(ValueError, match="start:"):
         select(loss, ones, nm, method="local_search", start="nonsense")
+    with pytest.raises(ValueError, match="start: method 'sa' does not honour"):
+        select(loss, ones, nm, method="local_search", start="sa")
     with pytest.raises(ValueError, match="max_swaps:"):
         select(loss, ones, nm, method="local_search", max_swaps=-1)
     with pytest.raises(ValueError, match="n: must be in"):

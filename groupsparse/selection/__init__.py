@@ -186,6 +186,9 @@ def _check_options(options, n_groups, k, method, budget=None):
         if out["start"] not in METHODS or METHODS[out["start"]][2].get("start") is not None:
             raise ValueError(f"start: expected a support (group ids) or a method of {sorted(METHODS)} other than "
                              f"the local-search ones started elsewhere, got {out['start']!r}")
+        if partitioned and out["start"] not in PARTITION_METHODS:
+            raise ValueError(f"start: method {out['start']!r} does not honour a partition budget; start from one of "
+                             f"{list(PARTITION_METHODS)}")
     if partitioned and out.get("relax", 1) != 1:
         raise ValueError(f"relax: a partition budget is searched at its own size (relax=1), got {out['relax']!r}")
     if "max_iter" in out:
