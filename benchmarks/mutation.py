@@ -22,7 +22,19 @@ Per mutant, with a time limit each (a timeout counts as killed, recorded as "tim
 
  (a) ``python -m proofs_checks`` in a fast configuration (few examples, no negative controls, stop at the first
      claim that fails) on the claims related to the mutated file;
- (b) only if (a) did not kill it: the related tests (pytest -x), test_proofs_checks.py included.
+ (b) only if (a) did not kill it: every test file that exercises the mutated file (``TESTS``: its own tests, input
+     validation, reliability regressions, the fuzz suites and tests/test_mutation_killers_*.py; pytest -x), plus the
+     library-facing tests of test_proofs_checks.py.  Files no claim covers (sequential_obs.py, obs.py) go to (b)
+     directly.
+
+A check of the harness itself: an obviously fatal mutant (GroupLasso.prox_scalar returning 0) must be killed by
+step (b) alone (it is: tests/test_penalties.py::test_prox_is_global_minimiser, 6 s).  Until 4337e12 step (b)'s
+``-k`` filter kept only 9 tests of test_proofs_checks.py and none of the related files.
+
+``--recheck`` reruns survivors (and drawn mutants that never ran) with the proofs_checks/ and tests/ of a later
+commit on the same drawn library code, after a baseline of those newer checks on the unmutated drawn code (what
+already fails there, e.g. tests of features added since, is left out); the summary's ``final`` block folds the
+rechecks in, ``main_run`` is the drawn commit's own checks.
 
 Results are written after every mutant to ``--out`` (resumable: finished mutants of the same configuration are
 skipped), with the score overall, per category and for proofs_checks alone, and the surviving mutants.

@@ -106,3 +106,22 @@ def test_local_search_needs_at_least_one_swap_candidate(bad):
     loss, groups, _, _ = _instance(0)
     with pytest.raises(ValueError, match=r"^n_candidates: must be an integer >= 1"):
         gs.select(loss, groups, 3, method="local_search", n_candidates=bad)
+
+
+@pytest.mark.parametrize("method", ["local_search", "exact"])
+def test_a_short_init_is_completed_to_k_groups(method):
+    # an init of fewer than k groups (select_path's warm start) is completed to k before the swaps: the result has
+    # k groups and is, for 'exact', the enumerated optimum, for 'local_search' a 1-swap local optimum (no single
+    # swap lowers the least-squares value, by brute force)
+    loss, groups, X, y = _instance(3)
+    k, t = 3, groups.n_groups
+    best = min(_lstsq_value(X, y, groups, S) for S in combinations(range(t), k))
+    sol = gs.select(loss, groups, k, method=method, init=[0])
+    S = sorted(int(g) for g in sol.support)
+    assert len(S) == k
+    if method == "exact":
+        assert sol.objective == pytest.approx(best, rel=1e-9, abs=1e-12)
+    else:
+        v = _lstsq_value(X, y, groups, S)
+        swaps = [sorted(set(S) - {i} | {j}) for i in S for j in range(t) if j not in S]
+        assert min(_lstsq_value(X, y, groups, T) for T in swaps) >= v - 1e-9 * abs(v)
