@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.bench_nm_common import banner, update_results
-from nn_bridge.nm import make_nm_pruner
+from nn_bridge.pruners import make_pruner
 from nn_bridge.nm.digits import DigitsCNN, load_digits_split
 
 VARIANTS = {
@@ -41,7 +41,7 @@ def _setup(name, model_fn, pattern, layers):
     pr = None
     if spec is not None:
         meth, kw = spec
-        pr = make_nm_pruner(meth, model, pattern, layers=layers, **kw)
+        pr = make_pruner(meth, model, pattern=pattern, layers=layers, **kw)
     return model, pr
 
 
@@ -97,7 +97,7 @@ def gpu_overhead(steps, pattern="2:4"):
         pr = None
         if VARIANTS[k] is not None:
             meth, kw = VARIANTS[k]
-            pr = make_nm_pruner(meth, model, pattern, layers="maxq", **kw)
+            pr = make_pruner(meth, model, pattern=pattern, layers="maxq", **kw)
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
         for i in range(steps + 10):

@@ -13,7 +13,7 @@ import argparse
 import torch
 
 from benchmarks.bench_nm_common import banner, update_results
-from nn_bridge.nm.flops import count_params_flops
+from nn_bridge.flops import count_params_flops
 from nn_bridge.nm.presets import select_layers
 from nn_bridge.nm.resnet import resnet50
 

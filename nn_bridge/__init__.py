@@ -9,7 +9,7 @@ stack for both patterns.
 * ``pruners``  -- one training-time base, ``Pruner``; methods magnitude, powerprop, acdc, sapp, asp, srste, maxq in
   one registry ``PRUNERS`` (``make_pruner(method, model, sparsity, pattern=...)``);
 * ``oneshot``  -- one-shot pruning from calibration data, layer by layer, on the Gram-form least-squares problem;
-* ``export``   -- finalized Linear layers to torch BSR tensors;
+* ``export``   -- finalized layers to torch BSR / 2:4 semi-structured modules, sparse state files (BSR, N:M compressed);
 * ``pruned``   -- ``oneshot_prune(model, batches, "16x16" | "2:4", ...)``: one entry point for both patterns, whose
   result saves the pruned model with a report (``result.save(dir)``, ``load_pruned(dir)``); ``userload`` /
   ``calibdata`` / ``compare`` read the user's model and data files and compare dense vs pruned;
@@ -21,13 +21,14 @@ from .tiling import BlockPattern, BlockTiling, LayerTiling, find_prunable, alloc
 from .masking import Mask, PowerPropMask, AttentionMask, BlockMask, BlockPowerProp, BlockAttention
 from .pruners import (Pruner, ScheduledPruner, BlockPruner, MagnitudePruner, PowerPropPruner, ACDCPruner,
                       SAPPPruner, ASPPruner, SRSTEPruner, MaxQPruner, make_pruner, PRUNERS)
-from .report import SparsityReport, measure
-from .export import BSRLinear, to_bsr_linear, export_bsr
+from .report import SparsityReport, measure, measure_weights
+from .export import BSRLinear, to_bsr_linear, export_bsr, export_model, export_state_dict, load_exported_state
 from .pruned import oneshot_prune, PrunedResult, load_pruned
 
 __all__ = ["Grouping", "parse_pattern", "find_layers", "BlockPattern", "BlockTiling", "LayerTiling", "find_prunable",
            "allocate_keep", "Mask", "PowerPropMask", "AttentionMask", "BlockMask", "BlockPowerProp", "BlockAttention",
            "Pruner", "ScheduledPruner", "BlockPruner", "MagnitudePruner", "PowerPropPruner", "ACDCPruner",
            "SAPPPruner", "ASPPruner", "SRSTEPruner", "MaxQPruner", "make_pruner", "PRUNERS",
-           "SparsityReport", "measure", "BSRLinear", "to_bsr_linear", "export_bsr",
+           "SparsityReport", "measure", "measure_weights", "BSRLinear", "to_bsr_linear", "export_bsr",
+           "export_model", "export_state_dict", "load_exported_state",
            "oneshot_prune", "PrunedResult", "load_pruned"]

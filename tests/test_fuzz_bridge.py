@@ -25,7 +25,8 @@ from hypothesis import strategies as st  # noqa: E402
 from conftest import Hang, examples_scale, time_limit  # noqa: E402
 from nn_bridge import make_pruner  # noqa: E402
 from nn_bridge.__main__ import main as cli  # noqa: E402
-from nn_bridge.nm import is_nm, make_nm_pruner  # noqa: E402
+from nn_bridge.nm import is_nm  # noqa: E402
+from nn_bridge.pruners import make_pruner  # noqa: E402
 from nn_bridge.nm.oneshot import nm_oneshot  # noqa: E402
 from nn_bridge.oneshot import oneshot_prune  # noqa: E402
 
@@ -190,7 +191,7 @@ def test_fuzz_nm_patterns(n, m, form, how):
     if how == "oneshot":
         call = lambda: nm_oneshot(model, [x], pattern, progress=False)  # noqa: E731
     else:
-        call = lambda: make_nm_pruner(how, model, pattern, layers="all")  # noqa: E731
+        call = lambda: make_pruner(how, model, pattern=pattern, layers="all")  # noqa: E731
     res = outcome(call, bad, r"(pattern|N:M|model|layers|layer '[^']*'): ")
     if res is None:
         return
@@ -273,7 +274,7 @@ def test_fuzz_tied_weights(ties, how):
         call = lambda: nm_oneshot(model, xs, "2:4", layers=names, progress=False)  # noqa: E731
     elif how in ("maxq", "srste", "asp"):
         kw = dict(steps_per_epoch=1, start=0, end=2) if how == "maxq" else {}
-        call = lambda: make_nm_pruner(how, model, "2:4", layers=names, **kw)  # noqa: E731
+        call = lambda: make_pruner(how, model, pattern="2:4", layers=names, **kw)  # noqa: E731
     else:
         call = lambda: make_pruner(how, model, 0.5, 8, total_steps=6, min_blocks=4)  # noqa: E731
     res = outcome(call, False, "")
@@ -309,7 +310,7 @@ def _pruner(method):
     model = _mlp()
     if method in ("maxq", "srste", "asp"):
         kw = dict(steps_per_epoch=1, start=0, end=2) if method == "maxq" else {}
-        return make_nm_pruner(method, model, "2:4", layers="all", **kw)
+        return make_pruner(method, model, pattern="2:4", layers="all", **kw)
     return make_pruner(method, model, 0.5, 8, total_steps=4, min_blocks=4)
 
 
