@@ -13,7 +13,7 @@ model and X_d reaching it in the dense model, we solve
 (the ``groupsparse.GramLeastSquares(H, Bm)`` loss, coefficients the (p, K) matrix M^ flattened row-major, the
 groups ``Groups.block_tiling(M.shape, B)``), then go to the next layer feeding the pruned activations forward.
 Targeting the *dense* output from *pruned* inputs lets each layer compensate the error of the layers before it.
-Both H and Bm get a ridge term that pulls M^ toward the dense M (``_damped``): with few calibration tokens H is
+Both H and Bm get a ridge term that pulls M^ toward the dense M (``calibration.damped``): with few calibration tokens H is
 ill-determined, and shrinking toward M, not toward 0, leaves an unpruned, undrifted layer exactly as it was.
 
 Selection (``method``):
@@ -197,7 +197,9 @@ class OneShotResult:
 
     @property
     def layer_loss(self) -> dict:
-        """Former name of ``layer_rel_error`` (the same quantity)."""
+        """Deprecated: the former name of ``layer_rel_error`` (the same quantity)."""
+        warnings.warn("OneShotResult.layer_loss is deprecated; use layer_rel_error (the same quantity)",
+                      DeprecationWarning, stacklevel=2)
         return self.layer_rel_error
 
     @property

@@ -74,7 +74,7 @@ def test_oneshot_obs_beats_baselines_and_hits_sparsity(alloc):
         if alloc == "uniform" or method != "obs":
             assert [r["kept"] for r in rep.rows] == [64, 128]
         errs[method] = float((m(x_eval).detach() - ref).pow(2).mean() / ref.pow(2).mean())
-        errs[method + "_layers"] = sum(res.layer_loss.values())
+        errs[method + "_layers"] = sum(res.layer_rel_error.values())
     assert errs["obs_layers"] <= errs["activation_refit_layers"] + 1e-9
     assert errs["activation_refit_layers"] < errs["magnitude_layers"]
     assert errs["obs"] < errs["magnitude"]
@@ -175,7 +175,7 @@ def test_block_replay_matches_prefix_reruns_on_a_tiny_bert():
         res = oneshot_prune(m, cal, 0.5, 8, method="obs", allocation="loss", row_masks=masks, min_blocks=8,
                             include=lambda n: n.startswith("encoder."), blocks=blocks, progress=False)
         res.finalize()
-        out[blocks is None] = (res.layer_sparsity, res.layer_loss,
+        out[blocks is None] = (res.layer_sparsity, res.layer_rel_error,
                                {k: v.clone() for k, v in m.state_dict().items()})
     (sp0, loss0, sd0), (sp1, loss1, sd1) = out[True], out[False]
     assert len(sp0) == 12 and sp0 == sp1

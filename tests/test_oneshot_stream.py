@@ -68,7 +68,9 @@ def test_deprecated_entry_points_warn_and_are_the_one_driver(pattern):
             rb = nm_oneshot(b, _xs(), "2:4", progress=False)
     for (n, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(wa, wb), n
-    assert ra.layer_rel_error == rb.layer_rel_error and ra.layer_loss is ra.layer_rel_error
+    assert ra.layer_rel_error == rb.layer_rel_error
+    with pytest.warns(DeprecationWarning, match="layer_rel_error"):
+        assert ra.layer_loss is ra.layer_rel_error
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
