@@ -13,7 +13,7 @@ GroupBridge, ExpMaskPenalty; ``SparseGroupLasso.prox_group``; ``CompositePenalty
 Reference: ``_refpen`` (independent scalar formulas) minimised by grid + Brent polishing (``_refpen.global_min``);
 the sparse-group lasso by cvxpy (Clarabel).  Asserted: h(library) <= h(reference) + 1e-10 * scale, the output is
 on the ray of z (radial), prox_scalar, prox_group and Problem.prox agree, and below ``prox_zero_radius`` (where the
-solvers skip zero groups) the exact prox is 0.
+solvers skip zero groups) the exact prox is 0, and that radius is 0 without a penalty (lam w = 0).
 
 Negative control: the prox with the step ignored (t = 1 inside, the true step outside) must lose to the reference.
 """
@@ -112,6 +112,12 @@ def _check(params, ignore_step=False):
         x1, m1 = global_min(h1, r1, ref.kinks(lw))
         s_opt = min(s_opt, 1e-10 - (h1(0.0) - m1) / max(h1(0.0), 1e-300))
         info["zero_radius"] = rz
+    # without a penalty (lam w = 0) the prox is the identity: it switches on at radius 0 (the solvers' vectorised
+    # call passes lam w = 0 for weight-0 entries)
+    rz0 = float(np.asarray(pen.prox_zero_radius(tt, np.array([0.0, lw])))[0])
+    if rz0 != 0.0:
+        s_opt = min(s_opt, -abs(rz0) / max(r, 1e-300) - 1.0)
+        info["zero_radius_without_penalty"] = rz0
     s_agree = 1e-12 * max(r, 1e-300) - max(abs(xs - xn), float(np.linalg.norm(np.asarray(xp) - x)), ray)
     info.update(x_lib=xn, x_scalar=xs, h_lib=h(xn), h_ref=m)
     return Outcome(min(s_opt, s_agree / max(r, 1e-300)), info)
