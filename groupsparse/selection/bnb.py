@@ -383,6 +383,7 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
     cols, Xc = None, None
     zfrac = None
     mom, ws = None, None
+    cap = np.inf  # the smallest cutoff a screening used: the bound of what screening removed
     for it in range(max_passes):
         allowed = np.flatnonzero(Fset | C)
         # full gradient on the allowed groups' columns (a column copy once the allowed set is small)
@@ -407,7 +408,7 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
             S = np.concatenate([np.flatnonzero(Fset), np.flatnonzero(C)])
             _, v, _ = refit(S)
             offer(S)
-            return [], max(v, lb_best)
+            return [], min(max(v, lb_best), cap)
         top = np.argpartition(-aC, m)[: m + 1]
         top = top[np.argsort(-aC[top], kind="stable")]
         am, am1 = aC[top[m - 1]], aC[top[m]]
@@ -415,7 +416,7 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
         lb_best = max(lb_best, lb)
         cut = cutoff()
         if lb_best >= cut:
-            return [], lb_best
+            return [], min(lb_best, cap)
         # screening from this dual point
         out = C & (lb + am - a >= cut)
         out[top[:m]] = False
@@ -423,6 +424,8 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
         tm = top[:m]
         fin[tm[lb + aC[tm] - am1 >= cut]] = True
         changed = False
+        if out.any() or fin.any():  # every solution screened away has value >= cut: the node's bound is <= cut
+            cap = min(cap, cut)
         if out.any():
             changed = True
             C &= ~out
@@ -441,7 +444,7 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
                 S = np.concatenate([np.flatnonzero(Fset), np.flatnonzero(C)]) if m > 0 else np.flatnonzero(Fset)
                 _, v, _ = refit(S)
                 offer(S)
-                return [], max(v, lb_best)
+                return [], min(max(v, lb_best), cap)
         if changed:
             mom = None  # the node changed: restart the momentum
             continue  # recompute the bound with the reduced node
@@ -472,7 +475,7 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
     pick = np.argpartition(-score, m - 1)[:m]
     offer(np.concatenate([np.flatnonzero(Fset), pick]))
     if lb_best >= cutoff():
-        return [], lb_best
+        return [], min(lb_best, cap)
     # branch on the most fractional free group (else the free group of largest relaxed norm)
     frac = np.where(C, np.minimum(zfrac, 1.0 - zfrac), -1.0) if zfrac is not None else np.full(G, -1.0)
     g = int(np.argmax(frac)) if frac.max() > 1e-6 else int(np.argmax(np.where(C, t + 1e-12 * a, -np.inf)))
@@ -486,4 +489,4 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
     bo[rx.idx[g]] = 0.0
     nzo = np.flatnonzero(bo)
     child_out = _Node(lb_best, d, Fin, C2.copy(), nzo, bo[nzo], b0)
-    return [child_in, child_out], lb_best
+    return [child_in, child_out], min(lb_best, cap)
