@@ -128,3 +128,14 @@ def test_newton_bad_input_is_named():
         select(gs.Multinomial(X, y), groups, 2, method="newton")
     with pytest.raises(ValueError, match="loss: method='newton'"):
         select(gs.LeastSquares(X, X[:, 0]), groups, 2, method="newton")
+
+
+def test_newton_sparse_X_same_answer():
+    import scipy.sparse as sp
+    X, loss, groups = _instance(4, 80, [2, 3, 1, 2, 2, 3, 2, 1, 2, 2], 3)
+    X = np.where(np.abs(X) < 0.5, 0.0, X)  # a real sparsity pattern
+    y = loss.Y[:, 0]
+    dense = select(gs.Logistic(X, y, fit_intercept=True), groups, 3, method="newton")
+    sparse = select(gs.Logistic(sp.csr_matrix(X), y, fit_intercept=True), groups, 3, method="newton")
+    np.testing.assert_array_equal(dense.support, sparse.support)
+    assert sparse.objective == pytest.approx(dense.objective, rel=1e-9)
