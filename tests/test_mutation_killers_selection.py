@@ -125,3 +125,30 @@ def test_a_short_init_is_completed_to_k_groups(method):
         v = _lstsq_value(X, y, groups, S)
         swaps = [sorted(set(S) - {i} | {j}) for i in S for j in range(t) if j not in S]
         assert min(_lstsq_value(X, y, groups, T) for T in swaps) >= v - 1e-9 * abs(v)
+
+
+def test_second_order_scores_of_non_rectangular_groups():
+    # two outputs and groups that are not rows x outputs rectangles: the scores fall back to the scalar curvature
+    # bound L_g = lambda_max(X_r^T X_r / n) over the group's feature rows r: forward = 1/2 ||d_g||^2 / L_g (loss
+    # decrease of a gradient step 1/L_g), backward = 1/2 L_g ||w_g||^2
+    from groupsparse.selection import BudgetProblem
+    rng = np.random.default_rng(0)
+    n, p, K = 40, 5, 2
+    X = rng.standard_normal((n, p)) * rng.uniform(0.5, 2.0, p)
+    Y = rng.standard_normal((n, K))
+    # flat index j * K + k; {0, 3}: (feature 0, out 0) and (feature 1, out 1) is not a rectangle
+    idx = [[0, 3], [1, 2], [4, 5, 6], [7, 8, 9]]
+    groups = gs.Groups.from_indices([np.array(i) for i in idx], p * K)
+    bp = BudgetProblem(gs.LeastSquares(X, Y), groups)
+    assert not bp.rect
+    W = bp.zeros()
+    D = np.asarray(bp.grad(W), float).ravel()[: p * K]
+    fwd = bp.forward(bp.grad(W))
+    Wr = np.asarray(W, float).copy()
+    Wr.ravel()[: p * K] = rng.standard_normal(p * K)
+    bwd = bp.backward(Wr)
+    for g, ii in enumerate(idx):
+        r = np.unique(np.array(ii) // K)
+        L = np.linalg.eigvalsh(X[:, r].T @ X[:, r] / n)[-1]
+        assert fwd[g] == pytest.approx(0.5 * np.sum(D[ii] ** 2) / L, rel=1e-9)
+        assert bwd[g] == pytest.approx(0.5 * L * np.sum(Wr.ravel()[ii] ** 2), rel=1e-9)
