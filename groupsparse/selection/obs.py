@@ -239,7 +239,7 @@ def obs_keep(H, Bm, block: int, n_remove: int, n_steps=None):
     return xp.asarray(keep, device=_device(H))
 
 
-def obs_keep_parts(H, Bm, block: int, part, quota, chunk_bytes: float = 2e8):
+def obs_keep_parts(H, Bm, block: int, part, quota, chunk_bytes: float = 5e8):
     """Keep mask (R, C) of the B x B blocks under a partition budget: every column block runs its own OBS path
     (``obs_paths`` with ``part`` (R, C) host ints, the part of each block, every part inside one column block, and
     ``quota`` the removals of each part); column blocks are independent here, so they run in chunks whose stacked
