@@ -466,7 +466,9 @@ def _scores(recs, explained):
     surv = [r for r in recs if r["status"] == "survived"]
     return dict(
         overall=score(recs),
-        overall_excluding_equivalent=score([r for r in recs if r["uid"] not in explained]),
+        # an explanation counts only while the mutant survives (a later check that kills it proves it was not)
+        overall_excluding_equivalent=score([r for r in recs if not (r["status"] == "survived" and
+                                                                    r["uid"] in explained)]),
         proofs_checks_alone=pc_score(recs),
         per_category={c: dict(combined=score([r for r in recs if r["category"] == c]),
                               proofs_checks_alone=pc_score([r for r in recs if r["category"] == c]))
@@ -554,14 +556,18 @@ def main(argv=None):
 
     def save():
         state["summary"] = summarize(state["mutants"], explained, state.get("rechecked"))
-        # the survivors of the main run, with the recheck's verdict where there is one
+        # the final survivors (rechecks folded in), each with its explanation (equivalent) or note; and the main
+        # run's survivors that a recheck killed, with what killed them
+        rechecked = state.get("rechecked") or {}
         state["survivors"] = [dict(uid=r["uid"], file=r["file"], line=r["line"], function=r["function"],
                                    operator=r["operator"], category=r["category"], original=r["original"],
                                    mutated=r["mutated"], equivalent=explained.get(r["uid"]),
-                                   recheck=(state.get("rechecked") or {}).get(r["uid"], {}).get("status"),
-                                   recheck_killed_by=(state.get("rechecked") or {}).get(r["uid"], {}).get("killed_by"),
-                                   note=state["notes"].get(r["uid"]))
-                              for r in state["mutants"] if r["status"] == "survived"]
+                                   rechecked_with=r.get("checks_commit"), note=state["notes"].get(r["uid"]))
+                              for r in effective(state["mutants"], rechecked) if r["status"] == "survived"]
+        state["killed_on_recheck"] = [
+            dict(uid=u, file=v["file"], line=v["line"], killed_by=v.get("killed_by"), checks_commit=v.get("checks_commit"),
+                 first_failure=(v.get("tests") or v["proofs_checks"]).get("first_failure", ""))
+            for u, v in rechecked.items() if v["status"] in ("killed", "timeout")]
         state["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(state, indent=1))
