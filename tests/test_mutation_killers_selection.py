@@ -153,3 +153,23 @@ def test_second_order_scores_of_non_rectangular_groups():
         L = np.linalg.eigvalsh(X[:, r].T @ X[:, r] / n)[-1]
         assert fwd[g] == pytest.approx(0.5 * np.sum(D[ii] ** 2) / L, rel=1e-9)
         assert bwd[g] == pytest.approx(0.5 * L * np.sum(Wr.ravel()[ii] ** 2), rel=1e-9)
+
+
+@pytest.mark.parametrize("sparsification_steps", [1, 3])
+def test_sa_pp_trains_for_the_steps_it_reports(sparsification_steps, monkeypatch):
+    # SequentialAttention++ (Algorithm 1): one dense phase of dense_steps gradient steps, then one step per point of
+    # the sparsification schedule; the returned n_iter = n_cycles (dense_steps + sparsification_steps) is the
+    # number of gradient steps actually taken
+    att = importlib.import_module("groupsparse.selection.attention")
+    taken = []
+    real = att._train
+
+    def counting(bp, beta, logits, fixed, active, steps, *a, **kw):
+        taken.append(int(steps))
+        return real(bp, beta, logits, fixed, active, steps, *a, **kw)
+
+    monkeypatch.setattr(att, "_train", counting)
+    loss, groups, _, _ = _instance(1)
+    sol = gs.select(loss, groups, 3, method="sa++", dense_steps=4, sparsification_steps=sparsification_steps,
+                    n_cycles=2)
+    assert sum(taken) == sol.n_iter == 2 * (4 + sparsification_steps)
