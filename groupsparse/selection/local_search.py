@@ -172,9 +172,12 @@ def _evaluate(bp, Hn, Bn, pos, Phi, items):
     if ridge:
         GA = GA + xp.asarray(np.where(A < p, ridge, 0.0), dtype=xp.float64, device=dev)[:, :, None] * \
             xp.eye(a, dtype=xp.float64, device=dev)
-    Lc, ok = _cholesky_ok(xp, GA)
-    eye_a = xp.eye(a, dtype=xp.float64, device=dev)
-    Ginv = xp.linalg.inv(xp.where(asx(ok)[:, None, None], GA, eye_a))
+    Lc, ok = _cholesky_ok(xp, GA)  # failed factors come back as identities
+    if hasattr(Lc, "detach"):  # torch: from the factor (its batched LU inverse fails at some sizes: torch 2.13, MKL)
+        import torch
+        Ginv = torch.cholesky_inverse(Lc)
+    else:
+        Ginv = xp.linalg.inv(xp.where(asx(ok)[:, None, None], GA, xp.eye(a, dtype=xp.float64, device=dev)))
     beta = Ginv @ Bn[Ax[:, :, None], colx[:, None, :]]                      # (n, a, nc)
     HgA = Hn[Crx[:, :, None], Ax[:, None, :]]                                 # (n, U r, a)
     rg = Bn[Crx[:, :, None], colx[:, None, :]] - HgA @ beta                   # (n, U r, nc): -gradient
