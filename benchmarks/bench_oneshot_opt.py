@@ -80,6 +80,8 @@ def main(argv=None):
     ap.add_argument("--refit-iters", type=int, default=None,
                     help="seqobs: CG iterations on the support (default: the bridge's SEQOBS_OPTIONS, 20; 0 = the "
                          "sweep alone)")
+    ap.add_argument("--solver-dtype", default=None, choices=["float32", "float64"],
+                    help="the seqobs solve's dtype (default float64, the bridge's; float32 halves its memory)")
     ap.add_argument("--device", default=None, help="where the layer solves run (the model stays on the CPU)")
     ap.add_argument("--out", default=OUT)
     a = ap.parse_args(argv)
@@ -105,6 +107,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     res = solve_layers(model, batches(), "16x16", a.sparsity, method=a.method, run=_run_no_cache, blocks=blocks,
                        include=lambda n: n.startswith(prefixes), device=a.device, progress=False,
+                       solver_dtype=None if a.solver_dtype is None else getattr(torch, a.solver_dtype),
                        **({} if a.refit_iters is None else {"refit_iters": a.refit_iters}))
     wall = time.perf_counter() - t0
     per_block = {}
@@ -113,7 +116,8 @@ def main(argv=None):
         per_block[b] = per_block.get(b, 0.0) + s
     out = {"config": {"hidden": a.hidden, "layers": a.layers, "ffn": a.ffn, "heads": a.heads, "vocab": 50272,
                       "dtype": "float32", "pruned_layers": n_prune, "pattern": "16x16", "sparsity": a.sparsity,
-                      "method": a.method, "refit_iters": a.refit_iters, "seqs": a.seqs, "seq_len": a.seq_len, "batch": a.batch,
+                      "method": a.method, "refit_iters": a.refit_iters,
+                      "solver_dtype": a.solver_dtype or "float64", "seqs": a.seqs, "seq_len": a.seq_len, "batch": a.batch,
                       "tokens": a.seqs * a.seq_len, "device": a.device or "cpu"},
            "command": "python -m benchmarks.bench_oneshot_opt " + " ".join(sys.argv[1:] if argv is None else argv),
            "model_gb": round(size_gb, 3), "rss_after_build_gb": round(rss_model, 3), "build_seconds": round(build_s, 1),

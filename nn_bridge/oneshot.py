@@ -263,6 +263,7 @@ def _solve_nm(H, Hd, Bm, Md, pat, method, dev, dtype, solver_kw):
     sc = pow2_scale(float(Hd.diagonal().mean()))
     Hs = (H if method in _SINGLE_WEIGHT else Hd) / sc  # SparseGPT / Wanda: the raw Gram (they damp it themselves)
     dv = dev or Hd.device
+    dtype = dtype or torch.float32
     beta, keep, _ = solve_nm_layer(Hs.to(dv, dtype), (Bm / sc).to(dv, dtype), pat.n, pat.m, method=method,
                                    Md=Md.to(dv, dtype), **solver_kw)
     return keep, beta
@@ -270,8 +271,11 @@ def _solve_nm(H, Hd, Bm, Md, pat, method, dev, dtype, solver_kw):
 
 def _rel_error(Mh, Hd, d, Bm, den):
     """||X_d M - X_p M^||^2 / ||X_d M||^2 from the Grams (all / n): den - 2 <M^, C M> + <M^, H M^>, den =
-    ||X_d M||^2 / n, H = Hd - d I (float64; accurate to the float32 Gram products' rounding, clipped at 0)."""
-    num = den - 2.0 * float((Mh * Bm).sum()) + float((Mh * (Hd @ Mh)).sum()) - d * float(Mh.pow(2).sum())
+    ||X_d M||^2 / n, H = Hd - d I (in Hd's dtype, summed in float64; accurate to the float32 Gram products'
+    rounding, clipped at 0)."""
+    Mq = Mh.to(Hd.dtype)
+    quad = float((Mq * (Hd @ Mq)).double().sum())
+    num = den - 2.0 * float((Mh * Bm).sum()) + quad - d * float(Mh.pow(2).sum())
     return max(num, 0.0) / max(den, 1e-30)
 
 
@@ -330,7 +334,7 @@ def _allocate(model, layers, s, allocation, max_layer_sparsity, make_streams, da
 def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=None, allocation="uniform",
                  run=None, row_masks=None, min_blocks: int = 100, pad: bool = False, include=None, damp: float = 0.01,
                  max_layer_sparsity: float = 0.9, blocks=None, refine_steps: int = 0, refine_lr: float = 1e-3,
-                 refine_val: int = 0, keep=None, max_memory=None, device=None, solver_dtype=torch.float32,
+                 refine_val: int = 0, keep=None, max_memory=None, device=None, solver_dtype=None,
                  progress: bool = True, **solver_kw) -> OneShotResult:
     """The one-shot driver for every pattern: prune ``model`` in place from calibration ``batches``, layer by layer
     in forward order (see the module docstring).  ``nn_bridge.oneshot_prune`` (``pruned.py``) wraps it with layer
@@ -361,7 +365,8 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
     ``max_memory``: bytes a layer solve may use ('obs' falls back to 'seqobs' where it does not fit,
     ``result.layer_method``; a layer too large for any method is an error before any work).  ``device``: run the
     layer solves there (e.g. 'cuda' for a model on the CPU; the model and its activations stay where they are).
-    ``solver_dtype`` (N:M): the layer solver's dtype (Grams are float64); other keywords go to the layer solver:
+    ``solver_dtype``: the layer solver's dtype (Grams are float64): N:M default float32; block patterns: float64
+    unless given ('seqobs' only; float32 halves its 3 p^2 working memory); other keywords go to the layer solver:
     ``nm.oneshot.solve_nm_layer`` (N:M), or ``sequential_obs.seqobs`` over ``SEQOBS_OPTIONS`` (block 'seqobs',
     e.g. ``refit_iters=0`` for the sweep alone).
 
@@ -502,6 +507,11 @@ def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_m
                 Hu, Bd, d = damped(H, Bm, Md, damp, t.name, inplace=m_run not in _SINGLE_WEIGHT and not gram.holds(H))
                 if block:
                     Hd, Bp = _pad_problem(Hu, Bd, t)
+                    if solver_dtype is not None and m_run == "seqobs":  # e.g. float32: half the solve's memory
+                        Hd, Bp = Hd.to(solver_dtype), Bp.to(solver_dtype)
+                        if Hu is H and not gram.holds(H):  # the float64 H goes (the error uses the solver's copy)
+                            Hu = Hd[:Hu.shape[0], :Hu.shape[0]]
+                            H = None
                     fixed = None if keep is None else keep[t.name]
                     kept, Mhat = _solve_block(H, Hd, Bp, _pad_matrix(Md, t), t, r, m_run, fixed, dev, solver_kw)
                     del Hd, Bp
