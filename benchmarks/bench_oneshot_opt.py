@@ -9,7 +9,7 @@ embedding and stays dense) with ``--method`` (default ``seqobs``, the scalable s
 the decoder layers are replayed one at a time on cached layer inputs (``calibration.BlockStreams``), one dense copy
 of the current layer at a time, never a copy of the model.  The run stops after the last pruned decoder layer.
 
-Reported (``--out``, JSON): model size (parameter bytes), RSS after building the model, peak RSS of the process
+Reported (``--out``, JSON, runs accumulate under "runs"): model size (parameter bytes), RSS after building the model, peak RSS of the process
 (``getrusage`` ru_maxrss: everything, model included), wall time of the pruning split into forward passes / Gram
 products / solves, per pruned decoder layer wall time, each layer's relative calibration error, and the
 extrapolation to all 24 layers and to 128 x 512 tokens (``extrapolate``: solves do not depend on the token count;
@@ -129,10 +129,15 @@ def main(argv=None):
            "load_avg": os.getloadavg(), "threads": torch.get_num_threads()}
     out["extrapolation"] = extrapolate(res.seconds, n_prune, 24, a.seqs * a.seq_len)
     print(json.dumps({k: v for k, v in out.items() if k != "layer_rel_error"}, indent=1))
-    if a.out:
+    if a.out:  # runs accumulate: {"runs": [...]}
         os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+        runs = []
+        if os.path.exists(a.out):
+            with open(a.out) as f:
+                old = json.load(f)
+            runs = old.get("runs", [old])
         with open(a.out, "w") as f:
-            json.dump(out, f, indent=1)
+            json.dump({"runs": runs + [out]}, f, indent=1)
     return out
 
 
