@@ -64,6 +64,29 @@ def test_layer_solver_vs_brute_force(n, m):
     assert objs["iht"] - opt <= 0.25 * (objs["magnitude"] - opt)
 
 
+@pytest.mark.parametrize("n,m,seed", [(2, 4, 0), (1, 4, 1), (2, 4, 2)])
+def test_obs_local_search_is_a_single_swap_optimum(n, m, seed):
+    """'obs+local_search' (the core's select under Budget.n_of_m): never above 'obs', exactly N of every M, and no
+    single swap inside a window (one kept weight for one dropped one, then the exact refit) lowers the objective."""
+    p, K = 12, 2
+    H, Bm, Wd, c = _problem(p, K, seed=seed)
+    _, _, base = solve_nm_layer(H, Bm, n, m, method="obs", c=c)
+    beta, keep, info = solve_nm_layer(H, Bm, n, m, method="obs+local_search", c=c)
+    assert bool((keep.reshape(-1, m, K).sum(1) == n).all())
+    assert info["objective"] <= base["objective"] + 1e-12 * abs(c)
+    assert info["objective"] >= _brute(H, Bm, n, m) + c - 1e-9 * abs(c)
+
+    def value(kp):
+        b = gram_refit(H, Bm, kp)
+        return 0.5 * float((b * (H @ b)).sum()) - float((b * Bm).sum()) + c
+    for j, k in itertools.product(range(p // m), range(K)):
+        rows = range(j * m, (j + 1) * m)
+        for i_out, i_in in itertools.product([i for i in rows if keep[i, k]], [i for i in rows if not keep[i, k]]):
+            kp = keep.clone()
+            kp[i_out, k], kp[i_in, k] = False, True
+            assert value(kp) >= info["objective"] - 1e-9 * abs(c)
+
+
 def test_projection_matches_groups_definition():
     torch.manual_seed(0)
     p, K, m = 8, 5, 4

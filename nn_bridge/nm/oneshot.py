@@ -52,7 +52,7 @@ from .groups import NMPattern
 __all__ = ["nm_oneshot", "solve_nm_layer", "project_nm", "gram_nm_groups", "NMOneShotResult",
            "ONESHOT_METHODS"]
 
-ONESHOT_METHODS = ("magnitude", "magnitude_refit", "obs", "iht", "seqobs", "sparsegpt", "wanda")
+ONESHOT_METHODS = ("magnitude", "magnitude_refit", "obs", "iht", "obs+local_search", "seqobs", "sparsegpt", "wanda")
 _SEQUENTIAL = ("seqobs", "sparsegpt", "wanda")  # groupsparse.selection.sequential_obs; the last two take the raw H
 
 
@@ -75,10 +75,13 @@ def project_nm(beta: torch.Tensor, n: int, m: int, score: torch.Tensor | None = 
 
 @torch.no_grad()
 def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: float = 0.0, rounds: int = 3,
-                   iters: int = 30):
+                   iters: int = 30, max_time: float = 60.0, max_swaps=None):
     """Solve one layer's N:M Gram problem; returns (beta, keep, info) with info['objective'] (GramLeastSquares).
 
     ``Md`` (the dense matrix) is needed for the magnitude methods.  H must be positive definite (damped).
+    'obs+local_search': the 'obs' support, then ``groupsparse.select(method='local_search')`` under
+    ``Budget.n_of_m`` (exact swaps inside the windows while the loss falls), bounded by ``max_time`` seconds /
+    ``max_swaps`` per layer.
     """
     if method not in ONESHOT_METHODS:
         raise ValueError(f"method: expected one of {ONESHOT_METHODS}, got {method!r}")
@@ -125,6 +128,20 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
                 best = (v, b, kp)
             else:
                 break
+    elif method == "obs+local_search":
+        from groupsparse import Budget, select
+        start = np.flatnonzero(keep.reshape(-1).cpu().numpy())  # group i*K + k is weight (i, k)
+        caps = {"max_time": max_time, **({} if max_swaps is None else {"max_swaps": max_swaps})}
+        sol = select(loss, Groups.block_tiling((p, K), 1), Budget.n_of_m(n, m, (p, K)), method="local_search",
+                     start=start, **caps)
+        kp = torch.zeros(p * K, dtype=torch.bool, device=Bm.device)
+        kp[torch.as_tensor(sol.support, device=Bm.device)] = True
+        kp = kp.reshape(p, K)
+        b = gram_refit(H, Bm, kp)
+        v = value(b)
+        hist.append(v)
+        if v < best[0]:
+            best = (v, b, kp)
     return best[1], best[2], {"objective": best[0], "history": hist}
 
 
