@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ._cli_common import ArgumentParser, fraction_in_0_1, nonneg_float, positive_int, run_cli
+from ._cli_common import ArgumentParser, fraction_in_0_1, nonneg_float, pattern_arg, positive_int, run_cli
 from .oneshot import solve_device
 
 __all__ = ["main", "build_parser"]
@@ -35,7 +35,7 @@ def build_parser():
     ap.add_argument("--arch", default=None, help="module:function building the architecture of a weights file")
     ap.add_argument("--calib", required=True, help=".txt (one sample a line), .pt/.npz tensors, or an image folder")
     ap.add_argument("--eval", default=None, help="evaluation data in the --calib format (report: dense vs pruned)")
-    ap.add_argument("--pattern", required=True, help="BxB blocks (e.g. 16x16) or N:M (e.g. 2:4)")
+    ap.add_argument("--pattern", required=True, type=pattern_arg, help="BxB blocks (e.g. 16x16) or N:M (e.g. 2:4)")
     ap.add_argument("--sparsity", type=fraction_in_0_1, default=None,
                     help="fraction of blocks removed (block patterns; N:M fixes it)")
     ap.add_argument("--method", default=None,
@@ -63,6 +63,7 @@ def build_parser():
 
 def _main(argv) -> int:
     a = build_parser().parse_args(argv)
+    a.pattern = str(a.pattern)  # parsed (errors name --pattern); the drivers take the canonical spelling
     from . import calibdata, pruned, userload
     from .oneshot import METHODS as BLOCK_METHODS
     from .nm.oneshot import ONESHOT_METHODS as NM_METHODS
