@@ -40,6 +40,9 @@ def main(argv=None):
     ap.add_argument("--no-blocks", dest="blocks", action="store_false",
                     help="re-run the model prefix per layer instead of replaying one cached encoder layer")
     ap.add_argument("--rounds", type=int, default=1, help="IHT + refit rounds of the 'iht' method")
+    ap.add_argument("--ls-max-time", type=float, default=60.0,
+                    help="seconds of swaps per layer for 'obs+local_search'")
+    ap.add_argument("--tag", default="", help="suffix of the results key (keeps earlier rows in results/nm.json)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     info = banner()
@@ -59,7 +62,8 @@ def main(argv=None):
         res = solve_layers(model, cal, a.pattern, method=meth, include=lambda n: n.startswith("encoder."),
                            row_masks=masks, progress=False,
                            blocks=[f"encoder.layer.{i}" for i in range(6)] if a.blocks else None,
-                           **({"rounds": a.rounds} if meth == "iht" else {}))
+                           **({"rounds": a.rounds} if meth == "iht" else
+                              {"max_time": a.ls_max_time} if meth == "obs+local_search" else {}))
         secs = time.perf_counter() - t0
         rep = res.report()
         assert rep["exact_nm"] and rep["n_layers"] == 36
@@ -73,7 +77,9 @@ def main(argv=None):
     print("\n| method | mean cosine (pruned vs dense) | mean layer rel. error | time (s) |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['method']} | {r['cosine']:.4f} | {r['mean_layer_rel_error']:.4f} | {r['seconds']:.0f} |")
-    update_results("minilm_oneshot_" + a.pattern.replace(":", "of"), {"info": info, "pattern": a.pattern, "rows": rows})
+    info.update(ls_max_time=a.ls_max_time)
+    update_results("minilm_oneshot_" + a.pattern.replace(":", "of") + a.tag,
+                   {"info": info, "pattern": a.pattern, "rows": rows})
 
 
 if __name__ == "__main__":
