@@ -47,7 +47,7 @@ from torch import nn
 from groupsparse import GramLeastSquares, Groups
 from groupsparse.selection.obs import gram_refit
 
-from .groups import NMPattern
+from .groups import NMPattern, gemm_nm_groups
 
 __all__ = ["nm_oneshot", "solve_nm_layer", "project_nm", "gram_nm_groups", "NMOneShotResult",
            "ONESHOT_METHODS"]
@@ -56,12 +56,7 @@ ONESHOT_METHODS = ("magnitude", "magnitude_refit", "obs", "iht", "obs+local_sear
 _SEQUENTIAL = ("seqobs", "sparsegpt", "wanda")  # groupsparse.selection.sequential_obs; the last two take the raw H
 
 
-def gram_nm_groups(p: int, K: int, m: int) -> Groups:
-    """The N:M groups of a (p, K) coefficient matrix flattened row-major (index i*K + k): group (j, k) holds rows
-    j*M..j*M+M-1 of column k.  The definition the reshape-based projection below is tested against."""
-    i = np.arange(p).reshape(p // m, 1, m)
-    k = np.arange(K).reshape(1, K, 1)
-    return Groups.from_indices(list((i * K + k).reshape(-1, m)), p * K)
+gram_nm_groups = gemm_nm_groups  # its older name here: the windows the projection below is tested against
 
 
 def project_nm(beta: torch.Tensor, n: int, m: int, score: torch.Tensor | None = None):
