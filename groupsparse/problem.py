@@ -48,6 +48,71 @@ class Solution:
                 f"{self.certificate_kind}={self.certificate:.3g}, converged={self.converged}, n_iter={self.n_iter})")
 
 
+def _row_layout(g: Groups, K: int):
+    """Per group: its rows of W (``_Rows``) and ``sel``, None when the group takes whole rows, else a
+    (n_rows_g, K) bool mask of its entries within them (``_Selections``).  Vectorised over the groups and built
+    lazily per group (N:M layouts have p*K one-entry groups): the indices are sorted within a group, so the row
+    ids of each group's slice of ``g.order`` are nondecreasing.  Also returns whether every group takes whole
+    rows."""
+    first, stop = g.indptr[:-1], g.indptr[1:]
+    r = g.order // K
+    new_row = np.ones(r.size, dtype=np.int64)
+    new_row[1:] = r[1:] != r[:-1]
+    new_row[first] = 1
+    n_rows = np.add.reduceat(new_row, first)
+    whole = (stop - first) == n_rows * K
+    rows = _Rows(r, first, stop, n_rows)
+    return rows, _Selections(g, K, rows, whole), bool(whole.all())
+
+
+class _Sequence:
+    """Read-only sequence of per-group items, each built by ``_item`` (and kept) when first asked for."""
+
+    def __len__(self):
+        return self._n
+
+    def __iter__(self):
+        return (self[i] for i in range(self._n))
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        i = range(self._n)[i]  # bounds and negative ids as a list's
+        out = self._cache.get(i)
+        if out is None and i not in self._cache:
+            out = self._cache[i] = self._item(i)
+        return out
+
+
+class _Rows(_Sequence):
+    """Rows of W of each group: ``slice(start, stop)`` when contiguous, else the sorted row ids."""
+
+    def __init__(self, r, first, stop, n_rows):
+        self.start, self.stop = r[first], r[stop - 1] + 1
+        self.contiguous = self.stop - self.start == n_rows
+        self.all_contiguous = bool(self.contiguous.all())
+        self._r, self._first, self._end, self._n, self._cache = r, first, stop, first.size, {}
+
+    def _item(self, i):
+        if self.contiguous[i]:
+            return slice(int(self.start[i]), int(self.stop[i]))
+        return np.unique(self._r[self._first[i]:self._end[i]])
+
+
+class _Selections(_Sequence):
+    def __init__(self, g: Groups, K: int, rows: _Rows, whole):
+        self._g, self._K, self._rows, self._whole, self._n, self._cache = g, K, rows, whole, whole.size, {}
+
+    def _item(self, i):
+        if self._whole[i]:
+            return None
+        idx, r = self._g.indices[i], self._rows[i]
+        r = np.arange(r.start, r.stop) if isinstance(r, slice) else r
+        m = np.zeros((r.size, self._K), dtype=bool)
+        m[np.searchsorted(r, idx // self._K), idx % self._K] = True
+        return m
+
+
 class Problem:
     """Internal layout: coefficient matrix W of shape (n_rows, K) with n_rows = p (+1 intercept row)."""
 
@@ -71,18 +136,7 @@ class Problem:
         g = self.groups
         self.weights = np.asarray(g.weights, float)
         self.penalized = self.weights > 0
-        self.rows, self.sel = [], []
-        for idx in g.indices:
-            r = idx if K == 1 else np.unique(idx // K)  # indices are sorted within a group
-            rows = slice(int(r[0]), int(r[-1]) + 1) if r[-1] - r[0] + 1 == r.size else r
-            if idx.size == r.size * K:
-                sel = None
-            else:
-                m = np.zeros((r.size, K), dtype=bool)
-                m[np.searchsorted(r, idx // K), idx % K] = True
-                sel = m
-            self.rows.append(rows)
-            self.sel.append(sel)
+        self.rows, self.sel, self.whole_rows = _row_layout(g, K)
         self._lips = np.full(g.n_groups, np.nan)
         pen = penalty
         # lam = 0 or no penalized group: the problem is the loss alone (the dual scale would be 0, the gap useless)

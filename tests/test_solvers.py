@@ -298,3 +298,48 @@ def test_jit_epoch_kernel_matches_numpy_epoch(monkeypatch):
     monkeypatch.setattr(_jit, "group_lasso_epoch", None)
     b = gs.solve(loss, gs.GroupLasso(0.05), groups, tol=1e-12)
     np.testing.assert_allclose(a.coef, b.coef, atol=1e-9)
+
+
+def _layout_by_group(groups, K):
+    """The per-group definition of Problem's row layout: rows of W (a slice when contiguous) and the mask of the
+    group's entries within them (None for whole rows)."""
+    rows, sel = [], []
+    for idx in groups.indices:
+        r = np.unique(idx // K)
+        rows.append(slice(int(r[0]), int(r[-1]) + 1) if r[-1] - r[0] + 1 == r.size else r)
+        m = np.zeros((r.size, K), dtype=bool)
+        m[np.searchsorted(r, idx // K), idx % K] = True
+        sel.append(None if m.all() else m)
+    return rows, sel
+
+
+@pytest.mark.parametrize("K", [1, 2, 3])
+def test_problem_row_layout_matches_per_group_definition(K):
+    from groupsparse.problem import Problem
+    rng = np.random.default_rng(K)
+    p = 12
+    cases = [gs.Groups.block_tiling((p, K), 1), gs.Groups.block_tiling((p, K), (3, 1)),
+             gs.Groups.from_sizes([K] * p), gs.Groups.from_indices([np.arange(p * K)])]
+    for _ in range(6):  # random labels: gaps between rows, partial rows, mixed sizes
+        cases.append(gs.Groups.from_labels(np.unique(rng.integers(0, 9, p * K), return_inverse=True)[1]))
+    H = np.eye(p)
+    for g in cases:
+        prob = Problem(gs.GramLeastSquares(H, np.ones((p, K))), None, g)
+        rows, sel = _layout_by_group(g, K)
+        assert len(prob.rows) == len(prob.sel) == g.n_groups
+        for a, b in zip(rows, prob.rows):
+            assert a == b if isinstance(a, slice) else np.array_equal(a, b) and not isinstance(b, slice)
+        for a, b in zip(sel, prob.sel):
+            assert (a is None and b is None) or np.array_equal(a, b)
+        assert prob.whole_rows == all(s is None for s in sel)
+        assert prob.rows[-1] == rows[-1] if isinstance(rows[-1], slice) else np.array_equal(prob.rows[-1], rows[-1])
+
+
+def test_problem_layout_of_many_single_weight_groups_is_lazy():
+    # N:M over a (p, K) matrix: p*K one-entry groups; nothing per group is built until a solver asks for it
+    from groupsparse.problem import Problem
+    p, K = 64, 48
+    prob = Problem(gs.GramLeastSquares(np.eye(p), np.ones((p, K))), None, gs.Groups.block_tiling((p, K), 1))
+    assert not prob.rows._cache and not prob.sel._cache and not prob.whole_rows
+    g = 5 * K + 7  # weight (5, 7)
+    assert prob.rows[g] == slice(5, 6) and np.flatnonzero(prob.sel[g][0]).tolist() == [7]

@@ -25,15 +25,14 @@ def _fast_blocks(prob):
     if not hasattr(prob, "_fast"):
         loss, pen = prob.loss, prob.penalty
         ok = (isinstance(loss, LeastSquares) and prob.K == 1 and not loss.ridge and isinstance(loss.X, np.ndarray)
-              and all(isinstance(r, slice) for r in prob.rows) and all(s is None for s in prob.sel)
+              and prob.whole_rows and prob.rows.all_contiguous
               and pen is not None and pen.separable and type(pen).prox_group is Penalty.prox_group)
         prob._fast = None
         if ok:
             X = loss.X
             jit = None
             if _jit.group_lasso_epoch is not None and type(pen) is GroupLasso and X.flags.f_contiguous:
-                jit = (np.array([r.start for r in prob.rows], dtype=np.int64),
-                       np.array([r.stop for r in prob.rows], dtype=np.int64))
+                jit = (prob.rows.start.astype(np.int64), prob.rows.stop.astype(np.int64))
             prob._fast = ([X[:, r] for r in prob.rows], [(r.start, r.stop) for r in prob.rows],
                           pen.lam * prob.weights, 1.0 / loss.n_samples, jit)
     return prob._fast
