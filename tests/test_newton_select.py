@@ -139,3 +139,24 @@ def test_newton_sparse_X_same_answer():
     sparse = select(gs.Logistic(sp.csr_matrix(X), y, fit_intercept=True), groups, 3, method="newton")
     np.testing.assert_array_equal(dense.support, sparse.support)
     assert sparse.objective == pytest.approx(dense.objective, rel=1e-9)
+
+
+def test_multinomial_refit_with_intercept_is_stationary():
+    """The multinomial refit with an intercept (whose K class intercepts are a singular direction of the Hessian:
+    softmax is invariant to a common shift) reaches the minimum on its support: the gradient on the support's
+    coefficients and the intercept vanishes, and no random perturbation on the support lowers the loss."""
+    rng = np.random.default_rng(0)
+    n, K = 120, 3
+    X = rng.standard_normal((n, 8))
+    y = np.argmax(X[:, :3] @ rng.standard_normal((3, K)) + rng.gumbel(size=(n, K)), axis=1)
+    loss = gs.Multinomial(X, y, fit_intercept=True)
+    bp = BudgetProblem(loss, gs.Groups.from_sizes([2] * 4))
+    S = np.array([0, 2])
+    W, val = bp.refit(S)
+    m = bp.mask_np(S)
+    g = bp.grad(W)
+    # the refit minimises loss + refit_ridge/2 ||W||^2: its gradient on the support is -refit_ridge W (~1e-8)
+    assert np.max(np.abs(g[m] + bp.refit_ridge * np.where(np.arange(bp.n_rows)[:, None] < bp.p, W, 0.0)[m])) < 1e-9
+    for _ in range(20):
+        D = rng.standard_normal(W.shape) * m * 1e-3
+        assert bp.value(W + D) >= val - 1e-12

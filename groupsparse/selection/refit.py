@@ -102,18 +102,19 @@ def _newton_refit(bp, S, W0=None, tol=1e-13, max_iter=100):
         g = (Xr.T @ loss.raw_grad(Z) + pen * Wr).ravel()[free]
         if multi:
             P = np.exp(Z - logsumexp(Z, axis=1, keepdims=True))
-            XP = Xr[:, :, None] * P[:, None, :]  # (n, m, K)
-            Hm = -np.einsum("ija,ilb->jalb", XP, XP) / n
-            diag = np.einsum("ij,ia,il->jal", Xr, P, Xr) / n
+            # H = (1/n) sum_i x_i x_i^T (x) (diag(P_i) - P_i P_i^T), as K + 1 BLAS products (einsum: 30x slower)
             mm = rows.size
-            Hm[:, np.arange(bp.K), :, np.arange(bp.K)] += np.transpose(diag, (1, 0, 2))
+            XP = (Xr[:, :, None] * P[:, None, :]).reshape(n, mm * bp.K)  # (n, m K), coordinate (j, a)
+            Hm = -(XP.T @ XP).reshape(mm, bp.K, mm, bp.K) / n
+            for a in range(bp.K):
+                Hm[:, a, :, a] += Xr.T @ XP[:, a::bp.K] / n
             Hm = Hm.reshape(mm * bp.K, mm * bp.K)
         else:
             s = expit(Z[:, 0])
             Hm = (Xr * (s * (1 - s) / n)[:, None]).T @ Xr
         Hm = Hm + np.diag(pen.ravel())
         Hf = Hm[np.ix_(free, free)]
-        step = -psd_solve(_npxp(), Hf, g)
+        step = -psd_solve(_npxp(), Hf, g[:, None])[:, 0]  # a column: psd_solve's eigh branch wants 2-D
         dec = -float(g @ step)
         if dec <= 2 * tol * max(1.0, abs(val)):
             break
