@@ -43,6 +43,53 @@ def _peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
 
 
+class PhaseTrace:
+    """Per-phase RSS high-water marks (``--rss-trace``): the kernel's VmHWM is reset (``/proc/self/clear_refs``,
+    "5") when a phase starts and read when it ends, so each phase gets its own exact peak; the time between two
+    traced phases (the driver's Bm product, damping, error, weight write) is recorded as "between". Phases: the
+    first forward pass (block inputs), each Linear's Gram pass, each layer solve, the block replay (advance)."""
+
+    def __init__(self):
+        self.rows = []
+        self.reset()
+
+    @staticmethod
+    def _status(key):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 2 ** 20
+        return float("nan")
+
+    def reset(self):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+    def _close(self, label):
+        self.rows.append({"phase": label, "peak_rss_gb": round(self._status("VmHWM"), 3),
+                          "rss_after_gb": round(self._status("VmRSS"), 3)})
+        self.reset()
+
+    def wrap(self, owner, attr, label):
+        fn = getattr(owner, attr)
+        tr = self
+
+        def wrapped(*args, **kw):
+            tr._close("between")
+            try:
+                return fn(*args, **kw)
+            finally:
+                tr._close(label(*args, **kw))
+        setattr(owner, attr, wrapped)
+
+    def install(self):
+        from nn_bridge import calibration, oneshot
+        self.wrap(calibration.BlockStreams, "__init__", lambda *a, **k: "first forward (block inputs)")
+        self.wrap(calibration.BlockStreams, "advance", lambda st: f"advance past {st.blocks[st.i]}")
+        self.wrap(calibration.Grams, "__call__", lambda g, st, layer, *a, **k: f"gram {layer.name}")
+        self.wrap(oneshot, "_solve_block", lambda H, Hd, Bp, Mdp, t, *a, **k: f"solve {t.name}")
+
+
 def build(n_layers: int, hidden: int = 2048, ffn: int = 8192, heads: int = 32):
     import torch
     import transformers
@@ -83,6 +130,8 @@ def main(argv=None):
     ap.add_argument("--solver-dtype", default=None, choices=["float32", "float64"],
                     help="the seqobs solve's dtype (default float64, the bridge's; float32 halves its memory)")
     ap.add_argument("--device", default=None, help="where the layer solves run (the model stays on the CPU)")
+    ap.add_argument("--rss-trace", action="store_true",
+                    help="record each phase's RSS high-water mark (first forward, Gram pass, solve, advance)")
     ap.add_argument("--out", default=OUT)
     a = ap.parse_args(argv)
     import torch
@@ -104,6 +153,9 @@ def main(argv=None):
 
     blocks = [f"model.decoder.layers.{i}" for i in range(a.layers)]
     prefixes = tuple(f"model.decoder.layers.{i}." for i in range(n_prune))
+    trace = PhaseTrace() if a.rss_trace else None
+    if trace:
+        trace.install()
     t0 = time.perf_counter()
     res = solve_layers(model, batches(), "16x16", a.sparsity, method=a.method, run=_run_no_cache, blocks=blocks,
                        include=lambda n: n.startswith(prefixes), device=a.device, progress=False,
@@ -127,6 +179,8 @@ def main(argv=None):
            "layer_method": sorted(set(res.layer_method.values())),
            "layer_rel_error": {k: round(v, 5) for k, v in res.layer_rel_error.items()},
            "load_avg": os.getloadavg(), "threads": torch.get_num_threads()}
+    if trace:
+        out["rss_trace"] = trace.rows
     out["extrapolation"] = extrapolate(res.seconds, n_prune, 24, a.seqs * a.seq_len)
     print(json.dumps({k: v for k, v in out.items() if k != "layer_rel_error"}, indent=1))
     if a.out:  # runs accumulate: {"runs": [...]}
