@@ -47,13 +47,13 @@ def test_weighted_sacrifices_and_model_swaps_are_the_model_exactly(ridge, interc
     w = Wt.weights(W)
     # IRLS weights p (1 - p) / n at the refit, from the user's coefficients and intercept
     z = X @ W[: bp.p, 0] + (W[bp.p, 0] if intercept else 0.0)
-    np.testing.assert_allclose(w, expit(z) * (1 - expit(z)) / X.shape[0], rtol=1e-12)
+    np.testing.assert_allclose(w[:, 0, 0], expit(z) * (1 - expit(z)) / X.shape[0], rtol=1e-12)
     grad = bp.grad(W)
     Hb = Wt.blocks(w)
     bwd, fwd = _sacrifices(Wt, Hb, _inv_blocks(Hb), W, -grad)
     # the full weighted Hessian of the loss (intercept column last, unpenalised)
     Xf = np.column_stack([X, np.ones(X.shape[0])]) if intercept else X
-    H = Xf.T @ (Xf * w[:, None])
+    H = Xf.T @ (Xf * w[:, 0, 0][:, None])
     H[np.arange(bp.p), np.arange(bp.p)] += ridge
     for g in range(bp.G):
         ig = groups.indices[g]
@@ -125,8 +125,6 @@ def test_newton_bad_input_is_named():
         select(loss, groups, 2, method="newton", n_verify=2.5)
     y = np.arange(40) % 3
     with pytest.raises(ValueError, match="loss: method='newton'"):
-        select(gs.Multinomial(X, y), groups, 2, method="newton")
-    with pytest.raises(ValueError, match="loss: method='newton'"):
         select(gs.LeastSquares(X, X[:, 0]), groups, 2, method="newton")
 
 
@@ -160,3 +158,108 @@ def test_multinomial_refit_with_intercept_is_stationary():
     for _ in range(20):
         D = rng.standard_normal(W.shape) * m * 1e-3
         assert bp.value(W + D) >= val - 1e-12
+
+
+# ---------------------------------------------------------------- multinomial (feature groups over K classes)
+def _multinomial_instance(seed, n, sizes, n_active, K=3, scale=1.5, ridge=0.0, intercept=True):
+    rng = np.random.default_rng(seed)
+    sizes = [int(s) for s in sizes]
+    p = sum(sizes)
+    X = rng.standard_normal((n, p))
+    X[:, 1:] += 0.5 * X[:, :-1]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    B = np.zeros((p, K))
+    for g in rng.choice(len(sizes), min(n_active, len(sizes)), replace=False):
+        B[starts[g]:starts[g + 1]] = rng.standard_normal((sizes[g], K))
+    y = np.argmax(scale * X @ B + rng.gumbel(size=(n, K)), axis=1)  # softmax sampling (Gumbel-max)
+    return X, gs.Multinomial(X, y, ridge=ridge, fit_intercept=intercept, n_classes=K), gs.Groups.from_sizes(sizes)
+
+
+@pytest.mark.parametrize("K,ridge,intercept", [(3, 0.0, True), (4, 0.05, True), (2, 0.0, False)])
+def test_multinomial_model_is_the_softmax_hessian_without_its_shift_direction(K, ridge, intercept):
+    """In the coordinates C = W Q (Q orthonormal, Q^T 1 = 0) the weighted blocks are the exact Hessian blocks
+    sum_i x x^T (x) Q^T (diag P_i - P_i P_i^T) Q / n, the sacrifices are abess's formulas on them, and every model
+    swap is the exact change of the minimum of the quadratic model (brute-force solves on the full Hessian)."""
+    X, loss, groups = _multinomial_instance(5, 90, [2, 1, 3, 2, 2, 1], 3, K=K, ridge=ridge, intercept=intercept)
+    bp = BudgetProblem(loss, groups)
+    S = np.array([0, 3])
+    W, _ = bp.refit(S)
+    Wt = _Weighted(bp)
+    Q = Wt.Q
+    assert Q.shape == (K, K - 1)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(K - 1), atol=1e-14)
+    np.testing.assert_allclose(Q.T @ np.ones(K), 0.0, atol=1e-14)
+    w = Wt.weights(W)
+    Xf = np.column_stack([X, np.ones(X.shape[0])]) if intercept else X
+    Z = Xf @ W
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    n, nr, q = X.shape[0], bp.n_rows, K - 1
+    H = sum(np.kron(np.outer(Xf[i], Xf[i]), Q.T @ (np.diag(P[i]) - np.outer(P[i], P[i])) @ Q) for i in range(n)) / n
+    H[np.arange(bp.p * q), np.arange(bp.p * q)] += ridge  # feature rows come first; the intercept row is free
+    assert np.linalg.eigvalsh(H).min() > 0  # no shift direction left
+    grad = bp.grad(W)
+    gC, cC = (grad @ Q).ravel(), (W @ Q).ravel()
+    Hb = Wt.blocks(w)
+    bwd, fwd = _sacrifices(Wt, Hb, _inv_blocks(Hb), W, -grad)
+    coords = lambda rows: (np.asarray(rows)[:, None] * q + np.arange(q)).ravel()
+    for g in range(bp.G):
+        ig = coords(groups.indices[g])
+        Hg = H[np.ix_(ig, ig)]
+        s = Hg.shape[0]
+        np.testing.assert_allclose(Hb[g][:s, :s], Hg, rtol=1e-10, atol=1e-14)
+        assert bwd[g] == pytest.approx(0.5 * cC[ig] @ Hg @ cC[ig], rel=1e-9, abs=1e-15)
+        assert fwd[g] == pytest.approx(0.5 * gC[ig] @ np.linalg.solve(Hg, gC[ig]), rel=1e-7, abs=1e-15)
+    cand = np.setdiff1d(np.arange(bp.G), S)
+    delta = _model_swaps(Wt, S, W, grad, w, Hb, cand)
+    qv = H @ cC - gC
+
+    def model_min(T):
+        r = coords(np.concatenate([groups.indices[g] for g in T] + [bp.fixed_rows]))  # feature rows, intercept
+        return -0.5 * qv[r] @ np.linalg.solve(H[np.ix_(r, r)], qv[r])
+
+    base = model_min(S)
+    for a, j in enumerate(S):
+        for b, c in enumerate(cand):
+            T = np.union1d(np.setdiff1d(S, [j]), [c])
+            assert delta[a, b] == pytest.approx(model_min(T) - base, abs=1e-9 * (abs(base) + 1.0))
+
+
+@settings(max_examples=int(8 * examples_scale()), deadline=None)
+@given(seed=st.integers(0, 10_000), G=st.integers(4, 7), smax=st.integers(1, 2), k=st.integers(1, 3),
+       K=st.integers(2, 4), ridge=st.sampled_from([0.0, 0.01]), intercept=st.booleans())
+def test_multinomial_newton_is_a_single_swap_local_optimum(seed, G, smax, k, K, ridge, intercept):
+    k = min(k, G - 1)
+    sizes = np.random.default_rng(seed).integers(1, smax + 1, size=G)
+    _, loss, groups = _multinomial_instance(seed, 60, sizes, 3, K=K, ridge=ridge, intercept=intercept)
+    with time_limit(60):
+        sol = select(loss, groups, k, method="newton", n_candidates=G - k, n_verify=k * (G - k))
+    S = np.asarray(sol.support)
+    assert S.size == k
+    bp = BudgetProblem(loss, groups)
+    assert sol.objective == pytest.approx(bp.refit(S)[1], rel=1e-10)
+    for j in S:
+        for c in np.setdiff1d(np.arange(G), S):
+            assert bp.refit(np.union1d(np.setdiff1d(S, [j]), [c]))[1] >= sol.objective * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_multinomial_newton_matches_enumeration_on_easy_instances(seed):
+    """Strong signal, n >> p, 3 classes: the best 3 of 9 feature groups (the minimum over all 84 supports)."""
+    _, loss, groups = _multinomial_instance(seed, 300, [2] * 9, 3, K=3, scale=2.5)
+    bp = BudgetProblem(loss, groups)
+    best = min(bp.refit(np.array(T))[1] for T in itertools.combinations(range(9), 3))
+    with time_limit(60):
+        sol = select(loss, groups, 3, method="newton")
+    assert sol.objective <= best * (1 + 1e-9)
+
+
+def test_multinomial_newton_bad_input_is_named():
+    X, loss, groups = _multinomial_instance(0, 40, [2] * 4, 2, K=3, intercept=False)
+    with pytest.raises(ValueError, match="groups: method='newton' on Multinomial"):  # single class coefficients
+        select(loss, gs.Groups.from_sizes([1] * (8 * 3)), 2, method="newton")
+    with pytest.raises(ValueError, match="y: multinomial needs at least 2 classes"):
+        select(gs.Multinomial(X, np.zeros(40)), groups, 2, method="newton")
+    with time_limit(30):
+        sol = select(loss, groups, 2, method="newton", max_time=1e-9)
+    assert len(sol.support) == 2 and not sol.converged

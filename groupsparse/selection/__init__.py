@@ -41,7 +41,7 @@ METHODS = {
     "exact": ("exact", "exact", {}),              # exact best k-group subset (branch and bound; small problems)
     "bnb": ("bnb", "bnb", {}),                    # certified L0L2 branch and bound (perspective bounds; ridge > 0)
     "obs": ("obs", "obs", {}),                    # group OBS backward elimination over B x B tiles (Gram form)
-    "newton": ("newton", "newton_splicing", {}),  # binary logistic: IRLS-weighted splicing + Newton-model swaps
+    "newton": ("newton", "newton_splicing", {}),  # logistic / multinomial: IRLS-weighted splicing + model swaps
     "obs+local_search": ("local_search", "local_search", {"start": "obs"}),  # OBS, then swaps while the loss falls
 }
 

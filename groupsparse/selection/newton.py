@@ -1,4 +1,4 @@
-"""Binary logistic budgeted selection on the Newton (IRLS) model: weighted splicing and model swaps.
+"""Logistic budgeted selection (binary and multinomial) on the Newton (IRLS) model: weighted splicing and model swaps.
 
 At the exact refit b* of a support S the log-loss is replaced by its second-order model (the IRLS weighted least
 squares problem of Newton's method)
@@ -20,19 +20,39 @@ and the search is done on m with every move checked by an exact refit:
   is taken; then splicing again.  So the result is a local optimum under the single swaps it refit: with
   ``n_candidates = G - k`` and ``n_verify >= k (G - k)``, under every single swap.
 
+Multinomial (K classes, W of shape (rows, K); a feature group keeps all K class coefficients of its features).  The
+Hessian is H = (1/n) sum_i x_i x_i^T (x) Omega_i with Omega_i = diag(P_i) - P_i P_i^T (P_i the softmax of row i),
+and Omega_i 1 = 0: softmax is invariant to a common shift of the K scores, L(W + v 1^T) = L(W) for every v, so
+every group block H_gg is singular (its null space holds u (x) 1 for all u) and the swap algebra above, which
+inverts H_AA and H_gg, has no model to work with.  We remove the invariance instead of regularising it away: with
+Q (K x (K-1)) an orthonormal basis of 1^perp (Q^T 1 = 0, Q^T Q = I), every W is W Q Q^T + (W 1/K) 1^T and the loss
+only sees the first part, so the coefficients are taken as W = C Q^T with C of shape (rows, K-1):
+
+    L(C Q^T) = L(W Q Q^T) = L(W),   grad_C = grad_W Q,   H_C = (1/n) sum_i x_i x_i^T (x) Q^T Omega_i Q,
+
+and ridge/2 ||W||^2 = ridge/2 ||C||^2 on such W (Q is orthonormal, so the ridge stays isotropic: a reference-class
+parametrisation, Q = [I; 0], would make it anisotropic).  Q^T Omega_i Q is positive definite when every P_ia > 0
+(Omega_i's only null vector is 1), so H_C is (for columns of full rank) the nonsingular model that the binary formulas need, with the
+(row, class) coordinates of C in place of the rows of b, a group's block of size |rows_g| (K-1).  Nothing is lost:
+the minimiser over W of L plus any ridge > 0 (the refit's tiny ``refit_ridge``) has rows summing to 0 (the ridge's
+gradient cancels the loss's, whose rows sum to 0), i.e. it is C* Q^T; the refits themselves stay the exact
+multinomial refits of ``refit.py``.  Binary logistic is the case K = 1, Q = [1], Omega_i = p_i (1 - p_i).
+
 The candidates are the ``n_candidates`` (default max(100, 8k)) unselected groups of largest weighted forward
-sacrifice.  Cost per round: one n x p gradient, the G weighted blocks (one batched product, O(n G s^2)), the model
-swaps (O(n |A| (|A| + U s)) and k batched U x s x s solves), and at most log2(exchange) + 2 + n_verify refits;
-at most ``max_iter`` rounds, and the search stops at ``select``'s ``max_time``.  For least squares the weights are
-constant and the model is the loss itself: that search is ``local_search`` (exact Gram sacrifices and swaps).
+sacrifice.  Cost per round (q = K - 1 classes for multinomial, 1 for binary): one n x p gradient, the G weighted
+blocks (q^2 batched products, O(n G s^2 q^2)), the model swaps (O(n |A| q^2 (|A| + U s)) and k batched
+U x sq x sq solves), and at most log2(exchange) + 2 + n_verify refits; at most ``max_iter`` rounds, and the search
+stops at ``select``'s ``max_time``.  For least squares the weights are constant and the model is the loss itself:
+that search is ``local_search`` (exact Gram sacrifices and swaps).
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, softmax
 
 from .._validation import check_positive_int
-from ..losses import Logistic
+from ..losses import Logistic, Multinomial
+from .refit import softmax_basis
 
 __all__ = ["newton_splicing"]
 
@@ -41,7 +61,9 @@ _X3_MAX_ENTRIES = 50_000_000
 
 
 class _Weighted:
-    """The IRLS curvature of a binary logistic loss at a point: weights, per-group blocks, cross products."""
+    """The IRLS curvature of a binary or multinomial logistic loss at a point, in the coordinates C = W Q (module
+    docstring): per-sample weights (n, q, q), per-group blocks, cross products.  A coordinate is (row, class of
+    C), flattened row-major, so a group's coordinates are contiguous."""
 
     def __init__(self, bp):
         loss = bp.loss
@@ -52,30 +74,72 @@ class _Weighted:
         self.R = bp._rows_np  # (G, r) row ids padded with n_rows
         self.ridge = float(loss.ridge)
         self.valid = self.R < bp.n_rows
+        self.multi = bp.K > 1
+        self.Q = softmax_basis(bp.K) if self.multi else np.ones((1, 1))  # (K, q), Q^T 1 = 0
+        self.q = self.Q.shape[1]
         G, r = self.R.shape
         self.X3 = None
         if not self.sparse and G * r * self.n <= _X3_MAX_ENTRIES:
-            Xp = np.concatenate([np.asarray(self.X), np.zeros((self.n, 1))], axis=1)
-            self.X3 = np.ascontiguousarray(np.transpose(Xp[:, self.R], (1, 2, 0)))  # (G, r, n)
+            XT = np.zeros((bp.n_rows + 1, self.n))  # X^T and a zero row for the padding: one gather of rows
+            XT[:-1] = np.asarray(self.X).T
+            self.X3 = XT[self.R]  # (G, r, n)
+
+    def reduce(self, M):
+        """(n_rows, K) coefficients or gradient -> its (n_rows, q) coordinates M Q."""
+        return M @ self.Q
+
+    def group_vecs(self, M):
+        """(G, r q) blocks of an (n_rows, q) coordinate array (padding rows read 0)."""
+        ext = np.concatenate([M, np.zeros((1, self.q))], axis=0)
+        return ext[self.R].reshape(self.R.shape[0], -1)
 
     def weights(self, W):
-        rows = np.flatnonzero(W[:, 0])
-        z = np.asarray(self.X[:, rows] @ W[rows, 0]).ravel() if rows.size else np.zeros(self.n)
-        P = expit(z)
-        return P * (1.0 - P) / self.n
+        """(n, q, q): Q^T Omega_i Q / n at W (binary: p_i (1 - p_i) / n)."""
+        rows = np.flatnonzero(np.any(W != 0, axis=1))
+        Z = np.asarray(self.X[:, rows] @ W[rows]) if rows.size else np.zeros((self.n, self.bp.K))
+        if not self.multi:
+            P = expit(Z[:, 0])
+            return (P * (1.0 - P) / self.n)[:, None, None]
+        P = softmax(Z, axis=1)
+        QP = P @ self.Q
+        return (np.einsum("ia,ab,ac->ibc", P, self.Q, self.Q) - QP[:, :, None] * QP[:, None, :]) / self.n
+
+    def cross(self, XA, XB, w):
+        """H_AB (|A| q, |B| q) for the dense columns XA (n, |A|), XB (n, |B|), without the ridge."""
+        q = self.q
+        out = np.empty((XA.shape[1], q, XB.shape[1], q))
+        for b in range(q):
+            for c in range(q):
+                out[:, b, :, c] = XA.T @ (XB * w[:, b, c][:, None])
+        return out.reshape(XA.shape[1] * q, XB.shape[1] * q)
 
     def blocks(self, w):
-        """(G, r, r): H_gg = X_g^T diag(w) X_g + ridge I per group (padding: identity)."""
-        if self.X3 is not None:
-            B = (self.X3 * w) @ np.swapaxes(self.X3, 1, 2)
-        else:
+        """(G, r q, r q): H_gg = sum_i x_ig x_ig^T (x) w_i + ridge I per group (padding coordinates: identity)."""
+        G, r = self.R.shape
+        q = self.q
+        if q == 1 and self.X3 is None:  # scalar weights >= 0: the Gram blocks of X diag(sqrt(w)) (sparse stays sparse)
             from ._base import _block_grams
-            sw = np.sqrt(w)
+            sw = np.sqrt(w[:, 0, 0])
             Xs = self.X.multiply(sw[:, None]).tocsc() if self.sparse else np.asarray(self.X) * sw[:, None]
             B = _block_grams(Xs, self.R)
-        eye = np.eye(self.R.shape[1])
-        v = self.valid.astype(float)
+        else:
+            B = np.empty((G, r, q, r, q))
+            step = G if self.X3 is not None else max(1, _X3_MAX_ENTRIES // (10 * r * self.n))
+            for lo in range(0, G, step):  # chunks of groups' columns, densified (q > 1 and no cached X3)
+                X3 = self.X3[lo:lo + step] if self.X3 is not None else self._x3(self.R[lo:lo + step])
+                for b in range(q):
+                    for c in range(b, q):
+                        B[lo:lo + step, :, b, :, c] = (X3 * w[:, b, c]) @ np.swapaxes(X3, 1, 2)
+                        B[lo:lo + step, :, c, :, b] = np.swapaxes(B[lo:lo + step, :, b, :, c], 1, 2)
+            B = B.reshape(G, r * q, r * q)
+        eye = np.eye(r * q)
+        v = np.repeat(self.valid, q, axis=1).astype(float)
         return B + self.ridge * eye * v[:, :, None] + eye * (1.0 - v)[:, :, None]
+
+    def _x3(self, R):
+        n = self.n
+        cols = self.columns(np.minimum(R.ravel(), self.bp.n_rows - 1)) * (R.ravel() < self.bp.n_rows)
+        return np.ascontiguousarray(np.transpose(cols.reshape(n, *R.shape), (1, 2, 0)))
 
     def columns(self, rows):
         Xr = self.X[:, rows]
@@ -90,9 +154,9 @@ def _inv_blocks(B):
 
 
 def _sacrifices(Wt, Hb, Hinv, W, D):
-    """Weighted abess sacrifices: backward 1/2 b_g^T H_gg b_g and forward 1/2 d_g^T H_gg^-1 d_g, every group."""
-    ext = lambda M: np.append(M[:, 0], 0.0)[Wt.R]  # (G, r) blocks, padding 0
-    Bw, Bd = ext(W), ext(D)
+    """Weighted abess sacrifices: backward 1/2 b_g^T H_gg b_g and forward 1/2 d_g^T H_gg^-1 d_g, every group (W, D
+    in the loss's (n_rows, K) layout)."""
+    Bw, Bd = Wt.group_vecs(Wt.reduce(W)), Wt.group_vecs(Wt.reduce(D))
     bwd = 0.5 * np.einsum("gi,gij,gj->g", Bw, Hb, Bw)
     fwd = 0.5 * np.einsum("gi,gij,gj->g", Bd, Hinv, Bd)
     return bwd, fwd
@@ -101,37 +165,39 @@ def _sacrifices(Wt, Hb, Hinv, W, D):
 def _model_swaps(Wt, S, W, grad, w, Hb, cand):
     """Predicted change of the Newton model for every swap (j in S out, c in cand in): (|S|, |cand|) array."""
     bp = Wt.bp
-    nr = bp.n_rows
+    nr, q = bp.n_rows, Wt.q
     rows_of = [Wt.R[g][Wt.R[g] < nr] for g in S]
     A = np.concatenate(rows_of + [bp.fixed_rows])
     Rc = Wt.R[cand]
     crow = Rc[Rc < nr]
     XA = Wt.columns(A)
-    XwA = XA * w[:, None]
-    HAA = XA.T @ XwA
-    HAA[np.diag_indices_from(HAA)] += np.where(A < bp.p, Wt.ridge, 0.0)
-    HcA = Wt.columns(crow).T @ XwA
+    HAA = Wt.cross(XA, XA, w)
+    HAA[np.diag_indices_from(HAA)] += np.repeat(np.where(A < bp.p, Wt.ridge, 0.0), q)
+    HcA = Wt.cross(Wt.columns(crow), XA, w)
     try:
         Ginv = np.linalg.inv(HAA)
     except np.linalg.LinAlgError:
         return None
-    gA, gc = grad[A, 0], grad[crow, 0]
-    bA = W[A, 0]
+    C, Gc = Wt.reduce(W), Wt.reduce(grad)
+    gA, gc = Gc[A].ravel(), Gc[crow].ravel()
+    bA = C[A].ravel()
     # model: 1/2 b^T H b - q^T b with q = H b* - g; its minimiser on A is b* - H_AA^-1 g_A (= b* at a converged refit)
     beta = bA - Ginv @ gA
-    r_c = (HcA @ bA - gc) - HcA @ beta  # negative model gradient on the candidates' rows at that minimiser
+    r_c = (HcA @ bA - gc) - HcA @ beta  # negative model gradient on the candidates' coordinates at that minimiser
     E = HcA @ Ginv
-    pos = np.full(nr + 1, crow.size, dtype=np.int64)  # row -> position among the candidates' rows (pad -> 0 row)
+    pad = crow.size * q  # row -> its q coordinates among the candidates' (padding -> one appended zero row)
+    pos = np.full(nr + 1, -1, dtype=np.int64)
     pos[crow] = np.arange(crow.size)
-    P = pos[Rc]
+    Pr = pos[Rc]
+    P = np.where(Pr[:, :, None] >= 0, Pr[:, :, None] * q + np.arange(q), pad).reshape(cand.size, -1)
     ext = lambda M: np.concatenate([M, np.zeros((1,) + M.shape[1:])], axis=0)[P]
     HgA, Eg, rg = ext(HcA), ext(E), ext(r_c[:, None])[..., 0]
     base = Hb[cand] - Eg @ np.swapaxes(HgA, 1, 2)
     out = np.full((S.size, cand.size), np.inf)
     off = 0
     for a, rj in enumerate(rows_of):
-        idx = np.arange(off, off + rj.size)
-        off += rj.size
+        idx = np.arange(off, off + rj.size * q)
+        off += rj.size * q
         try:
             Tj = np.linalg.inv(Ginv[np.ix_(idx, idx)])
         except np.linalg.LinAlgError:
@@ -148,12 +214,19 @@ def _model_swaps(Wt, S, W, grad, w, Hb, cand):
     return out
 
 
+def _check_loss(bp):
+    if not isinstance(bp.loss, (Logistic, Multinomial)):
+        raise ValueError(f"loss: method='newton' is for Logistic or Multinomial, got {type(bp.loss).__name__} (least "
+                         f"squares: 'local_search' swaps on the exact Gram)")
+    if bp.K > 1 and not (bp.rect and bp._cols_np.shape[1] == bp.K and np.all(bp._cols_np == np.arange(bp.K))):
+        raise ValueError(f"groups: method='newton' on Multinomial takes feature groups (each group keeps all "
+                         f"{bp.K} class coefficients of its features), not groups of single class coefficients")
+
+
 def newton_splicing(bp, k, *, init=None, exchange=5, max_iter=100, n_candidates=None, n_verify=10, tol=1e-12,
                     history=None):
     """IRLS-weighted splicing with model swaps (module docstring).  Returns (W, S, value, n_rounds)."""
-    if not isinstance(bp.loss, Logistic):
-        raise ValueError(f"loss: method='newton' is for binary Logistic, got {type(bp.loss).__name__} (least "
-                         f"squares: 'local_search' swaps on the exact Gram; Multinomial: 'splicing')")
+    _check_loss(bp)
     n_verify = check_positive_int(n_verify, "n_verify")
     Wt = _Weighted(bp)
     G = bp.G
@@ -163,7 +236,7 @@ def newton_splicing(bp, k, *, init=None, exchange=5, max_iter=100, n_candidates=
         Hb = Wt.blocks(w)
         _, fwd = _sacrifices(Wt, Hb, _inv_blocks(Hb), W, -bp.grad(W))
         S = bp.top(fwd, k)
-        W, val = bp.refit(S)
+        W, val = bp.refit(S, W)
     else:
         S = np.unique(np.asarray(init, dtype=np.int64))
         if S.size < k:
@@ -190,7 +263,7 @@ def newton_splicing(bp, k, *, init=None, exchange=5, max_iter=100, n_candidates=
         while C >= 1:
             add = bp.top(fwd, C, exclude=S)
             S2 = np.union1d(np.setdiff1d(S, order_in[:C]), add)
-            W2, v2 = bp.refit(S2)
+            W2, v2 = bp.refit(S2, W)
             if v2 < val - tol * abs(val):
                 W, S, val, improved = W2, S2, v2, True
                 break
@@ -205,7 +278,7 @@ def newton_splicing(bp, k, *, init=None, exchange=5, max_iter=100, n_candidates=
                     if not np.isfinite(delta[j, c]):
                         break
                     S2 = np.union1d(np.setdiff1d(S, [S[j]]), [cand[c]])
-                    W2, v2 = bp.refit(S2)
+                    W2, v2 = bp.refit(S2, W)
                     if v2 < val - tol * abs(val):
                         W, S, val, improved = W2, S2, v2, True
                         break

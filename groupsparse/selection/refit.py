@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, logsumexp
+from scipy.special import expit
 
 from ..losses import psd_solve
 
@@ -92,6 +92,11 @@ def _newton_refit(bp, S, W0=None, tol=1e-13, max_iter=100):
     pen = np.where(rows < bp.p, loss.ridge + bp.refit_ridge, 0.0)[:, None] * np.ones((1, bp.K))
     multi = bp.K > 1
     n = loss.n_samples
+    # whole rows free (feature groups): Newton in the coordinates C = W Q of softmax_basis, where the Hessian is
+    # definite (the common shift of the K scores, a null direction that forces the eigh pseudo-solve, is gone)
+    Q = softmax_basis(bp.K) if multi and free.all() else None
+    if Q is not None:
+        Wr = Wr @ Q @ Q.T  # the loss is shift-invariant: only the ridge changes, and it drops
 
     def f(Wr):
         Z = Xr @ Wr
@@ -101,20 +106,20 @@ def _newton_refit(bp, S, W0=None, tol=1e-13, max_iter=100):
     for it in range(max_iter):
         g = (Xr.T @ loss.raw_grad(Z) + pen * Wr).ravel()[free]
         if multi:
-            P = np.exp(Z - logsumexp(Z, axis=1, keepdims=True))
-            # H = (1/n) sum_i x_i x_i^T (x) (diag(P_i) - P_i P_i^T), as K + 1 BLAS products (einsum: 30x slower)
-            mm = rows.size
-            XP = (Xr[:, :, None] * P[:, None, :]).reshape(n, mm * bp.K)  # (n, m K), coordinate (j, a)
-            Hm = -(XP.T @ XP).reshape(mm, bp.K, mm, bp.K) / n
-            for a in range(bp.K):
-                Hm[:, a, :, a] += Xr.T @ XP[:, a::bp.K] / n
-            Hm = Hm.reshape(mm * bp.K, mm * bp.K)
+            P = np.exp(Z - Z.max(axis=1, keepdims=True))  # softmax (scipy's logsumexp costs ~1 ms a call here)
+            P /= P.sum(axis=1, keepdims=True)
+            Bs = np.eye(bp.K) if Q is None else Q
+            Hm = _multinomial_hessian(Xr, P, Bs) + np.diag(np.repeat(pen[:, 0], Bs.shape[1]))
+            if Q is None:
+                Hf = Hm[np.ix_(free, free)]
+                step = -psd_solve(_npxp(), Hf, g[:, None])[:, 0]  # a column: psd_solve's eigh branch wants 2-D
+            else:
+                sc = -psd_solve(_npxp(), Hm, (g.reshape(rows.size, bp.K) @ Q).reshape(-1, 1))
+                step = (sc.reshape(rows.size, -1) @ Q.T).ravel()
         else:
             s = expit(Z[:, 0])
-            Hm = (Xr * (s * (1 - s) / n)[:, None]).T @ Xr
-        Hm = Hm + np.diag(pen.ravel())
-        Hf = Hm[np.ix_(free, free)]
-        step = -psd_solve(_npxp(), Hf, g[:, None])[:, 0]  # a column: psd_solve's eigh branch wants 2-D
+            Hm = (Xr * (s * (1 - s) / n)[:, None]).T @ Xr + np.diag(pen[:, 0])
+            step = -psd_solve(_npxp(), Hm[np.ix_(free, free)], g[:, None])[:, 0]
         dec = -float(g @ step)
         if dec <= 2 * tol * max(1.0, abs(val)):
             break
@@ -132,6 +137,31 @@ def _newton_refit(bp, S, W0=None, tol=1e-13, max_iter=100):
         Wr, val, Z = newW, new, Znew
     W[rows] = Wr
     return W, bp.value(W)
+
+
+def _multinomial_hessian(Xr, P, Bs):
+    """Hessian of the mean multinomial log-loss in the coordinates C = W Bs (Bs: (K, q); I, or softmax_basis):
+    (1/n) sum_i x_i x_i^T (x) Bs^T (diag(P_i) - P_i P_i^T) Bs, coordinate (row, class) row-major, as q (q + 1) / 2 + 1
+    BLAS products (einsum: 30x slower)."""
+    n, m = Xr.shape
+    q = Bs.shape[1]
+    XP = (Xr[:, :, None] * (P @ Bs)[:, None, :]).reshape(n, m * q)
+    H = -(XP.T @ XP).reshape(m, q, m, q)
+    for c in range(q):
+        for d in range(c, q):
+            D = P @ (Bs[:, c] * Bs[:, d])
+            if np.any(D):
+                H[:, c, :, d] += Xr.T @ (Xr * D[:, None])
+                if d != c:
+                    H[:, d, :, c] = np.swapaxes(H[:, c, :, d], 0, 1)
+    return H.reshape(m * q, m * q) / n
+
+
+def softmax_basis(K):
+    """(K, K-1) orthonormal basis Q of the vectors orthogonal to 1 (Q^T 1 = 0, Q^T Q = I): multinomial scores
+    W and W Q Q^T give the same softmax, so C = W Q are coordinates without the shift direction."""
+    from scipy.linalg import null_space
+    return null_space(np.ones((1, int(K))))
 
 
 def _npxp():
