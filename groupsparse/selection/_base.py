@@ -92,13 +92,19 @@ class Budget:
             lab = np.unique(arr, return_inverse=True)[1].ravel().astype(np.int64)
         out = Budget(int(n), self.partition)
         out._lab = lab
-        out._cap = np.minimum(int(n), np.bincount(lab))
+        size = np.bincount(lab)
+        out._cap = np.minimum(int(n), size)
+        out._total = int(out._cap.sum())
+        # parts of one size (N:M windows): their members as a (parts, size) table, ids ascending in a row, so that
+        # pick ranks every part at once (p*K single-weight groups per layer; a global sort each IHT step was slow)
+        out._members = (np.argsort(lab, kind="stable").reshape(size.size, -1)
+                        if self.partition is not None and np.all(size == size[0]) else None)
         return out
 
     @property
     def total(self) -> int:
         """The most groups a feasible support holds."""
-        return int(self._cap.sum())
+        return self._total
 
     def counts(self, S) -> np.ndarray:
         return np.bincount(self._lab[np.asarray(S, dtype=np.int64)], minlength=self._cap.size)
@@ -119,9 +125,11 @@ class Budget:
             return top_k(scores, min(int(m), self.total - base.size), out)
         s = np.asarray(scores, float)
         G = s.size
-        order = np.lexsort((np.arange(G), -s))
         free = np.ones(G, dtype=bool)
         free[out] = False
+        if self._members is not None:
+            return self._pick_equal_parts(s, free, m, base)
+        order = np.lexsort((np.arange(G), -s))
         order = order[free[order]]
         part = self._lab[order]
         pos = np.argsort(part, kind="stable")  # score order kept inside each part
@@ -130,6 +138,23 @@ class Budget:
         rank[pos] = np.arange(order.size) - np.searchsorted(sp, sp, side="left")
         left = self._cap - self.counts(base)
         return np.sort(order[rank < left[part]][: max(int(m), 0)])
+
+    def _pick_equal_parts(self, s, free, m, base) -> np.ndarray:
+        """``pick`` over parts of one size: the same picks (best scores of each part up to its room, ties by lower
+        id, then the best ``m`` of those overall), ranked per row of the members table."""
+        mem = self._members
+        # per part: free groups first, then by score descending; lexsort is stable, so ties keep the lower id
+        sm = s[mem]
+        rank = (np.argsort(-sm, axis=1, kind="stable") if free.all() else
+                np.lexsort((-sm, ~free[mem]), axis=-1))
+        left = (self._cap - self.counts(base))[:, None]
+        ids = np.take_along_axis(mem, rank, axis=1)
+        chosen = ids[(np.arange(mem.shape[1])[None, :] < left) & free[ids]]
+        if chosen.size > max(int(m), 0):
+            chosen = chosen[np.lexsort((chosen, -s[chosen]))[: max(int(m), 0)]]
+        sel = np.zeros(s.size, dtype=bool)  # sorted ids in O(G): cheaper than sorting them
+        sel[chosen] = True
+        return np.flatnonzero(sel)
 
     def swap_ok(self, S, drop, add) -> np.ndarray:
         """(len(drop), len(add)) bool: S - {j} + {g} is feasible (same part, or g's part has room in S)."""
@@ -196,8 +221,8 @@ class BudgetProblem:
         # padded gather indices into the flat (n_rows*K) coefficients; padding points at one extra zero slot
         pad = self.n_rows * K
         gidx = np.full((self.G, smax), pad, dtype=np.int64)
-        for i, idx in enumerate(g.indices):
-            gidx[i, : idx.size] = idx
+        # group i's sorted indices are order[indptr[i]:indptr[i+1]]: one scatter, not a loop over the groups
+        gidx[np.repeat(np.arange(self.G), sizes), np.arange(g.order.size) - np.repeat(g.indptr[:-1], sizes)] = g.order
         self._gidx_np = gidx
         self._gidx = self.asarray(gidx.ravel(), integer=True)
         self.equal_sizes = bool(np.all(sizes == smax))
