@@ -76,11 +76,16 @@ class PhaseTrace:
 
         def wrapped(*args, **kw):
             tr._close("between")
+            name = label(*args, **kw)
             try:
                 return fn(*args, **kw)
             finally:
-                tr._close(label(*args, **kw))
+                tr._close(name)
         setattr(owner, attr, wrapped)
+
+    def peak_gb(self):
+        """The whole run's peak: resetting VmHWM resets getrusage's ru_maxrss too, so it is the phases' maximum."""
+        return max([r["peak_rss_gb"] for r in self.rows] + [self._status("VmHWM")])
 
     def install(self):
         from nn_bridge import calibration, oneshot
@@ -130,6 +135,9 @@ def main(argv=None):
     ap.add_argument("--solver-dtype", default=None, choices=["float32", "float64"],
                     help="the seqobs solve's dtype (default float64, the bridge's; float32 halves its memory)")
     ap.add_argument("--device", default=None, help="where the layer solves run (the model stays on the CPU)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--spill", default="auto", choices=["auto", "on", "off"],
+                    help="block inputs in a temporary directory (auto: above calibration.SPILL_BYTES)")
     ap.add_argument("--rss-trace", action="store_true",
                     help="record each phase's RSS high-water mark (first forward, Gram pass, solve, advance)")
     ap.add_argument("--out", default=OUT)
@@ -137,6 +145,8 @@ def main(argv=None):
     import torch
 
     from nn_bridge.oneshot import solve_layers
+    if a.threads:
+        torch.set_num_threads(a.threads)
     from nn_bridge.pruned import _run_no_cache
     n_prune = a.layers if a.prune_layers is None else min(a.prune_layers, a.layers)
     t0 = time.perf_counter()
@@ -159,9 +169,11 @@ def main(argv=None):
     t0 = time.perf_counter()
     res = solve_layers(model, batches(), "16x16", a.sparsity, method=a.method, run=_run_no_cache, blocks=blocks,
                        include=lambda n: n.startswith(prefixes), device=a.device, progress=False,
+                       spill={"auto": None, "on": True, "off": False}[a.spill],
                        solver_dtype=None if a.solver_dtype is None else getattr(torch, a.solver_dtype),
                        **({} if a.refit_iters is None else {"refit_iters": a.refit_iters}))
     wall = time.perf_counter() - t0
+    peak = max(_peak_rss_gb(), trace.peak_gb()) if trace else _peak_rss_gb()
     per_block = {}
     for name, s in res.layer_seconds.items():
         b = name.split(".")[3]
@@ -170,10 +182,11 @@ def main(argv=None):
                       "dtype": "float32", "pruned_layers": n_prune, "pattern": "16x16", "sparsity": a.sparsity,
                       "method": a.method, "refit_iters": a.refit_iters,
                       "solver_dtype": a.solver_dtype or "float64", "seqs": a.seqs, "seq_len": a.seq_len, "batch": a.batch,
-                      "tokens": a.seqs * a.seq_len, "device": a.device or "cpu"},
+                      "tokens": a.seqs * a.seq_len, "device": a.device or "cpu", "spill": a.spill},
            "command": "python -m benchmarks.bench_oneshot_opt " + " ".join(sys.argv[1:] if argv is None else argv),
            "model_gb": round(size_gb, 3), "rss_after_build_gb": round(rss_model, 3), "build_seconds": round(build_s, 1),
-           "peak_rss_gb": round(_peak_rss_gb(), 3), "peak_over_model_gb": round(_peak_rss_gb() - size_gb, 3),
+           "peak_rss_gb": round(peak, 3), "peak_over_model_gb": round(peak - size_gb, 3),
+           "peak_over_model_GB_1e9": round((peak - size_gb) * 2 ** 30 / 1e9, 3),
            "prune_seconds": round(wall, 1), "seconds": {k: round(v, 1) for k, v in res.seconds.items()},
            "seconds_per_decoder_layer": {k: round(v, 1) for k, v in per_block.items()},
            "layer_method": sorted(set(res.layer_method.values())),

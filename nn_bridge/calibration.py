@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -293,6 +295,9 @@ class _Streams:
     def _rows(self, b):
         return None if self.row_masks is None else self.row_masks[b]
 
+    def close(self):
+        """Release what the streams hold outside the process (``BlockStreams``' spilled inputs)."""
+
     def pairs(self, layer):
         """Per batch: [(x_pruned, x_dense) GEMM rows of each holder of ``layer``] (x_dense is x_pruned when
         dense_only)."""
@@ -362,6 +367,50 @@ class PrefixStreams(_Streams):
         pass
 
 
+SPILL_BYTES = 256 * 2 ** 20  # spill=None: block inputs of both streams above this go to a temporary directory
+
+
+def check_spill(spill):
+    """``spill``: None (automatic, above ``SPILL_BYTES``), True or False."""
+    if spill is not None and not isinstance(spill, bool):
+        raise ValueError(f"spill: expected None (automatic), True or False, got {spill!r}")
+    return spill
+
+
+class _BlockInputs:
+    """One stream's inputs (args, kwargs) of the current block, one per batch, list-like.  In memory, or spilled
+    (``dir``): the first positional tensor of each batch -- the hidden states, the part that grows with the tokens
+    and changes from block to block -- is written to a file of ``dir`` and read back whenever the batch is replayed
+    (``torch.save`` / ``torch.load``: bit-exact), so the streams hold no token-proportional memory of the process;
+    the other arguments (masks, positions: the same for every block) stay in memory."""
+
+    def __init__(self, tag, dir=None):
+        self.tag, self.dir, self.items = tag, dir, []
+
+    def __len__(self):
+        return len(self.items)
+
+    def _put(self, b, inp):
+        if self.dir is None:
+            return inp
+        (x, *rest), kwargs = inp
+        path = os.path.join(self.dir, f"{self.tag}{b}.pt")
+        torch.save(x, path)
+        return (path, *rest), kwargs
+
+    def append(self, inp):
+        self.items.append(self._put(len(self.items), inp))
+
+    def __setitem__(self, b, inp):
+        self.items[b] = self._put(b, inp)
+
+    def __getitem__(self, b):
+        if self.dir is None:
+            return self.items[b]
+        (path, *rest), kwargs = self.items[b]
+        return (torch.load(path, weights_only=True), *rest), kwargs
+
+
 def copy_module(module):
     """A deep copy of one module in eval mode (the dense copy of the current block)."""
     return copy.deepcopy(module).eval()
@@ -374,20 +423,53 @@ class BlockStreams(_Streams):
     first positional argument and the same remaining arguments as the first block (true of BERT-style encoders and
     OPT-style decoders: the attention mask).  The model runs once up to the first block; afterwards only one block
     is replayed at a time.  Memory: the inputs of the current block for every batch, once per stream (on the
-    model's device), and one dense copy of the current block (``begin``): never a copy of the model.
+    model's device), and one dense copy of the current block (``begin``): never a copy of the model.  The block
+    inputs are the only memory that grows with the calibration tokens (2 x 512 MiB for 65,536 tokens of width
+    2048): ``spill`` writes their hidden states to a temporary directory instead (``_BlockInputs``; None: when both
+    streams would exceed ``SPILL_BYTES``, judged from batch 0; the directory is deleted by ``close`` or when the
+    streams are collected).  The results are the same either way (bit-exact files).
     """
 
-    def __init__(self, model, batches, run, row_masks, blocks, dense_only=False):
+    def __init__(self, model, batches, run, row_masks, blocks, dense_only=False, spill=None):
         self.model, self.row_masks, self.blocks = model, row_masks, list(blocks)
         self.dense_only = dense_only
         first = model.get_submodule(self.blocks[0])
-        self.d_in = [called_with(model, first, batch, run, "blocks: the first block", b)
-                     for b, batch in enumerate(batches)]
-        self.p_in = list(self.d_in)
+        self._tmp = None
+        self.d_in = self.p_in = None
+        for b, batch in enumerate(batches):
+            inp = called_with(model, first, batch, run, "blocks: the first block", b)
+            if b == 0:
+                self._open(spill, inp[0][0], len(batches))
+            self.d_in.append(inp)
+            if self.p_in is not self.d_in:
+                self.p_in.append(inp)
+            del inp
         self.n_batches = len(self.d_in)
         self.i = 0
         self.dense_block = None
         self._d_out = None
+
+    def _open(self, spill, x, n_batches):
+        """The two streams' stores, spilled or not (``spill``; None: by the size batch 0 implies)."""
+        streams = 1 if self.dense_only else 2
+        if spill is None:
+            spill = torch.is_tensor(x) and x.device.type == "cpu" and (
+                streams * n_batches * x.numel() * x.element_size() > SPILL_BYTES)
+        if spill:
+            self._tmp = tempfile.TemporaryDirectory(prefix="groupsparse-streams-")
+        d = self._tmp.name if spill else None
+        self.d_in = _BlockInputs("d", d)
+        self.p_in = self.d_in if self.dense_only else _BlockInputs("p", d)
+
+    @property
+    def spilled(self) -> bool:
+        return self._tmp is not None
+
+    def close(self):
+        """Delete the spilled block inputs (if any)."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     def groups(self, layers):
         out = [[] for _ in self.blocks]
@@ -447,7 +529,8 @@ class BlockStreams(_Streams):
         n_train = len(self.p_in) - val
 
         def rel_err(b):
-            out = block(*self.p_in[b][0], **self.p_in[b][1])
+            args, kwargs = self.p_in[b]
+            out = block(*args, **kwargs)
             out = out[0] if isinstance(out, (tuple, list)) else out
             rows = self._rows(b)
             d, t = out - target[b], target[b]
@@ -489,30 +572,39 @@ class BlockStreams(_Streams):
         """Move both streams past the current block, batch by batch, and drop the dense copy of the block."""
         block, d_out = self._block(), self._d_out
         for b in range(self.n_batches):
-            do = d_out[b] if d_out is not None else _call_block(self.dense_block, self.d_in[b])
-            po = do if self.dense_only else _call_block(block, self.p_in[b])
-            self.d_in[b] = ((do,) + self.d_in[b][0][1:], self.d_in[b][1])
-            self.p_in[b] = ((po,) + self.p_in[b][0][1:], self.p_in[b][1])
+            din = self.d_in[b]
+            do = d_out[b] if d_out is not None else _call_block(self.dense_block, din)
+            self.d_in[b] = ((do,) + din[0][1:], din[1])
+            del din, do
+            if self.p_in is not self.d_in:  # dense_only: one stream
+                pin = self.p_in[b]
+                self.p_in[b] = ((_call_block(block, pin),) + pin[0][1:], pin[1])
+                del pin
             if d_out is not None:
                 d_out[b] = None
         self._d_out = self.dense_block = None
         self.i += 1
 
 
-def streams(model, batches, run, row_masks, blocks, dense_only=False):
-    """``BlockStreams`` when ``blocks`` names the model's sequential blocks, else ``PrefixStreams``."""
+def streams(model, batches, run, row_masks, blocks, dense_only=False, spill=None):
+    """``BlockStreams`` when ``blocks`` names the model's sequential blocks (``spill``: theirs), else
+    ``PrefixStreams``."""
     if blocks is None:
         return PrefixStreams(model, batches, run, row_masks, dense_only)
-    return BlockStreams(model, batches, run, row_masks, blocks, dense_only)
+    return BlockStreams(model, batches, run, row_masks, blocks, dense_only, spill)
 
 
 class Grams:
-    """Calibration Grams of one layer, H = X_p^T X_p / n and C = X_p^T X_d / n (X_p: inputs in the pruned model,
-    X_d: in the dense one), and the dense output energy ||X_d M||^2 / n of its dense GEMM matrix M, float32 products
-    accumulated in float64 batch by batch (no rows are kept).  Row batches of extreme magnitude are scaled by a
-    power of 2 before the float32 product (exact), so inputs of 1e20 or 1e-20 give the Grams that 1 would, times
-    the scale squared.  The energy comes from D = X_d^T X_d / n where D is cheaper than the rows' products (p <= K)
-    or may serve the next layer, else from ||X_d M||^2 batch by batch.
+    """Calibration Grams of one layer, H = X_p^T X_p / n and the cross term Bm = X_p^T X_d M / n (X_p: inputs in
+    the pruned model, X_d: in the dense one, M: the layer's dense GEMM matrix), and the dense output energy
+    ||X_d M||^2 / n, float32 products accumulated in float64 batch by batch (no rows are kept).  Bm comes from the
+    cross Gram C = X_p^T X_d / n (p x p) as C M, except for a layer with K < p / 2 outputs (e.g. an MLP's down
+    projection) not kept for the next layer: there Bm is accumulated as X_p^T (X_d M) batch by batch, which holds
+    p x K instead of p x p and costs 2 n p K instead of n p^2 flops (the two differ at float32 rounding level).
+    Row batches of extreme magnitude are scaled by a power of 2 before the float32 product (exact), so inputs of
+    1e20 or 1e-20 give the Grams that 1 would, times the scale squared.  The energy comes from D = X_d^T X_d / n
+    where D is cheaper than the rows' products (p <= K) or may serve the next layer, else from ||X_d M||^2 batch by
+    batch.
 
     A layer fed the very tensor the previous one was fed (query / key / value) reuses its Grams
     (``_Streams.shares_input``) when the driver kept them (``keep``: only where the next layer could share, so
@@ -527,14 +619,15 @@ class Grams:
         return self._last is not None and self._last[1][0] is H
 
     def __call__(self, st, layer, M=None, keep=False):
-        """(H, C, energy) of ``layer`` from the streams ``st`` (energy None without ``M``; errors name ``batches``
-        and the layer, ``check_gram``).  ``keep``: hold them for the next layer (when it may share the input)."""
+        """(H, Bm, energy) of ``layer`` from the streams ``st`` (Bm and energy None without ``M``; errors name
+        ``batches`` and the layer, ``check_gram``).  ``keep``: hold the Grams for the next layer (when it may share
+        the input)."""
         if self._last is not None and st.shares_input(self._last[0], layer):
             H, C, D = self._last[1]
             self._last = self._last if keep else None
-            return H, C, _energy(D, M)
+            return H, _cross(C, M), _energy(D, M)
         self._last = None
-        H = C = D = None
+        H = C = D = Bm = None
         n, energy = 0, 0.0
         M32 = None if M is None else M.float()
         for pairs in st.pairs(layer):
@@ -542,12 +635,20 @@ class Grams:
                 if H is None:
                     p = xp.shape[1]
                     H = torch.zeros(p, p, dtype=torch.float64, device=xp.device)
-                    if xd is not xp:
+                    if xd is not xp and M is not None and not keep and direct_cross(p, M.shape[1]):
+                        Bm = torch.zeros(p, M.shape[1], dtype=torch.float64, device=xp.device)
+                    elif xd is not xp:
                         C = torch.zeros_like(H)
                         D = torch.zeros_like(H) if keep or M is None or p <= M.shape[1] else None
                 a, sa = _rescaled(xp)
                 H.add_(a.t() @ a, alpha=sa * sa)  # float32 product, float64 sum (no float64 copy of it)
-                if C is not None:
+                if Bm is not None:  # K < p / 2: X_p^T (X_d M), no p x p cross Gram
+                    b, sb = _rescaled(xd)
+                    y = b @ M32
+                    Bm.add_(a.t() @ y, alpha=sa * sb)
+                    energy += float(y.double().pow(2).sum()) * (sb * sb)
+                    del y
+                elif C is not None:
                     b, sb = _rescaled(xd)
                     C.add_(a.t() @ b, alpha=sa * sb)
                     if D is not None:
@@ -557,6 +658,8 @@ class Grams:
                 n += xp.shape[0]
         check_gram(H, n, layer.name)
         H.div_(n)
+        if Bm is not None:
+            return H, Bm.div_(n), energy / n
         if C is None:  # the dense stream: X_p is X_d
             C = D = H
         else:
@@ -564,11 +667,21 @@ class Grams:
             D = None if D is None else D.div_(n)
         if keep:
             self._last = (layer, (H, C, D))
-        return H, C, (energy / n if D is None else _energy(D, M))
+        return H, _cross(C, M), (energy / n if D is None else _energy(D, M))
 
 
 def _energy(D, M):
     return None if M is None else float((M * (D @ M)).sum())
+
+
+def direct_cross(p: int, K: int) -> bool:
+    """Whether a (p, K) layer's Bm is accumulated as X_p^T (X_d M) (K < p / 2: fewer flops, p x K held) rather than
+    through the p x p cross Gram."""
+    return 2 * K < p
+
+
+def _cross(C, M):
+    return None if M is None else C @ M
 
 
 def damped(H, Bm, M, damp, layer, inplace=False):

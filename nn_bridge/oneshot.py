@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,8 +57,8 @@ from groupsparse.schedules import check_sparsity
 from groupsparse.selection.obs import gram_refit, merge_paths, obs_first_costs, obs_memory_bytes, obs_paths
 
 from . import masking
-from .calibration import (Grams, Layer, check_batches, damped, default_run, forward_order, layer_inputs,  # noqa: F401
-                          pow2_scale, streams)
+from .calibration import (Grams, Layer, check_batches, check_spill, damped, default_run,  # noqa: F401
+                          forward_order, layer_inputs, pow2_scale, streams)
 from .report import finalize_model, measure
 from .tiling import LayerTiling, find_prunable, keep_count, matrix_to_weight, weight_to_matrix
 
@@ -300,7 +301,7 @@ def _allocate(model, layers, s, allocation, max_layer_sparsity, make_streams, da
                          f"lower the sparsity")
     costs = {}
     st, gram = make_streams(True), Grams()
-    with tqdm(total=len(layers), desc="loss curves", disable=not progress) as bar:
+    with closing(st), tqdm(total=len(layers), desc="loss curves", disable=not progress) as bar:
         groups = st.groups(layers)
         last = max((i for i, g in enumerate(groups) if g), default=-1)
         for group in groups[:last + 1]:
@@ -335,7 +336,7 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
                  run=None, row_masks=None, min_blocks: int = 100, pad: bool = False, include=None, damp: float = 0.01,
                  max_layer_sparsity: float = 0.9, blocks=None, refine_steps: int = 0, refine_lr: float = 1e-3,
                  refine_val: int = 0, keep=None, max_memory=None, device=None, solver_dtype=None,
-                 progress: bool = True, **solver_kw) -> OneShotResult:
+                 spill=None, progress: bool = True, **solver_kw) -> OneShotResult:
     """The one-shot driver for every pattern: prune ``model`` in place from calibration ``batches``, layer by layer
     in forward order (see the module docstring).  ``nn_bridge.oneshot_prune`` (``pruned.py``) wraps it with layer
     globs, a report and saving; use that unless you need this result object.
@@ -368,7 +369,9 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
     ``solver_dtype``: the layer solver's dtype (Grams are float64): N:M default float32; block patterns: float64
     unless given ('seqobs' only; float32 halves its 3 p^2 working memory); other keywords go to the layer solver:
     ``nm.oneshot.solve_nm_layer`` (N:M), or ``sequential_obs.seqobs`` over ``SEQOBS_OPTIONS`` (block 'seqobs',
-    e.g. ``refit_iters=0`` for the sweep alone).
+    e.g. ``refit_iters=0`` for the sweep alone).  ``spill`` (with ``blocks``): keep the two streams' block inputs
+    in a temporary directory instead of memory (None: when they would exceed ``calibration.SPILL_BYTES``; the same
+    results, read back bit-exact; deleted at the end).
 
     Interrupted (Ctrl-C, or any error after the first layer changed), the model has only whole, finished layers
     changed (block masks attached to them, a refine in progress undone); the error carries a note and a
@@ -380,13 +383,13 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
     return _solve(model, batches, kind, p, s, method=method, allocation=allocation, run=run, row_masks=row_masks,
                   min_blocks=min_blocks, pad=pad, include=include, damp=damp, max_layer_sparsity=max_layer_sparsity,
                   blocks=blocks, refine_steps=refine_steps, refine_lr=refine_lr, refine_val=refine_val, keep=keep,
-                  max_memory=max_memory, device=device, solver_dtype=solver_dtype, progress=progress,
+                  max_memory=max_memory, device=device, solver_dtype=solver_dtype, spill=spill, progress=progress,
                   solver_kw=solver_kw)
 
 
 def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, min_blocks, pad, include, damp,
            max_layer_sparsity, blocks, refine_steps, refine_lr, refine_val, keep, max_memory, device, solver_dtype,
-           progress, solver_kw) -> OneShotResult:
+           progress, solver_kw, spill=None) -> OneShotResult:
     block = kind == "block"
     if block:
         method = method or "obs"
@@ -422,6 +425,7 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
     if max_memory is not None:
         max_memory = check_tol(max_memory, "max_memory")
     dev = solve_device(device)
+    spill = check_spill(spill)
     run = run or default_run
     batches = check_batches(batches, model, run, row_masks)
     refine_val = check_positive_int(refine_val, "refine_val", low=0, high=len(batches) - 1)  # one batch to train on
@@ -443,7 +447,7 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
 
     def make_streams(dense_only):
         t0 = time.perf_counter()
-        st = streams(model, batches, run, row_masks, blocks, dense_only)
+        st = streams(model, batches, run, row_masks, blocks, dense_only, spill)
         clock["forward"] += time.perf_counter() - t0
         return st
 
@@ -452,8 +456,9 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
     res = OneShotResult(model, layers, f"{p}x{p}" if block else p)
     res.seconds = clock
     changed, unmasked = [], []
+    st = make_streams(False)
     try:
-        _prune_pass(model, layers, block, p, method, make_streams(False), n_remove, keep, damp, max_memory, dev,
+        _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_memory, dev,
                     solver_dtype, solver_kw, refine_steps, refine_lr, refine_val, res, changed, unmasked, progress)
     except BaseException as e:
         if unmasked:
@@ -464,6 +469,8 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
             e.add_note(msg)
         raise
+    finally:
+        st.close()
     return res
 
 
@@ -491,11 +498,9 @@ def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_m
                 nxt = group[j + 1] if j + 1 < len(group) else None
                 mod = model.get_submodule(t.name)
                 Md = weight_to_matrix(mod.weight.detach()).double()  # not written yet: the dense weights
-                H, Cx, den = gram(st, t, Md, keep=nxt is not None and _width(model, nxt) == _width(model, t))
+                H, Bm, den = gram(st, t, Md, keep=nxt is not None and _width(model, nxt) == _width(model, t))
                 t1 = time.perf_counter()
                 clock["gram"] += t1 - t0
-                Bm = Cx @ Md
-                del Cx
                 if block:
                     r = n_remove[t.name]
                     m_run = ("refit" if keep is not None else

@@ -267,3 +267,66 @@ def test_block_seqobs_in_float32_matches_float64():
     for n in ra.names:
         assert rb.layer_rel_error[n] == pytest.approx(ra.layer_rel_error[n], rel=1e-3, abs=1e-6)
     assert a[0].weight.dtype == b[0].weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("method", ["obs", "seqobs"])
+def test_narrow_output_layer_accumulates_bm_without_the_cross_gram(method, monkeypatch):
+    """A layer with K < p / 2 outputs (here 64 -> 16) accumulates Bm = X_p^T (X_d M) batch by batch instead of the
+    p x p cross Gram C (``calibration.direct_cross``): the same masks, and weights equal to the float32 rounding of
+    the Gram products (each entry a float32 sum of 24 products, relative error ~ 24 * 2^-24 ~ 1.4e-6, times the
+    damped H's conditioning: a 1e-5 relative bound); the wide first layer takes the C path in both runs: bit-equal."""
+    def mlp():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16))
+    seen = []
+    real = calibration.direct_cross
+    monkeypatch.setattr(calibration, "direct_cross", lambda p, K: seen.append((p, K)) or real(p, K))
+    a, b = mlp(), mlp()
+    ra = _prune(a, _xs(), "8x8", method=method)
+    assert seen == [(32, 64), (64, 16)] and real(64, 16) and not real(32, 64)
+    monkeypatch.setattr(calibration, "direct_cross", lambda p, K: False)
+    rb = _prune(b, _xs(), "8x8", method=method)
+    for n in ra.names:
+        assert torch.equal(ra.keep[n], rb.keep[n])
+        assert ra.layer_rel_error[n] == pytest.approx(rb.layer_rel_error[n], rel=1e-5, abs=1e-9)
+    assert torch.equal(a[0].weight, b[0].weight)
+    wa, wb = a[2].weight.detach(), b[2].weight.detach()
+    assert float((wa - wb).norm() / wb.norm()) < 1e-5
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_spilled_streams_give_the_same_model_and_leave_no_files(pattern, monkeypatch, tmp_path):
+    """spill=True keeps the block inputs in a temporary directory (read back bit-exact): the same weights as in
+    memory, allocation pass included; the directory is gone after the run, and after an interrupted one; spill=None
+    spills above calibration.SPILL_BYTES only; a bad value is named."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(calibration.tempfile, "tempdir", None)  # TMPDIR is read again
+    model, cal = _tiny_bert()
+    a, b, c = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
+    spilled = []
+    real_open = calibration.BlockStreams._open
+
+    def spy(self, *args):
+        real_open(self, *args)
+        spilled.append(self.spilled)
+    monkeypatch.setattr(calibration.BlockStreams, "_open", spy)
+    kw = {"blocks": TINY_BLOCKS, **_bert_kw(pattern)}
+    if pattern == "8x8":
+        kw["allocation"] = "loss"
+    _prune(a, cal, pattern, spill=False, **kw)
+    _prune(b, cal, pattern, spill=True, **kw)
+    n_passes = 2 if pattern == "8x8" else 1  # the loss allocation's dense pass, then the pruning pass
+    assert spilled == [False] * n_passes + [True] * n_passes
+    for (n, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(wa, wb), n
+    assert not list(tmp_path.glob("groupsparse-streams-*"))
+    monkeypatch.setattr(calibration, "SPILL_BYTES", 0)
+    spilled.clear()
+    _prune(c, cal, pattern, **kw)  # spill=None above the (here zero) size
+    assert spilled == [True] * n_passes and not list(tmp_path.glob("groupsparse-streams-*"))
+    model.encoder.layer[1].attention.self.query.register_forward_pre_hook(_Interrupt(2))
+    with time_limit(60), pytest.warns(RuntimeWarning, match="layers are pruned"), pytest.raises(KeyboardInterrupt):
+        _prune(model, cal, pattern, spill=True, blocks=TINY_BLOCKS, **_bert_kw(pattern))
+    assert not list(tmp_path.glob("groupsparse-streams-*"))
+    with pytest.raises(ValueError, match=r"^spill: expected None \(automatic\), True or False, got 'yes'"):
+        _prune(_tiny_bert()[0], cal, pattern, spill="yes", **kw)
