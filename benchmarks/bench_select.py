@@ -4,13 +4,16 @@ Instances (AR(1) designs, N(0,1) coefficients on k groups, benchmarks/common.py)
   I1: rho=0.8, n=400, 1000 groups of 5, k=10, SNR 3;   I2: rho=0.7, n=600, 1000 groups of 5, k=20, SNR 2.
 Reported per method: mean support F1, median time, the fraction of instances whose found support has loss <= the
 planted support's loss (both refit exactly), and the certified gap (objective - lower bound, bound.py).
-Also: a binary logistic family on the I1 design vs abess LogisticRegression, and F1 against SNR for every method
+Also: a binary logistic family on the I1 design vs abess LogisticRegression, a 3-class multinomial family on it vs
+abess MultinomialRegression (feature groups: a group keeps its 5 features' coefficients of every class), and F1 against SNR for every method
 (plot benchmarks/results/select_f1_snr.png).  Everything in one process, same instances for every method.
 
     python benchmarks/bench_select.py            # full run (20 seeds, 6 for the slow extras; ~25 min on 2 busy cores)
     python benchmarks/bench_select.py --quick    # 3 seeds, smoke test
     nice -n 5 OMP_NUM_THREADS=1 python benchmarks/bench_select.py --logistic-only --seeds 20
                                                  # the logistic family alone, written into select.json's "logistic"
+    nice -n 5 OMP_NUM_THREADS=1 python benchmarks/bench_select.py --multinomial-only --seeds 20
+                                                 # the 3-class family alone, written into select.json's "multinomial"
 """
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ INSTANCES = {"I1": dict(rho=0.8, n=400, G=1000, s=5, k=10, snr=3.0),
              "I2": dict(rho=0.7, n=600, G=1000, s=5, k=20, snr=2.0)}
 OURS_ALL = ["local_search", "splicing", "omp", "ompr", "acdc", "sa++"]  # every seed (the acceptance figures)
 OURS_FEW = ["iht", "arht", "htp", "sa"]  # slower: the first ``few`` seeds
-LOGISTIC_OURS = ("newton", "local_search", "omp")  # newton: IRLS-weighted splicing + Newton-model swaps
+LOGISTIC_OURS = ("newton", "splicing", "local_search", "omp")  # newton: IRLS-weighted splicing + Newton-model swaps
+MULTINOMIAL_OURS = ("newton", "splicing", "omp")
+MULTINOMIAL = dict(rho=0.8, n=600, G=1000, s=5, k=10, K=3, scale=0.5)
 
 
 def f1(found, truth):
@@ -46,14 +51,16 @@ def make(inst, seed):
     return X, y, beta, act
 
 
-def run_abess(X, y, G, s, k, logistic=False):
+def run_abess(X, y, G, s, k, logistic=False, multinomial=False):
     import abess
-    cls = abess.LogisticRegression if logistic else abess.LinearRegression
+    cls = (abess.MultinomialRegression if multinomial else abess.LogisticRegression if logistic
+           else abess.LinearRegression)
     m = cls(support_size=k, group=np.repeat(np.arange(G), s))  # columns of a group adjacent and sorted
     t = time.perf_counter()
     m.fit(X, y)
     el = time.perf_counter() - t
-    return np.unique(np.flatnonzero(np.ravel(m.coef_)) // s), el
+    coef = np.asarray(m.coef_).reshape(X.shape[1], -1)  # multinomial: (p, K), a feature keeps all its classes
+    return np.unique(np.flatnonzero(np.any(coef != 0, axis=1)) // s), el
 
 
 def oracle_path(loss, groups, pen, act, k, n_lambdas=40, ratio=0.03):
@@ -161,11 +168,39 @@ def logistic_family(seeds, scale=1.0):
             **{m: _summary(r) for m, r in rec.items()}}
 
 
-def _print_logistic(res):
-    for m in LOGISTIC_OURS + ("abess",):
-        r = res[m]
-        print(f"logistic {m:14s} F1 {r['mean_f1']:.3f}  time {r['median_time_s']:.3f}  "
-              f"loss<=planted {r['frac_loss_le_planted']:.2f}")
+def multinomial_family(seeds, inst=MULTINOMIAL):
+    """K classes, labels ~ softmax(scale X B) with B (p, K) N(0, 1) on the rows of k planted feature groups."""
+    G, s, k, K = inst["G"], inst["s"], inst["k"], inst["K"]
+    groups = gs.Groups.from_sizes([s] * G)
+    rec = {m: {"f1": [], "time": [], "le_planted": [], "seeds": []} for m in MULTINOMIAL_OURS + ("abess",)}
+    for seed in seeds:
+        rng = np.random.default_rng(20_000 + seed)
+        X = ar1_design(inst["n"], G, s, inst["rho"], rng)
+        B = np.zeros((X.shape[1], K))
+        act = np.sort(rng.choice(G, k, replace=False))
+        for g in act:
+            B[g * s:(g + 1) * s] = rng.standard_normal((s, K))
+        y = np.argmax(inst["scale"] * (X @ B) + rng.gumbel(size=(inst["n"], K)), axis=1)  # softmax sampling
+        loss = gs.Multinomial(X, y, fit_intercept=True, n_classes=K)
+        bp = BudgetProblem(loss, groups)
+        pl = bp.refit(act)[1]
+        for m in MULTINOMIAL_OURS:
+            sol = select(loss, groups, k, method=m)
+            _add(rec[m], seed, f1(sol.support, act), sol.info["time"], sol.objective <= pl * (1 + 1e-9))
+        sa, ta = run_abess(X, y, G, s, k, multinomial=True)
+        _add(rec["abess"], seed, f1(sa, act), ta, bp.refit(sa)[1] <= pl * (1 + 1e-9))
+        print(f"multinomial seed {seed}: " + "  ".join(f"{m}={rec[m]['f1'][-1]:.2f} ({rec[m]['time'][-1]:.2f}s)"
+                                                       for m in rec), flush=True)
+    return {"instance": (f"rho={inst['rho']}, n={inst['n']}, {G} groups of {s} features x {K} classes, k={k}, labels ~ "
+                         f"softmax({inst['scale']} X B), B ~ N(0,1) on the planted groups' rows, intercept"),
+            **{m: _summary(r) for m, r in rec.items()}}
+
+
+def _print_family(name, res):
+    for m, r in res.items():
+        if isinstance(r, dict) and "mean_f1" in r:
+            print(f"{name} {m:14s} F1 {r['mean_f1']:.3f}  time {r['median_time_s']:.3f}  "
+                  f"loss<=planted {r['frac_loss_le_planted']:.2f}")
 
 
 def snr_curve(snrs, seeds, out_png):
@@ -210,19 +245,22 @@ def main(argv=None):
     ap.add_argument("--few", type=int, default=6, help="seeds for the slow extras (SA, HTP, lasso/MCP paths)")
     ap.add_argument("--logistic-only", action="store_true",
                     help="run the logistic family alone (--seeds of them) and replace select.json's 'logistic' entry")
+    ap.add_argument("--multinomial-only", action="store_true",
+                    help="run the multinomial family alone (--seeds of them), replacing select.json's 'multinomial'")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     n_seeds, few = (3, 2) if a.quick else (a.seeds, a.few)
     info = machine_info()
     print_banner(info)
     root = os.path.dirname(os.path.abspath(__file__))
-    if a.logistic_only:
+    if a.logistic_only or a.multinomial_only:
         import json
         path = os.path.join(root, "results", "select.json")
         with open(path) as f:
             payload = json.load(f)
-        payload["logistic"] = dict(logistic_family(range(n_seeds)), machine=info, command=" ".join(sys.argv))
-        _print_logistic(payload["logistic"])
+        key, family = ("logistic", logistic_family) if a.logistic_only else ("multinomial", multinomial_family)
+        payload[key] = dict(family(range(n_seeds)), machine=info, command=" ".join(sys.argv))
+        _print_family(key, payload[key])
         write_json(path, payload)
         return
     payload = {"machine": info, "instances": INSTANCES, "seeds": n_seeds, "few_seeds": few, "regression": {}}
@@ -238,7 +276,9 @@ def main(argv=None):
     payload["bound_small"] = small_bound(range(min(5, n_seeds)))
     print("certified gap, n > p instance:", payload["bound_small"]["median_rel_gap"])
     payload["logistic"] = logistic_family(range(min(10, n_seeds)))
-    _print_logistic(payload["logistic"])
+    _print_family("logistic", payload["logistic"])
+    payload["multinomial"] = multinomial_family(range(min(10, n_seeds)))
+    _print_family("multinomial", payload["multinomial"])
     payload["snr_curve"] = snr_curve([0.5, 1.0, 2.0, 5.0, 10.0], range(2),
                                      os.path.join(root, "results", "select_f1_snr.png"))
     write_json(os.path.join(root, "results", "select.json" if not a.quick else "select_quick.json"), payload)

@@ -263,3 +263,25 @@ def test_multinomial_newton_bad_input_is_named():
     with time_limit(30):
         sol = select(loss, groups, 2, method="newton", max_time=1e-9)
     assert len(sol.support) == 2 and not sol.converged
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_weighted_blocks_same_on_every_path(K, monkeypatch):
+    """The per-group blocks from the cached (G, s, n) columns and from chunks of densified columns (large or sparse
+    X) are the same matrices."""
+    import groupsparse.selection.newton as nt
+    if K == 1:
+        _, loss, groups = _instance(2, 70, [2, 3, 1, 2], 2)
+    else:
+        _, loss, groups = _multinomial_instance(2, 70, [2, 3, 1, 2], 2, K=K, ridge=0.1)
+    bp = BudgetProblem(loss, groups)
+    W, _ = bp.refit(np.array([1, 3]))
+    ref = _Weighted(bp)
+    assert ref.X3 is not None
+    w = ref.weights(W)
+    B0 = ref.blocks(w)
+    monkeypatch.setattr(nt, "_X3_MAX_ENTRIES", 150)  # no cached columns; chunks of one group
+    Wt = _Weighted(bp)
+    assert Wt.X3 is None
+    B2 = Wt.blocks(w)
+    np.testing.assert_allclose(B2, B0, rtol=1e-12, atol=1e-15)
