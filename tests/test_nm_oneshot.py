@@ -10,7 +10,7 @@ from torch import nn
 from nn_bridge.nm import is_nm
 from groupsparse.selection.obs import gram_refit
 from nn_bridge.nm import NMPattern
-from nn_bridge.nm.oneshot import gram_nm_groups, project_nm, solve_nm_layer
+from nn_bridge.nm.oneshot import gram_nm_groups, solve_nm_layer
 from nn_bridge.oneshot import solve_layers
 
 
@@ -87,23 +87,26 @@ def test_obs_local_search_is_a_single_swap_optimum(n, m, seed):
             assert value(kp) >= info["objective"] - 1e-9 * abs(c)
 
 
-def test_projection_matches_groups_definition():
+def test_magnitude_projection_matches_groups_definition():
+    """'magnitude' keeps the N largest |w| of every window of ``gram_nm_groups`` (the core's partitioned pick)."""
     torch.manual_seed(0)
     p, K, m = 8, 5, 4
-    beta = torch.randn(p, K)
+    H, Bm, _, c = _problem(p, K)
+    beta = torch.randn(p, K, dtype=torch.float64)
     G = gram_nm_groups(p, K, m)
     flat = beta.reshape(-1).numpy()
-    proj, keep = project_nm(beta, 2, m)
+    proj, keep, _ = solve_nm_layer(H, Bm, 2, m, method="magnitude", Md=beta, c=c)
     ref = np.zeros_like(flat)
     for g in G.indices:
         top = g[np.argsort(-np.abs(flat[g]))[:2]]
         ref[top] = flat[top]
     np.testing.assert_array_equal(proj.reshape(-1).numpy(), ref)
+    np.testing.assert_array_equal(keep.reshape(-1).numpy(), ref != 0)
 
 
 def test_refit_is_least_squares_on_support():
     H, Bm, Wd, c = _problem(16, 4, seed=3)
-    _, keep = project_nm(Wd, 2, 4)
+    _, keep, _ = solve_nm_layer(H, Bm, 2, 4, method="magnitude", Md=Wd, c=c)
     beta = gram_refit(H, Bm, keep)
     g = (H @ beta - Bm)
     assert float(g[keep].abs().max()) < 1e-9  # stationarity on the support

@@ -9,13 +9,15 @@ inputs in the already-pruned model and X_d in the dense one,
 
 i.e. ``groupsparse.GramLeastSquares(H, Bm, c)``, subject to the N:M constraint: every M consecutive rows of a
 column of beta (M consecutive inputs of an output -- for a conv, M consecutive input channels at one kernel
-position, the NHWC groups of ``groups.py``) keep at most N non-zeros.  Unlike the block path's budget of k groups
-this is a *per-group* budget, which ``groupsparse.select`` does not express, so the solver lives here; the columns
-are independent given H and are solved together as one matrix.
+position, the NHWC groups of ``groups.py``) keep at most N non-zeros.  In the core this is the partition budget
+``Budget.n_of_m(N, M, (p, K))`` over ``Groups.block_tiling((p, K), 1)`` (one group per weight, flattened
+row-major), so the searches are ``groupsparse.select``'s; this module only picks the method and converts supports
+to (p, K) keep masks.
 
 Methods (``method``):
 
-* ``'magnitude'``        -- top-N |w| of each group, no refit: the usual magnitude 2:4 baseline;
+* ``'magnitude'``        -- top-N |w| of each group, no refit: the usual magnitude 2:4 baseline (the core's
+  partitioned projection, ``Budget.pick``);
 * ``'magnitude_refit'``  -- the magnitude support, then the exact refit (separates selection from refit);
 * ``'obs'``              -- SparseGPT-style N:M Optimal Brain Surgeon (``sequential_obs.sparsegpt`` of groupsparse
   on the damped H, no further damping): sweep the inputs in order; at the start of each M-group choose, per output,
@@ -23,11 +25,13 @@ Methods (``method``):
   the later ones re-optimized), zero the rest and push the error onto the not-yet-visited inputs through U; then
   the exact refit on the chosen support.  Starts from the unconstrained optimum beta* = H^-1 Bm, which is exact
   for the objective since Bm = H beta*.
-* ``'iht'`` (default)    -- starts from the ``'obs'`` solution and alternates rounds of iterative hard
-  thresholding (beta <- P_NM(beta - grad / L), step 1/L with L = lambda_max(H); P_NM keeps the N largest |.| of
-  every group, the exact Euclidean projection onto the N:M set) with exact refits, keeping the best iterate.  With
-  step 1/L every IHT step does not increase the objective (majorization), and a refit can only lower it, so the
-  result is never worse on the calibration objective than ``'obs'`` (tested, with brute force on small layers).
+* ``'iht'`` (default)    -- ``groupsparse.select(method='iht', init=<the 'obs' support>, max_iter=iters)``: iterative
+  hard thresholding (step 1/L, L = lambda_max(H); the projection keeps the N largest |.| of every window, the exact
+  Euclidean projection onto the N:M set) from the 'obs' refit, returning the best exact refit it saw, so never
+  worse on the calibration objective than ``'obs'`` (tested, with brute force on small layers).  ``rounds > 1``
+  restarts from the best support while a round improves.
+* ``'obs+local_search'`` -- the 'obs' support, then ``select(method='local_search')`` (exact in-window swaps while
+  the loss falls), bounded by ``max_time`` seconds / ``max_swaps`` per layer;
 * ``'seqobs'``           -- the scalable sequential OBS of ``groupsparse.selection.sequential_obs`` (per M-window and
   output the drop subset of least joint OBS increase, error pushed to the later inputs through one shared factor,
   then preconditioned CG on the support; O(p^2 + pK) memory, no per-output refit);
@@ -40,43 +44,53 @@ the layer's reconstruction error / 2, so ``objective / c`` is the relative outpu
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
 
-from groupsparse import GramLeastSquares, Groups
+from groupsparse import Budget, GramLeastSquares, Groups, select
 from groupsparse.selection.obs import gram_refit
 
 from .groups import NMPattern, gemm_nm_groups
 
-__all__ = ["nm_oneshot", "solve_nm_layer", "project_nm", "gram_nm_groups", "NMOneShotResult",
-           "ONESHOT_METHODS"]
+__all__ = ["nm_oneshot", "solve_nm_layer", "gram_nm_groups", "NMOneShotResult", "ONESHOT_METHODS"]
 
 ONESHOT_METHODS = ("magnitude", "magnitude_refit", "obs", "iht", "obs+local_search", "seqobs", "sparsegpt", "wanda")
 _SEQUENTIAL = ("seqobs", "sparsegpt", "wanda")  # groupsparse.selection.sequential_obs; the last two take the raw H
 
 
-gram_nm_groups = gemm_nm_groups  # its older name here: the windows the projection below is tested against
+gram_nm_groups = gemm_nm_groups  # its older name here: the M-row windows of every column of a (p, K) matrix
 
 
-def project_nm(beta: torch.Tensor, n: int, m: int, score: torch.Tensor | None = None):
-    """(P_NM(beta), keep): keep the N largest ``score`` (default |beta|) in every M-row group of every column."""
-    p, K = beta.shape
-    s = (beta.abs() if score is None else score).reshape(p // m, m, K)
-    idx = torch.topk(s, n, dim=1).indices
-    keep = torch.zeros_like(s, dtype=torch.bool).scatter_(1, idx, True).reshape(p, K)
-    return beta * keep, keep
+@functools.lru_cache(maxsize=8)
+def _core_problem(p: int, K: int, n: int, m: int):
+    """(groups, budget) of the core for a (p, K) layer: one group per weight, N of every M rows of a column.
+    Cached: a layer shape repeats across a network's blocks, and p*K groups take seconds to build."""
+    return Groups.block_tiling((p, K), 1), Budget.n_of_m(n, m, (p, K)).bind(p * K)
+
+
+def _keep(S, shape, device) -> torch.Tensor:
+    """The (p, K) keep mask of a support of single-weight groups (group i*K + k is weight (i, k))."""
+    kp = torch.zeros(shape[0] * shape[1], dtype=torch.bool, device=device)
+    kp[torch.as_tensor(np.asarray(S, dtype=np.int64), device=device)] = True
+    return kp.reshape(shape)
+
+
+def _support(keep: torch.Tensor) -> np.ndarray:
+    return np.flatnonzero(keep.reshape(-1).cpu().numpy())
 
 
 @torch.no_grad()
-def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: float = 0.0, rounds: int = 3,
+def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: float = 0.0, rounds: int = 1,
                    iters: int = 30, max_time: float = 60.0, max_swaps=None):
     """Solve one layer's N:M Gram problem; returns (beta, keep, info) with info['objective'] (GramLeastSquares).
 
     ``Md`` (the dense matrix) is needed for the magnitude methods.  H must be positive definite (damped).
-    'obs+local_search': the 'obs' support, then ``groupsparse.select(method='local_search')`` under
-    ``Budget.n_of_m`` (exact swaps inside the windows while the loss falls), bounded by ``max_time`` seconds /
-    ``max_swaps`` per layer.
+    'iht': ``rounds`` calls of ``select(method='iht', max_iter=iters)``, each from the best support so far (the
+    first from 'obs'), stopping at the first that does not improve.  'obs+local_search': the 'obs' support, then
+    ``select(method='local_search')``, bounded by ``max_time`` seconds / ``max_swaps`` per layer.
     """
     if method not in ONESHOT_METHODS:
         raise ValueError(f"method: expected one of {ONESHOT_METHODS}, got {method!r}")
@@ -86,13 +100,6 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
     loss = GramLeastSquares(H, Bm, c)
     value = lambda b: loss.state_value(loss.init_state(b), b)  # noqa: E731
     hist = []
-    if method.startswith("magnitude"):
-        if Md is None:
-            raise ValueError("Md: the magnitude methods need the dense matrix")
-        beta, keep = project_nm(Md.to(Bm.dtype), n, m)
-        if method == "magnitude_refit":
-            beta = gram_refit(H, Bm, keep)
-        return beta, keep, {"objective": value(beta), "history": hist}
     if method in _SEQUENTIAL:
         from groupsparse.selection import sequential_obs
         from nn_bridge.oneshot import SEQOBS_OPTIONS
@@ -103,40 +110,35 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
         else:
             r = getattr(sequential_obs, method)(H, Md.to(H.dtype), nm=(n, m))
         return r.coef, r.keep, {"objective": value(r.coef), "history": hist}
+    groups, budget = _core_problem(p, K, n, m)
+    if method.startswith("magnitude"):
+        if Md is None:
+            raise ValueError("Md: the magnitude methods need the dense matrix")
+        keep = _keep(budget.pick(Md.abs().reshape(-1).double().cpu().numpy(), budget.total), (p, K), Bm.device)
+        beta = gram_refit(H, Bm, keep) if method == "magnitude_refit" else Md.to(Bm.dtype) * keep
+        return beta, keep, {"objective": value(beta), "history": hist}
     # SparseGPT's N:M sweep (no damping of its own: H is damped) from the unconstrained optimum H^-1 Bm
     from groupsparse.selection.sequential_obs import sparsegpt
     keep = sparsegpt(H, gram_refit(H, Bm, torch.ones_like(Bm, dtype=torch.bool)), nm=(n, m), damp=0.0).keep
-    beta = gram_refit(H, Bm, keep)
-    best = (value(beta), beta, keep)
-    hist.append(best[0])
+    if method == "obs":
+        beta = gram_refit(H, Bm, keep)
+        hist.append(value(beta))
+        return beta, keep, {"objective": hist[-1], "history": hist}
     if method == "iht":
-        L = loss.global_lipschitz()
-        for _ in range(rounds):
-            b = best[1]
-            for _ in range(iters):
-                HW = loss.init_state(b)
-                b, kp = project_nm(b - loss.full_grad(HW, b) / L, n, m)
-            b = gram_refit(H, Bm, kp)
-            v = value(b)
-            hist.append(v)
-            if v < best[0] - 1e-12 * abs(best[0]):
-                best = (v, b, kp)
-            else:
-                break
-    elif method == "obs+local_search":
-        from groupsparse import Budget, select
-        start = np.flatnonzero(keep.reshape(-1).cpu().numpy())  # group i*K + k is weight (i, k)
-        caps = {"max_time": max_time, **({} if max_swaps is None else {"max_swaps": max_swaps})}
-        sol = select(loss, Groups.block_tiling((p, K), 1), Budget.n_of_m(n, m, (p, K)), method="local_search",
-                     start=start, **caps)
-        kp = torch.zeros(p * K, dtype=torch.bool, device=Bm.device)
-        kp[torch.as_tensor(sol.support, device=Bm.device)] = True
-        kp = kp.reshape(p, K)
-        b = gram_refit(H, Bm, kp)
-        v = value(b)
-        hist.append(v)
-        if v < best[0]:
-            best = (v, b, kp)
+        runs = [dict(method="iht", init=_support(keep), max_iter=iters)]
+    else:  # 'obs+local_search'
+        runs = [dict(method="local_search", start=_support(keep), max_time=max_time,
+                     **({} if max_swaps is None else {"max_swaps": max_swaps}))]
+        rounds = 1
+    best = None
+    for _ in range(rounds):
+        sol = select(loss, groups, budget, **runs[-1])
+        beta = torch.reshape(sol.info["coef_native"], (p, K)).to(Bm.dtype)
+        hist.append(value(beta))
+        if best is not None and not hist[-1] < best[0]:
+            break
+        best = (hist[-1], beta, _keep(sol.support, (p, K), Bm.device))
+        runs.append(dict(runs[-1], init=sol.support))
     return best[1], best[2], {"objective": best[0], "history": hist}
 
 
