@@ -154,10 +154,13 @@ def parse_pattern(pattern):
 
 
 def choose_layers(model: nn.Module, pattern, *, layers=None, include=None, exclude=(), min_blocks: int = 100,
-                  pad: bool = False, arg: str = "pattern") -> tuple:
+                  pad: bool = False, arg: str = "pattern", untileable: str = "error") -> tuple:
     """({name: grouping}, skipped, explicit): :func:`find_layers` before tied weights are merged (each holder of a
-    shared weight is listed); ``explicit`` tells whether the user named the layers (``layers`` or ``include``)."""
+    shared weight is listed); ``explicit`` tells whether the user named the layers (``layers`` or ``include``).
+    ``exclude`` may also be a predicate.  ``untileable='skip'``: in an automatic choice, a layer B x B blocks do not
+    tile (no ``pad``) is left dense with its reason instead of being an error."""
     from .nm.presets import PRESETS, candidates, preset_layers
+    from .tiling import BlockPattern
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     pat = parse_pattern(pattern)
@@ -181,9 +184,16 @@ def choose_layers(model: nn.Module, pattern, *, layers=None, include=None, exclu
     for name, mod in chosen:
         if include is not None and not (include(name) if callable(include) else name in include):
             continue
-        if name in exclude:
+        if exclude(name) if callable(exclude) else name in exclude:
             continue
-        g, reason = pat.fit(name, mod, min_blocks=min_blocks, pad=pad, arg=arg)
+        g, reason = None, None
+        if untileable == "skip" and not (strict or pad) and isinstance(pat, BlockPattern) and pat.accepts(mod):
+            g = pat.grouping(name, tuple(mod.weight.shape))
+            if g.needs_padding:
+                r, c = g.matrix_shape
+                reason = f"{pat} blocks do not tile its {r}x{c} GEMM matrix"
+        if reason is None:
+            g, reason = pat.fit(name, mod, min_blocks=min_blocks, pad=pad, arg=arg)
         if reason is None:
             out[name] = g
         elif strict:  # the user named this layer: say why the pattern cannot prune it
@@ -202,7 +212,8 @@ def find_layers(model: nn.Module, pattern, *, layers=None, include=None, exclude
     came in: ``pattern``, or ``block`` for the B of older calls), the pattern and the layer.  ``include`` (names or
     a predicate) / ``exclude`` (names) only filter the automatic choice.  A layer the pattern does not fit is left
     dense with its reason (fewer than ``min_blocks`` blocks, M not dividing its inputs), except B x B blocks that do
-    not tile it without ``pad``: an error naming ``arg`` and the layer.  Modules sharing one weight Parameter give
+    not tile it without ``pad``: an error naming ``arg`` and the layer (``choose_layers(untileable='skip')`` leaves
+    it dense instead).  Modules sharing one weight Parameter give
     one grouping (``tied``); a weight that a module outside the choice also uses is left dense in an automatic
     choice and an error (naming ``include`` / ``layers``) in an explicit one."""
     from .tiling import tie_groups

@@ -93,40 +93,34 @@ def tied_to_embedding(model: nn.Module) -> set:
 
 
 def select_layer_names(model, kind, p, include=None, exclude=(), min_blocks: int = 100):
-    """(names, skipped): the Linear / Conv2d (groups=1) layers to prune, and {name: reason} of those left dense.
+    """(names, skipped): the Linear / Conv2d (groups=1) layers to prune, and {name: reason} of those left dense
+    (``grouping.choose_layers``, the one layer finder, with shell-style globs and the tied-embedding rule).
 
     ``include`` / ``exclude`` are shell-style globs over module names (``'encoder.layer.*.attention.*'``).  A layer
     the pattern cannot cover (fewer than ``min_blocks`` blocks, B not dividing it, M not dividing its inputs) is
-    skipped with its reason; nothing left to prune is an error naming ``include``/``pattern``."""
-    from .tiling import LayerTiling
+    skipped with its reason; a Linear tied to an embedding too, unless ``include`` is given; nothing left to prune
+    is an error naming ``include``/``pattern``."""
+    from .grouping import choose_layers
+    from .tiling import BlockPattern
     include = [include] if isinstance(include, str) else include
     exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
-    tied = tied_to_embedding(model)
-    names, skipped, matched = [], {}, []
-    for name, mod in model.named_modules():
-        if not isinstance(mod, (nn.Linear, nn.Conv2d)) or (isinstance(mod, nn.Conv2d) and mod.groups != 1):
-            continue
-        if include is not None and not any(fnmatch.fnmatchcase(name, g) for g in include):
-            continue
-        if any(fnmatch.fnmatchcase(name, g) for g in exclude):
-            continue
-        matched.append(name)
-        if name in tied and include is None:
-            skipped[name] = "weight tied to an embedding (name it in include to prune it anyway)"
-            continue
-        if kind == "block":
-            t = LayerTiling(name, tuple(mod.weight.shape), p)
-            if t.needs_padding:
-                skipped[name] = f"{p}x{p} blocks do not tile its {t.matrix_shape[0]}x{t.matrix_shape[1]} GEMM matrix"
-                continue
-            if t.n_blocks < min_blocks:
-                skipped[name] = f"{t.n_blocks} blocks < min_blocks={min_blocks}"
-                continue
-        elif mod.weight.shape[1] % p.m:
-            skipped[name] = f"M={p.m} does not divide its {mod.weight.shape[1]} inputs"
-            continue
-        names.append(name)
+
+    def one_gemm(name):  # what the one-shot driver solves
+        mod = model.get_submodule(name)
+        return isinstance(mod, nn.Linear) or (isinstance(mod, nn.Conv2d) and mod.groups == 1)
+
+    def glob(patterns):
+        return lambda name: any(fnmatch.fnmatchcase(name, g) for g in patterns)
+
+    keep = one_gemm if include is None else (lambda name: one_gemm(name) and glob(include)(name))
+    chosen, skipped, _ = choose_layers(model, BlockPattern(p) if kind == "block" else p, include=keep,
+                                       exclude=glob(exclude), min_blocks=min_blocks, untileable="skip")
+    tied = tied_to_embedding(model) if include is None else set()
+    for name in tied & set(chosen):
+        skipped[name] = "weight tied to an embedding (name it in include to prune it anyway)"
+    names = [n for n in chosen if n not in tied]
     if not names:
+        matched = [n for n, _ in model.named_modules() if keep(n) and not glob(exclude)(n)]
         what = f"include={include!r}, exclude={exclude!r}"
         raise ValueError(f"include: no layer to prune with pattern {pattern_name(kind, p)} ({what}); "
                          + (f"left dense: {skipped}" if skipped else

@@ -165,7 +165,7 @@ def test_python_api_prune_save_load(user, tmp_path):
     calib = [torch.randn(64, 32, generator=g) for _ in range(3)]
     ev = [torch.randn(32, 32, generator=g)]
     res = nn_bridge.oneshot_prune(model, calib, (8, 8), 0.5, min_blocks=16, eval_batches=ev)
-    assert [r["name"] for r in res.layers] == ["0", "2"] and res.skipped == {"4": "8 blocks < min_blocks=16"}
+    assert [r["name"] for r in res.layers] == ["0", "2"] and res.skipped == {"4": "8 blocks of 8x8 < min_blocks=16"}
     assert all(r["block_sparsity"] == 0.5 for r in res.layers)
     with torch.no_grad():
         cos = nn.functional.cosine_similarity(dense(ev[0]), model(ev[0]), dim=-1)
