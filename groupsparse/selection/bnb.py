@@ -26,6 +26,16 @@ coordinate descent on the Lagrangian whose budget multiplier was re-set every pa
 benchmarks/bench_bnb.py's I1 seed 0 that stalled at a bound of 16.19 after 100 passes, 3.8 s; FISTA gives 17.09
 in 0.5 s.)
 
+Box (``max_coef`` = M, l0bnb's big-M |b_i| <= M): with ||b_g|| <= M in the problem the free groups' term is
+min{ridge/2 ||b_g||^2 / z_g : ||b_g|| <= M z_g} (big-M + perspective, as in l0bnb's relaxation) and in (D)
+||c_g||^2 / (2 ridge) becomes its conjugate, quadratic up to ||c_g|| = ridge M and linear, M ||c_g|| - ridge M^2 / 2,
+beyond: never larger, so the bound can only rise; it does once the budget multiplier exceeds ridge M^2 / 2.  The
+prox and the fixed groups' projection keep FISTA inside the box; incumbents are refit inside it.  The certificate
+is then for the boxed problem (l0bnb's M, 1.2 x its warm start's largest |coefficient|, is a heuristic too, so its
+certificate is for its boxed problem).  Without ``max_coef`` the bounds still use the box that every solution
+better than the incumbent satisfies, M = sqrt(2 incumbent / ridge) (both losses are >= 0): valid for the unboxed
+problem, but binding only where the budget multiplier exceeds the incumbent's value, which it rarely does.
+
 Screening by the bound (l0bnb's idea, from the same dual point): forcing a free group g outside the top m into
 the support raises (D) by a_(m) - a_g (a_g = ||c_g||^2 / (2 ridge)), forcing a top-m group out raises it by
 a_g - a_(m+1); a group whose forced bound reaches the cutoff is fixed out / in at that node.
@@ -145,32 +155,66 @@ def _ksupport(t, m):
     return 0.5 * best, z, btau
 
 
-def _ksupport_prox(s, lam, m):
-    """Group norms of the prox of  lam * min{1/2 sum t_g^2 / z_g : z in [0, 1], sum z <= m}  at norms s >= 0:
-    for fixed z the minimiser is t = s z / (z + lam) with value sum s^2 lam / (2 (z + lam)), minimised over z by
-    z = clip(theta s - lam, 0, 1) with theta setting sum z = m (the budget binds once more than m norms are > 0)."""
-    pos = s > 0
-    if np.count_nonzero(pos) <= m:
-        return s / (1.0 + lam)
-    sa = np.sort(s[pos])
-    cs = np.concatenate([[0.0], np.cumsum(sa)])
+def _clip_root(sa, cs, lo_add, m):
+    """theta > 0 with  sum_g clip(theta s_g - lo, 0, 1) = m,  lo = ``lo_add`` (s sorted ascending ``sa``, ``cs``
+    its prefix sums): the total is piecewise linear and increasing in theta; exact by its kinks."""
+    hi_add = 1.0 + lo_add
 
-    def total(theta):  # sum_g clip(theta s_g - lam, 0, 1) for an array of theta, by two binary searches
-        i_in = np.searchsorted(sa, lam / theta, side="right")  # s > lam / theta: z > 0
-        i_sat = np.searchsorted(sa, (1.0 + lam) / theta, side="left")  # s >= (1 + lam) / theta: z = 1
-        return theta * (cs[i_sat] - cs[i_in]) - lam * (i_sat - i_in) + (sa.size - i_sat), i_in, i_sat
+    def total(theta):  # sum_g clip(theta s_g - lo, 0, 1) for an array of theta, by two binary searches
+        i_in = np.searchsorted(sa, lo_add / theta, side="right")  # s > lo / theta: z > 0
+        i_sat = np.searchsorted(sa, hi_add / theta, side="left")  # s >= (1 + lo) / theta: z = 1
+        return theta * (cs[i_sat] - cs[i_in]) - lo_add * (i_sat - i_in) + (sa.size - i_sat), i_in, i_sat
 
-    bps = np.unique(np.concatenate([lam / sa, (1.0 + lam) / sa]))  # the kinks of the piecewise-linear total
+    bps = np.unique(np.concatenate([lo_add / sa, hi_add / sa]))  # the kinks of the piecewise-linear total
     tot, _, _ = total(bps)
     j = int(np.searchsorted(tot, m, side="left"))  # first kink with total >= m (the last kink has total > m)
     lo = bps[j - 1] if j > 0 else 0.0
     _, i_in, i_sat = total(np.array([0.5 * (lo + bps[j])]))  # the sets on the piece (lo, bps[j]]
     i_in, i_sat = int(i_in[0]), int(i_sat[0])
     act = cs[i_sat] - cs[i_in]
-    theta = (m - (sa.size - i_sat) + lam * (i_sat - i_in)) / act if act > 0 else bps[j]
+    return (m - (sa.size - i_sat) + lo_add * (i_sat - i_in)) / act if act > 0 else bps[j]
+
+
+def _ksupport_prox(s, lam, m, M=np.inf):
+    """Group norms of the prox of  lam * min{1/2 sum t_g^2 / z_g : z in [0, 1], sum z <= m, t_g <= M z_g}  at
+    norms s >= 0 (M = inf: no box).  For fixed z the minimiser is t = min(s z / (z + lam), M z); the best z is
+    clip(theta s - lam, 0, 1) with theta setting sum z = m (the budget binds once more than m norms are > 0) --
+    while theta >= 1 / M, i.e. the budget multiplier mu = lam / (2 theta^2) <= lam M^2 / 2, where the box does
+    not bind at the optimal z; past it (a large multiplier) the box binds on every z in (0, 1) and
+    z = clip(s / M - c, 0, 1) with c = lam / 2 + mu / M^2 >= lam setting sum z = m (the stationarity of
+    1/2 (M z - s)^2 + lam M^2 z / 2 + mu z)."""
+    pos = s > 0
+    if np.count_nonzero(pos) <= m:
+        return np.minimum(s / (1.0 + lam), M)
+    sa = np.sort(s[pos])
+    cs = np.concatenate([[0.0], np.cumsum(sa)])
+    theta = _clip_root(sa, cs, lam, m)
     z = np.zeros_like(s)
-    z[pos] = np.clip(theta * s[pos] - lam, 0.0, 1.0)
-    return s * z / (z + lam)
+    if theta * M >= 1.0:
+        z[pos] = np.clip(theta * s[pos] - lam, 0.0, 1.0)
+    else:  # the box binds: z = clip(s / M - c, 0, 1)
+        c = _clip_offset(sa / M, cs / M, m)
+        z[pos] = np.clip(s[pos] / M - c, 0.0, 1.0)
+    t = s * z / (z + lam)
+    return np.minimum(t, M * z) if np.isfinite(M) else t
+
+
+def _clip_offset(u, cu, m):
+    """c with  sum_g clip(u_g - c, 0, 1) = m  (u sorted ascending, ``cu`` its prefix sums; the total is piecewise
+    linear and decreasing in c, kinks at u_g and u_g - 1)."""
+    def total(c):
+        i_in = np.searchsorted(u, c, side="right")  # u > c: positive
+        i_sat = np.searchsorted(u, c + 1.0, side="left")  # u >= c + 1: clipped at 1
+        return (cu[i_sat] - cu[i_in]) - c * (i_sat - i_in) + (u.size - i_sat), i_in, i_sat
+
+    bps = np.unique(np.concatenate([u, u - 1.0]))
+    tot, _, _ = total(bps)  # decreasing along bps
+    j = int(np.searchsorted(-tot, -m, side="left"))  # first kink with total <= m
+    j = min(max(j, 1), bps.size - 1)
+    _, i_in, i_sat = total(np.array([0.5 * (bps[j - 1] + bps[j])]))
+    i_in, i_sat = int(i_in[0]), int(i_sat[0])
+    cnt = i_sat - i_in
+    return ((cu[i_sat] - cu[i_in]) + (u.size - i_sat) - m) / cnt if cnt > 0 else bps[j]
 
 
 class _Node:
@@ -185,11 +229,16 @@ class _Node:
 
 
 def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, progress=None, history=None,
-        max_passes=200, node_tol=1e-7):
-    """Branch and bound (module docstring).  Returns (W, S, value, n_nodes, info) with info holding the proven
-    ``lower_bound``, the relative ``gap`` = (value - lower_bound) / |value|, ``n_nodes`` and ``status``
-    ('optimal', 'time_limit' or 'node_limit')."""
+        max_passes=200, node_tol=1e-7, max_coef=None):
+    """Branch and bound (module docstring).  ``max_coef`` = M > 0 adds the box ||b_g|| <= M to the problem (l0bnb's
+    big-M, which is part of l0bnb's problem): the bounds, the relaxations and the incumbents' refits are then those
+    of the boxed problem, and the certificate is for it.  Returns (W, S, value, n_nodes, info) with info holding
+    the proven ``lower_bound``, the relative ``gap`` = (value - lower_bound) / |value|, ``n_nodes``, ``status``
+    ('optimal', 'time_limit' or 'node_limit'), ``max_coef`` and ``implied_max_coef`` (the box every solution at
+    least as good as the final incumbent satisfies, which the bounds used)."""
     max_time = check_tol(max_time, "max_time")
+    if max_coef is not None:
+        max_coef = check_tol(max_coef, "max_coef")
     max_nodes = check_positive_int(max_nodes, "max_nodes")
     gap_tol = check_nonneg(gap_tol, "gap_tol")
     if progress is not None:
@@ -214,6 +263,8 @@ def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, pro
         key = S.tobytes()
         if key not in cache:
             W, v = bp.refit(S)
+            if max_coef is not None:  # the boxed problem: a refit outside the box is not feasible
+                W, v = _box_refit(rx, bp, S, W, v, max_coef)
             # a GLM refit carries the tiny refit ridge: report the loss value at that point (an upper bound)
             cache[key] = (W, float(v), S)
         return cache[key]
@@ -225,7 +276,15 @@ def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, pro
     else:
         from .newton import newton_splicing
         W, S, ub, _ = newton_splicing(bp, k, init=init)
+    if max_coef is not None:
+        W, ub, S = refit(S)
     inc = [W, np.sort(np.asarray(S, dtype=np.int64)), float(ub)]
+
+    def box():
+        """The box on ||b_g|| the node relaxations use: the user's, and the one every b at least as good as the
+        incumbent satisfies (both losses are >= 0, so ridge/2 ||b||^2 <= objective <= incumbent); a bound
+        computed with it is a bound on every node solution that could improve the incumbent, so it is valid."""
+        return min(max_coef if max_coef is not None else np.inf, math.sqrt(2.0 * max(inc[2], 0.0) / rx.lam))
 
     def offer(S):
         Wt, v, St = refit(S)
@@ -234,8 +293,8 @@ def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, pro
             if history is not None:
                 history.append(v)
 
-    def cutoff():
-        return inc[2] - gap_tol * abs(inc[2])
+    def cutoff():  # less the rounding margin taken off the final bound, so that a pruned search's gap is <= gap_tol
+        return inc[2] - gap_tol * abs(inc[2]) + 2e-12 * max(1.0, abs(inc[2]))
 
     lam = rx.lam
     root = _Node(-np.inf, 0, np.zeros(0, np.int64), np.ones(G, dtype=bool),
@@ -258,7 +317,7 @@ def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, pro
             pruned_min = min(pruned_min, node.lb)
             continue
         n_nodes += 1
-        children, lb = _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, max_time)
+        children, lb = _process(rx, node, k, lam, box(), offer, cutoff, refit, max_passes, node_tol, t0, max_time)
         if not children:
             pruned_min = min(pruned_min, lb)
         for ch in children:
@@ -284,8 +343,57 @@ def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, pro
     lower = max(lower - 1e-12 * max(1.0, abs(lower)), 0.0)
     gap = max(inc[2] - lower, 0.0) / max(abs(inc[2]), 1e-300)
     info = {"lower_bound": float(lower), "gap": float(gap), "n_nodes": n_nodes, "status": status,
-            "open_nodes": len(heap), "gap_tol": gap_tol}
+            "open_nodes": len(heap), "gap_tol": gap_tol, "max_coef": max_coef, "implied_max_coef": box()}
     return inc[0], inc[1], inc[2], n_nodes, info
+
+
+def _box_refit(rx, bp, S, W, v, M, max_iter=5000):
+    """(W, value) of the refit on the groups S under ||b_g|| <= M: the unboxed refit (W, v) when it is inside the
+    box (it is then the boxed optimum too), else accelerated projected gradient (FISTA with function restarts) on
+    S's coefficients and the intercept, from W projected.  The ridge makes the problem strongly convex, so it
+    converges linearly; the value is that of the feasible point it ends at (an upper bound either way)."""
+    S = np.asarray(S, dtype=np.int64)
+    Wn = np.asarray(W, dtype=float)
+    if S.size == 0 or max(float(np.linalg.norm(Wn[rx.idx[g], 0])) for g in S) <= M:
+        return W, v
+    cols = np.concatenate([rx.idx[g] for g in S])
+    gid = np.repeat(np.arange(S.size), [rx.idx[g].size for g in S])
+    Xs = rx.X[:, cols]
+    Xs = Xs.toarray() if rx.sparse else np.asarray(Xs)
+    Xa = np.hstack([Xs, np.ones((rx.n, 1))]) if rx.icpt else Xs
+    L = (1.0 if rx.ls else 0.25) * float(np.linalg.norm(Xa, 2)) ** 2 / rx.n + rx.lam
+
+    def project(x):
+        nr = np.sqrt(np.bincount(gid, weights=x * x, minlength=S.size))
+        return x * np.minimum(1.0, M / np.where(nr > 0, nr, 1.0))[gid]
+
+    def objective(x, x0):
+        return rx.value(Xs @ x + x0) + 0.5 * rx.lam * float(x @ x)
+
+    x = project(Wn[cols, 0])
+    x0 = float(Wn[bp.p, 0]) if rx.icpt else 0.0
+    u, u0, tk, f = x, x0, 1.0, objective(x, x0)
+    for _ in range(max_iter):
+        zu = Xs @ u + u0
+        r = (zu - rx.y) / rx.n if rx.ls else (expit(zu) - rx.y) / rx.n
+        xn = project(u - (Xs.T @ r + rx.lam * u) / L)
+        x0n = u0 - float(r.sum()) / L if rx.icpt else 0.0
+        fn = objective(xn, x0n)
+        if fn > f:  # restart the momentum from the last (better) point
+            u, u0, tk = x, x0, 1.0
+            continue
+        step = float(np.linalg.norm(xn - x)) + abs(x0n - x0)
+        t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk))
+        beta = (tk - 1.0) / t_new
+        u, u0 = xn + beta * (xn - x), x0n + beta * (x0n - x0)
+        x, x0, tk, f = xn, x0n, t_new, fn
+        if step <= 1e-13 * max(1.0, float(np.linalg.norm(x))):
+            break
+    Wb = np.zeros_like(Wn)
+    Wb[cols, 0] = x
+    if rx.icpt:
+        Wb[bp.p, 0] = x0
+    return Wb, bp.value(Wb)
 
 
 class _WorkSet:
@@ -309,14 +417,15 @@ class _WorkSet:
         self.L = _glm_lipschitz(rx.loss.restrict_rows(rows))
 
 
-def _fista(rx, ws, b, b0, z, mom, m, lam, n_iter):
+def _fista(rx, ws, b, b0, z, mom, m, lam, M, n_iter):
     """``n_iter`` accelerated proximal gradient steps (FISTA, Beck & Teboulle 2009, with O'Donoghue & Candes'
     function restart) on the node relaxation restricted to the work set ``ws`` (the other groups stay 0),
     L(Xb + b0) + ridge/2 sum_F ||b_g||^2 + ridge Omega_m(b_C),  Omega_m(b) = min{1/2 sum ||b_g||^2 / z_g :
     z in [0, 1], sum z <= m}: the loss and the fixed groups' ridge are the smooth part (step 1 / (curvature ||X_w||^2
     / n + ridge), X_w the work set's columns), Omega_m is the prox (``_ksupport_prox``).  The intercept is a
     smooth coordinate (its column is in X's norm).  ``mom`` carries the momentum between calls on the same work
-    set (None: start at b).  Returns (b, b0, z, mom)."""
+    set (None: start at b).  With a box M (< inf) the fixed groups are projected onto ||b_g|| <= M and the prox is
+    that of Omega_m with t_g <= M z_g.  Returns (b, b0, z, mom)."""
     L, Xw, gid, fc = ws.L, ws.X, ws.gid, ws.fcols
     free = ~ws.fixed
     nw = ws.groups.size
@@ -330,7 +439,9 @@ def _fista(rx, ws, b, b0, z, mom, m, lam, n_iter):
 
     if mom is None:
         xw = b[ws.cols]
-        mom = (xw, b0, z, 1.0, objective(xw, z))
+        # the first step is a plain prox-gradient step, a descent step; its start may lie outside the box
+        # (a wider box's warm start, a group screened in) where objective() is no upper bound
+        mom = (xw, b0, z, 1.0, np.inf)
     u, u0, zu, tk, f_prev = mom
     x_prev, x0_prev, z_prev = b[ws.cols], b0, z  # the last iterate (u is the extrapolated point)
     for _ in range(n_iter):
@@ -340,8 +451,9 @@ def _fista(rx, ws, b, b0, z, mom, m, lam, n_iter):
         v = u - g / L
         v0 = u0 - float(r.sum()) / L if rx.icpt else 0.0
         sv = norms(v)
-        t = _ksupport_prox(np.where(free, sv, 0.0), lam / L, m)
-        scale = np.where(free, t / np.where(sv > 0, sv, 1.0), 1.0)
+        t = _ksupport_prox(np.where(free, sv, 0.0), lam / L, m, M)
+        t = np.where(free, t, np.minimum(sv, M))
+        scale = t / np.where(sv > 0, sv, 1.0)
         x = v * scale[gid]
         zx = np.asarray(Xw @ x).ravel() + v0
         f = objective(x, zx)
@@ -357,7 +469,17 @@ def _fista(rx, ws, b, b0, z, mom, m, lam, n_iter):
     return out, x0_prev, z_prev, (u, u0, zu, tk, f_prev)
 
 
-def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, max_time):
+def _conj(s2, lam, M):
+    """The conjugate of ridge/2 t^2 on 0 <= t <= M at s = sqrt(s2): s^2 / (2 ridge) up to s = ridge M, then
+    linear, M s - ridge M^2 / 2 (M = inf: no box).  It replaces ||c_g||^2 / (2 ridge) in the bound (D) under a box:
+    the top-m sum is then the conjugate of the big-M + perspective term min{ridge/2 t^2 / z + mu z : t <= M z}."""
+    if not np.isfinite(M):
+        return s2 / (2 * lam)
+    s = np.sqrt(s2)
+    return np.where(s <= lam * M, s2 / (2 * lam), M * s - 0.5 * lam * M * M)
+
+
+def _process(rx, node, k, lam, M, offer, cutoff, refit, max_passes, node_tol, t0, max_time):
     """Bound node (and screen, round, branch).  Returns (children, node bound)."""
     G, p = rx.G, rx.p
     Fset = np.zeros(G, dtype=bool)
@@ -401,7 +523,7 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
             c[~keep[:p]] = 0.0
         else:
             c[cols] = -np.asarray(Xc.T @ V).ravel()
-        a = rx.group_sq(c) / (2 * lam)
+        a = _conj(rx.group_sq(c), lam, M)
         aC = np.where(C, a, -np.inf)
         nC = int(C.sum())
         if nC <= m:  # screening left no choice: leaf
@@ -453,9 +575,11 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
         tF = t[Fset]
         ks, zC, _ = _ksupport(np.where(C, t, 0.0), m)
         primal = rx.value(z) + 0.5 * lam * float(tF @ tF) + lam * ks
+        if np.isfinite(M) and (t.max() > M * (1 + 1e-9) or float(t[C].sum()) > M * m * (1 + 1e-9)):
+            primal = np.inf  # outside the box (a wider box's warm start, a group screened in): not an upper bound yet
         zfrac = zC
         # converged, or the relaxation is surely below the cutoff (no pruning here: branch with a fair bound)
-        if (primal - lb <= max(node_tol * max(1.0, abs(primal)), 0.25 * (cut - primal))
+        if ((np.isfinite(primal) and primal - lb <= max(node_tol * max(1.0, abs(primal)), 0.25 * (cut - primal)))
                 or time.perf_counter() - t0 > max_time):
             break
         # the work set: fixed and nonzero groups, the 2m + 20 free groups of largest a_g and any free group
@@ -468,7 +592,7 @@ def _process(rx, node, k, lam, offer, cutoff, refit, max_passes, node_tol, t0, m
                 or np.any(ws.fixed != Fset[ws.groups])):
             ws = _WorkSet(rx, want if ws is None else want | (ws.mask & (Fset | C)), Fset)
             mom = None
-        b, b0, z, mom = _fista(rx, ws, b, b0, z, mom, m, lam, 20)
+        b, b0, z, mom = _fista(rx, ws, b, b0, z, mom, m, lam, M, 20)
     # incumbent from rounding: F and the m free groups of largest relaxed norm (ties by the gradient)
     t = np.sqrt(rx.group_sq(b))
     score = np.where(C, t + 1e-12 * np.sqrt(np.maximum(a, 0.0)), -np.inf)
