@@ -27,8 +27,7 @@ from nn_bridge import make_pruner  # noqa: E402
 from nn_bridge.__main__ import main as cli  # noqa: E402
 from nn_bridge.nm import is_nm  # noqa: E402
 from nn_bridge.pruners import make_pruner  # noqa: E402
-from nn_bridge.nm.oneshot import nm_oneshot  # noqa: E402
-from nn_bridge.oneshot import oneshot_prune  # noqa: E402
+from nn_bridge.oneshot import solve_layers  # noqa: E402
 
 TALLY = Counter()
 LIMIT_S = 30
@@ -135,17 +134,17 @@ def test_fuzz_calibration_data(specs, driver, seed):
     bad = _calibration_is_bad(specs, xs)
     model = _mlp()
     if driver == "block":
-        res = outcome(lambda: oneshot_prune(model, xs, 0.5, 8, min_blocks=4, progress=False), bad,
+        res = outcome(lambda: solve_layers(model, xs, (8, 8), 0.5, min_blocks=4, progress=False), bad,
                       r"batches(\[\d+\])?: ")
     else:
-        res = outcome(lambda: nm_oneshot(model, xs, "2:4", progress=False), bad, r"batches(\[\d+\])?: ")
+        res = outcome(lambda: solve_layers(model, xs, "2:4", progress=False), bad, r"batches(\[\d+\])?: ")
     if res is None:
         return
     ws = [model[0].weight.detach(), model[2].weight.detach()]
     fine = all(bool(torch.isfinite(w).all()) for w in ws)
     if driver == "block":
         fine &= all(_block_sparsity(w, 8) == 0.5 for w in ws)
-        fine &= all(math.isfinite(v) for v in res.layer_loss.values())
+        fine &= all(math.isfinite(v) for v in res.layer_rel_error.values())
     else:
         fine &= all(is_nm(w, 2, 4, exact=True) for w in ws)
         fine &= all(math.isfinite(v) for v in res.layer_rel_error.values())
@@ -157,15 +156,19 @@ def test_fuzz_calibration_data(specs, driver, seed):
 @given(block=st.one_of(st.integers(-2, 40), st.sampled_from([2.5, "8", None, True, 8.0])), pad=st.booleans(),
        how=st.sampled_from(["oneshot", "magnitude", "sapp"]))
 def test_fuzz_block_shapes(block, pad, how):
-    """Layers 32x32 and 32->16: an int B >= 1 is valid iff it divides 32 and 16, or pad=True."""
+    """Layers 32x32 and 32->16: an int B >= 1 is valid iff it divides 32 and 16, or pad=True (one-shot: the pattern
+    (B, B); the pruners: the block argument)."""
     is_int = isinstance(block, int) and not isinstance(block, bool)
     bad = not (is_int and block >= 1 and (pad or 16 % block == 0))
+    if block is None and how != "oneshot":
+        bad = False  # the pruners' default block (16) tiles both layers
     model, x = _mlp(), torch.randn(16, 32)
     if how == "oneshot":
-        call = lambda: oneshot_prune(model, [x], 0.5, block, min_blocks=1, pad=pad, progress=False)  # noqa: E731
+        call = lambda: solve_layers(model, [x], (block, block), 0.5, min_blocks=1, pad=pad, progress=False)  # noqa
     else:
         call = lambda: make_pruner(how, model, 0.5, block, total_steps=1, min_blocks=1, pad=pad)  # noqa: E731
-    res = outcome(call, bad, r"(block|model): ")
+    # the one driver names 'block' for B x B blocks that do not tile a layer (its find_prunable), else 'pattern'
+    res = outcome(call, bad, r"(block|model): " if how != "oneshot" else r"(pattern|block|model): ")
     if res is None:
         return
     if how != "oneshot":
@@ -184,18 +187,18 @@ def test_fuzz_block_shapes(block, pad, how):
 @given(n=st.integers(-1, 9), m=st.integers(-1, 17), form=st.sampled_from(["str", "tuple", "junk"]),
        how=st.sampled_from(["oneshot", "srste", "asp"]))
 def test_fuzz_nm_patterns(n, m, form, how):
-    """Inputs of 32: 'N:M' is valid iff 0 < N < M and M divides 32."""
+    """Inputs of 32: 'N:M' is valid iff 0 < N < M and M divides 32 (a pair is a B x B block shape)."""
     pattern = {"str": f"{n}:{m}", "tuple": (n, m), "junk": f"{n}-{m}"}[form]
     bad = form == "junk" or not (0 < n < m and m >= 2 and 32 % m == 0)
     model, x = _mlp(), torch.randn(16, 32)
     if how == "oneshot":
-        call = lambda: nm_oneshot(model, [x], pattern, progress=False)  # noqa: E731
+        call = lambda: solve_layers(model, [x], pattern, progress=False)  # noqa: E731
     else:
         call = lambda: make_pruner(how, model, pattern=pattern, layers="all")  # noqa: E731
     names = "pattern|N:M|model|layers|layer '[^']*'"
-    if form == "tuple" and how != "oneshot":
-        # make_pruner reads a pair as a B x B block shape: a non-square pair is refused, a square one needs a
-        # sparsity; either error names its argument
+    if form == "tuple":
+        # the one driver and make_pruner read a pair as a B x B block shape: a non-square pair is refused, a square
+        # one needs a sparsity; either error names its argument
         bad, names = True, names + "|sparsity"
     res = outcome(call, bad, rf"({names}): ")
     if res is None:
@@ -222,8 +225,8 @@ def test_fuzz_sparsity(s, how):
     model, xs = _mlp(), [torch.randn(16, 32), torch.randn(16, 32)]
     if how.startswith("oneshot"):
         alloc = "loss" if how == "oneshot_loss" else "uniform"
-        call = lambda: oneshot_prune(model, xs, s, 8, min_blocks=4, allocation=alloc, max_layer_sparsity=0.999,  # noqa
-                                     progress=False)
+        call = lambda: solve_layers(model, xs, (8, 8), s, min_blocks=4, allocation=alloc,  # noqa: E731
+                                    max_layer_sparsity=0.999, progress=False)
     else:
         call = lambda: make_pruner(how, model, s, 8, total_steps=1, min_blocks=4)  # noqa: E731
     res = outcome(call, bad, r"(max_layer_)?sparsity: ")
@@ -274,9 +277,9 @@ def test_fuzz_tied_weights(ties, how):
     xs = [torch.randn(16, 32, generator=g) for _ in range(2)]
     names = ["l0", "l1", "l2"]
     if how == "oneshot":
-        call = lambda: oneshot_prune(model, xs, 0.5, 8, min_blocks=4, progress=False)  # noqa: E731
+        call = lambda: solve_layers(model, xs, (8, 8), 0.5, min_blocks=4, progress=False)  # noqa: E731
     elif how == "nm_oneshot":
-        call = lambda: nm_oneshot(model, xs, "2:4", layers=names, progress=False)  # noqa: E731
+        call = lambda: solve_layers(model, xs, "2:4", include=names, progress=False)  # noqa: E731
     elif how in ("maxq", "srste", "asp"):
         kw = dict(steps_per_epoch=1, start=0, end=2) if how == "maxq" else {}
         call = lambda: make_pruner(how, model, pattern="2:4", layers=names, **kw)  # noqa: E731

@@ -360,7 +360,7 @@ def _mlp_and_calib():
 def test_bridge_max_memory_picks_the_exact_or_the_scalable_method():
     import copy
 
-    from nn_bridge.oneshot import layer_method, obs_memory_bytes, oneshot_prune
+    from nn_bridge.oneshot import layer_method, obs_memory_bytes, solve_layers
     torch, dense, cal = _mlp_and_calib()
     tight = obs_memory_bytes(128, 128, 16, 0) - 1  # the 128 x 128 layer's exact path does not fit, 64 x 128 does
     assert layer_method("obs", 64, 128, 16, 16, tight) == "obs"
@@ -368,7 +368,7 @@ def test_bridge_max_memory_picks_the_exact_or_the_scalable_method():
     runs = {}
     for mm in (None, tight):
         with time_limit(60):
-            res = oneshot_prune(copy.deepcopy(dense), cal, 0.5, 16, method="obs", min_blocks=1, max_memory=mm,
+            res = solve_layers(copy.deepcopy(dense), cal, (16, 16), 0.5, method="obs", min_blocks=1, max_memory=mm,
                                 progress=False)
         runs[mm] = res
         for t in res.tilings:
@@ -379,29 +379,28 @@ def test_bridge_max_memory_picks_the_exact_or_the_scalable_method():
     # the scalable method is a heuristic for the same problem: on these layers within 1.5x the exact path's error
     for name, m in runs[tight].layer_method.items():
         if m == "seqobs":
-            assert runs[tight].layer_loss[name] <= 1.5 * runs[None].layer_loss[name] + 1e-12
+            assert runs[tight].layer_rel_error[name] <= 1.5 * runs[None].layer_rel_error[name] + 1e-12
     with pytest.raises(ValueError, match="^max_memory"):
-        oneshot_prune(copy.deepcopy(dense), cal, 0.5, 16, min_blocks=1, max_memory=1e5, progress=False)
+        solve_layers(copy.deepcopy(dense), cal, (16, 16), 0.5, min_blocks=1, max_memory=1e5, progress=False)
 
 
 @pytest.mark.parametrize("method", ["seqobs", "sparsegpt", "wanda"])
 def test_bridge_methods_block_and_nm(method):
     import copy
 
-    from nn_bridge.nm.oneshot import nm_oneshot
-    from nn_bridge.oneshot import oneshot_prune
+    from nn_bridge.oneshot import solve_layers
     torch, dense, cal = _mlp_and_calib()
     block = 16 if method == "seqobs" else 1
     with time_limit(60):
-        res = oneshot_prune(copy.deepcopy(dense), cal, 0.5, block, method=method, min_blocks=1, progress=False)
+        res = solve_layers(copy.deepcopy(dense), cal, (block, block), 0.5, method=method, min_blocks=1, progress=False)
     assert set(res.layer_method.values()) == {method}
     for t in res.tilings:
         w = res.model.get_submodule(t.name).weight
         assert float((w == 0).float().mean()) == pytest.approx(0.5, abs=1e-6)
-        assert 0.0 < res.layer_loss[t.name] < 1.0
+        assert 0.0 < res.layer_rel_error[t.name] < 1.0
     model = copy.deepcopy(dense)
     with time_limit(60):
-        r = nm_oneshot(model, cal, "2:4", method=method, progress=False)
+        r = solve_layers(model, cal, "2:4", method=method, progress=False)
     for name in r.names:
         w = model.get_submodule(name).weight.detach()
         assert int((w.reshape(w.shape[0], -1, 4) != 0).sum(-1).max()) <= 2
@@ -409,22 +408,21 @@ def test_bridge_methods_block_and_nm(method):
 
 
 def test_bridge_bad_options_name_the_argument():
-    from nn_bridge.nm.oneshot import nm_oneshot
-    from nn_bridge.oneshot import oneshot_prune
+    from nn_bridge.oneshot import solve_layers
     torch, dense, cal = _mlp_and_calib()
     with pytest.raises(ValueError, match="^method"):
-        oneshot_prune(dense, cal, 0.5, 16, method="sparsegpt", min_blocks=1, progress=False)
+        solve_layers(dense, cal, (16, 16), 0.5, method="sparsegpt", min_blocks=1, progress=False)
     with pytest.raises(ValueError, match="^max_memory"):
-        oneshot_prune(dense, cal, 0.5, 16, min_blocks=1, max_memory=-1, progress=False)
+        solve_layers(dense, cal, (16, 16), 0.5, min_blocks=1, max_memory=-1, progress=False)
     with pytest.raises(ValueError, match="^device"):
-        oneshot_prune(dense, cal, 0.5, 16, min_blocks=1, device="nonsense", progress=False)
+        solve_layers(dense, cal, (16, 16), 0.5, min_blocks=1, device="nonsense", progress=False)
     with pytest.raises(ValueError, match="^max_memory"):
-        nm_oneshot(dense, cal, "2:4", method="seqobs", max_memory=1e3, progress=False)
+        solve_layers(dense, cal, "2:4", method="seqobs", max_memory=1e3, progress=False)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="^device"):
-            oneshot_prune(dense, cal, 0.5, 16, min_blocks=1, device="cuda", progress=False)
+            solve_layers(dense, cal, (16, 16), 0.5, min_blocks=1, device="cuda", progress=False)
         with pytest.raises(ValueError, match="^device"):
-            nm_oneshot(dense, cal, "2:4", device="cuda", progress=False)
+            solve_layers(dense, cal, "2:4", device="cuda", progress=False)
     assert all(float((m.weight == 0).sum()) == 0 for m in dense.modules() if hasattr(m, "weight"))  # untouched
 
 
@@ -432,17 +430,17 @@ def test_bridge_bad_options_name_the_argument():
 def test_bridge_solves_on_cuda_with_the_model_on_cpu():
     import copy
 
-    from nn_bridge.oneshot import oneshot_prune
+    from nn_bridge.oneshot import solve_layers
     torch, dense, cal = _mlp_and_calib()
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    a = oneshot_prune(copy.deepcopy(dense), cal, 0.5, 16, method="seqobs", min_blocks=1, progress=False)
-    b = oneshot_prune(copy.deepcopy(dense), cal, 0.5, 16, method="seqobs", min_blocks=1, device="cuda",
+    a = solve_layers(copy.deepcopy(dense), cal, (16, 16), 0.5, method="seqobs", min_blocks=1, progress=False)
+    b = solve_layers(copy.deepcopy(dense), cal, (16, 16), 0.5, method="seqobs", min_blocks=1, device="cuda",
                       progress=False)
     for t in a.tilings:
         assert next(b.model.parameters()).device.type == "cpu"
         assert torch.equal(a.keep[t.name], b.keep[t.name])
-        assert b.layer_loss[t.name] == pytest.approx(a.layer_loss[t.name], rel=1e-6)
+        assert b.layer_rel_error[t.name] == pytest.approx(a.layer_rel_error[t.name], rel=1e-6)
 
 
 def test_pruned_entry_point_passes_method_and_solve_device():
