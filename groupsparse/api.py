@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 
-from ._array import to_numpy
 from ._validation import _as_array, check_bool, check_instance, check_open_unit, check_positive_int, check_tol
 from .penalties import Penalty, SparseGroupLasso
 from .problem import Problem, Solution
@@ -27,37 +26,17 @@ def _check_solver(solver, prob):
 _STOPS = ("auto", "kkt")
 
 
-def _host_loss(loss):
-    """(loss on host numpy arrays, native GramLeastSquares or None).  The convex solvers (bcd, fista) and the path
-    run on numpy: a GramLeastSquares on torch tensors (any device, float32/64) is copied to float64 numpy once and
-    the answer comes back in ``info['coef_native']`` in the input's array type, dtype and device.  (An array-API
-    BCD that stays on the device is not written yet.)"""
-    from .losses import GramLeastSquares
-    if not isinstance(loss, GramLeastSquares) or isinstance(loss.H, np.ndarray):
-        return loss, None
-    host = GramLeastSquares(np.asarray(to_numpy(loss.H), float), np.asarray(to_numpy(loss.B), float), loss.c,
-                            loss.ridge)
-    return host, loss
-
-
-def _native(sol, native):
-    """Attach the coefficients in the native loss's array type (see ``_host_loss``)."""
-    if native is not None:
-        xp, H = native.xp, native.H
-        import array_api_compat
-        sol.info["coef_native"] = xp.asarray(sol.coef, dtype=H.dtype, device=array_api_compat.device(H))
-    return sol
-
-
 def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=None, max_time=None,
           warm_start=None, warm_intercept=None, verbose=False, **options) -> Solution:
     """Minimise loss(beta) + penalty(beta) over the group structure ``groups``.
 
     Parameters
     ----------
-    loss : LeastSquares, Logistic, Multinomial or GramLeastSquares (H, B may be torch tensors on any device: the
-        solve runs on a float64 host copy, the coefficients also come back as ``info['coef_native']`` in H's
-        array type, dtype and device).
+    loss : LeastSquares, Logistic, Multinomial or GramLeastSquares.  A GramLeastSquares of torch tensors (CPU or
+        CUDA, float32 or float64) is solved where it lives, in its dtype: coefficients, H W, gradients and the
+        group prox stay on the device, and per iteration only per-group numbers (norms, shrink factors,
+        certificates) come to the host; ``info['coef_native']`` holds the coefficients as a tensor there, ``coef``
+        their float64 host copy.  In float32 the KKT stopping rule has a rounding floor (``Problem.kkt_floor``).
     penalty : GroupLasso, SparseGroupLasso, GroupMCP, GroupSCAD, GroupLogSum, GroupBridge, ExpMaskPenalty or
         CompositePenalty.
     groups : a Groups, an int (equal consecutive groups), one label per feature, a list of group sizes (any
@@ -75,7 +54,6 @@ def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=N
     (``solvers/lstsq.py``), whatever the solver.  Returns a ``Solution`` with coef, intercept, support, objective
     and certificate.
     """
-    loss, native = _host_loss(loss)
     prob = Problem(loss, penalty, groups)
     tol = check_tol(tol)
     name = _check_solver(solver, prob)
@@ -91,8 +69,8 @@ def solve(loss, penalty: Penalty, groups, *, solver="auto", tol=1e-8, max_iter=N
     if kw.get("stop", "auto") not in _STOPS:
         raise ValueError(f"stop: expected one of {list(_STOPS)}, got {kw['stop']!r}")
     if prob.unpenalized and hasattr(loss, "solve_rows"):
-        return _native(least_squares(prob, W0, tol=tol, verbose=verbose), native)
-    return _native(SOLVERS[name](prob, W0, tol=tol, verbose=verbose, **kw), native)
+        return least_squares(prob, W0, tol=tol, verbose=verbose)
+    return SOLVERS[name](prob, W0, tol=tol, verbose=verbose, **kw)
 
 
 def lambda_max(loss, penalty: Penalty, groups) -> float:
@@ -103,28 +81,29 @@ def lambda_max(loss, penalty: Penalty, groups) -> float:
     solves the scalar condition ||ST(grad_g, lam l1_ratio)|| <= lam (1 - l1_ratio) w_g by bisection.
     """
     check_instance(penalty, "penalty", Penalty, _PENALTY_KINDS)
-    loss, _ = _host_loss(loss)
     prob = Problem(loss, penalty.with_lam(1.0), groups)
     W = _fit_free(prob)
-    G = np.asarray(to_numpy(loss.full_grad(loss.init_state(W), W)), float).ravel()
+    xp = prob.xp
+    G = xp.reshape(loss.full_grad(loss.init_state(W), W), (-1,))  # in the loss's namespace: G norms come back
     pen = prob.penalized
     if isinstance(penalty, SparseGroupLasso):
         # a bracket that holds: lam >= max|G| / l1_ratio thresholds everything to 0, and lam (1 - l1_ratio) w_g >=
         # ||G_g|| >= ||ST(G_g)|| passes the group test; the smaller is finite for any l1_ratio in [0, 1]
         l1 = penalty.l1_ratio
-        his = [float(np.max(np.abs(G), initial=0.0)) / l1] if l1 > 0 else []
+        absG = xp.abs(G)
+        his = [float(xp.max(absG)) / l1] if l1 > 0 and G.shape[0] else []
         if l1 < 1:
-            his.append(float(np.max(prob.groups.norms(G)[pen] / prob.weights[pen], initial=0.0)) / (1 - l1))
+            his.append(float(np.max(prob.group_norms(G)[pen] / prob.weights[pen], initial=0.0)) / (1 - l1))
         hi = min(his) * (1 + 1e-12) + np.finfo(float).tiny
         lo = 0.0
         for _ in range(100):
             mid = 0.5 * (lo + hi)
             p = penalty.with_lam(mid)
-            st = np.maximum(np.abs(G) - mid * p.l1_ratio, 0.0)
-            ok = np.all((prob.groups.norms(st) <= mid * (1 - p.l1_ratio) * prob.weights)[pen])
+            st = xp.clip(absG - mid * p.l1_ratio, min=0.0)
+            ok = np.all((prob.group_norms(st) <= mid * (1 - p.l1_ratio) * prob.weights)[pen])
             lo, hi = (lo, mid) if ok else (mid, hi)
         return hi
-    return penalty.lambda_max(prob.groups.norms(G), prob.weights)
+    return penalty.lambda_max(prob.group_norms(G), prob.weights)
 
 
 def _fit_free(prob):
@@ -135,7 +114,8 @@ def _fit_free(prob):
     if rows.size == 0:
         return W
     if hasattr(loss, "solve_rows"):  # least squares: exact
-        W[rows] = np.asarray(to_numpy(loss.solve_rows(rows)), float)
+        sol = loss.solve_rows(rows)
+        W[rows] = np.asarray(sol, float) if prob.device is None else prob.xp.astype(sol, prob.dtype)
     elif rows.size == 1 and loss.fit_intercept:  # the intercept alone: Newton
         loss.profile_intercept(loss.init_state(W), W)
     else:  # a GLM on the free columns alone (lam = 0: the KKT-stopped solve)
@@ -156,17 +136,18 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
 
     ``lambdas`` defaults to ``n_lambdas`` values geometrically spaced from ``lambda_max`` down to
     ``lambda_min_ratio * lambda_max``.  ``checkpoint`` (a file path) saves the solutions after every lambda and
-    resumes from it when it exists, so a long path can be stopped and resumed to the same state.  ``max_time``
-    (seconds) bounds the whole path; the lambdas it leaves unsolved come back with converged=False.
+    resumes from it when it exists, so a long path can be stopped and resumed to the same state (its fingerprint
+    reads the data on the host: with torch tensors, H and B are copied once for it).  ``max_time`` (seconds)
+    bounds the whole path; the lambdas it leaves unsolved come back with converged=False.  On a GramLeastSquares
+    of tensors every solve stays on the device and warm-starts from the previous one's ``coef_native``.
     Returns a list of ``Solution`` (one per lambda, ``.lam`` set).
     """
     check_instance(penalty, "penalty", Penalty, _PENALTY_KINDS)
     progress = check_bool(progress, "progress")
-    host, native = _host_loss(loss)  # copied once for the whole path (each solve then finds numpy arrays)
     if lambdas is None:
         n_lambdas = check_positive_int(n_lambdas, "n_lambdas")
         lambda_min_ratio = check_open_unit(lambda_min_ratio, "lambda_min_ratio")
-        lmax = lambda_max(host, penalty, groups)
+        lmax = lambda_max(loss, penalty, groups)
         lambdas = lmax * np.geomspace(1.0, lambda_min_ratio, n_lambdas)
     lambdas = _as_array(lambdas, "lambdas")
     if lambdas.ndim != 1 or lambdas.size == 0 or lambdas.dtype.kind not in "iuf" or \
@@ -174,10 +155,10 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
         raise ValueError(f"lambdas: must be a non-empty 1-D sequence of finite values >= 0, got "
                          f"{np.array2string(lambdas, threshold=6)}")
     lambdas = lambdas.astype(float)
-    key = _checkpoint_key(checkpoint, host, penalty, groups, lambdas, solver=solver, tol=tol, **options) \
+    key = _checkpoint_key(checkpoint, loss, penalty, groups, lambdas, solver=solver, tol=tol, **options) \
         if checkpoint is not None else None
     sols = _load_checkpoint(checkpoint, lambdas, key) if checkpoint is not None else []
-    warm, warm_b = (sols[-1].coef, sols[-1].intercept) if sols else (None, None)
+    warm, warm_b = (_warm(sols[-1]), sols[-1].intercept) if sols else (None, None)
     it = range(len(sols), lambdas.size)
     if progress:
         from tqdm.auto import tqdm
@@ -187,14 +168,19 @@ def solve_path(loss, penalty: Penalty, groups, lambdas=None, *, n_lambdas=50, la
     for i in it:
         if deadline is not None:  # past it, each remaining lambda costs one certificate (converged=False)
             options["max_time"] = max(deadline - time.perf_counter(), 1e-9)
-        sol = solve(host, penalty.with_lam(lambdas[i]), groups, solver=solver, tol=tol, warm_start=warm,
+        sol = solve(loss, penalty.with_lam(lambdas[i]), groups, solver=solver, tol=tol, warm_start=warm,
                     warm_intercept=warm_b, verbose=verbose, **options)
         sol.lam = float(lambdas[i])
-        sols.append(_native(sol, native))
-        warm, warm_b = sol.coef, sol.intercept
+        sols.append(sol)
+        warm, warm_b = _warm(sol), sol.intercept
         if checkpoint is not None:
             _save_checkpoint(checkpoint, lambdas, sols, key)
     return sols
+
+
+def _warm(sol):
+    """The warm start a path hands to its next solve: the device coefficients when there are some."""
+    return sol.info.get("coef_native", sol.coef)
 
 
 _CKPT_FORMAT, _CKPT_VERSION = "groupsparse.solve_path", 1

@@ -311,7 +311,7 @@ class _GLM(Loss):
 class LeastSquares(_GLM):
     """(1/2n) ||Y - X W||^2 (+ ridge/2 ||W||^2).  y: (n,) or (n, K) real.  X, y are held as numpy / scipy arrays:
     torch tensors are copied to the host (float64); for a problem that stays on its device use the Gram form,
-    ``GramLeastSquares`` (``select`` runs on it natively)."""
+    ``GramLeastSquares`` (``solve``, ``solve_path`` and ``select`` run on it natively)."""
     curvature = 1.0
     dual_modulus = 1.0
 
@@ -454,17 +454,41 @@ class Multinomial(_GLM):
         return (np.diag(P.sum(axis=0)) - P.T @ P) / self.n_samples
 
 
+def _gram_namespace(H, B):
+    """The one array namespace of H and B, numpy or torch with one dtype and device: a named ValueError
+    otherwise (a mix would either fail deep in a solver or silently copy one of them)."""
+    from ._array import namespace
+    kinds = {type(a).__module__.split(".")[0] for a in (H, B)}
+    if not kinds <= {"numpy", "torch"} or not all(hasattr(a, "ndim") for a in (H, B)):
+        raise ValueError(f"H, B: expected numpy arrays or torch tensors, got {type(H).__name__} and "
+                         f"{type(B).__name__}")
+    if len(kinds) > 1:
+        raise ValueError(f"H, B: must both be numpy arrays or both torch tensors, got {type(H).__name__} and "
+                         f"{type(B).__name__}")
+    if "torch" in kinds:
+        if H.dtype != B.dtype or H.dtype not in _torch_floats():
+            raise ValueError(f"H, B: expected one floating dtype (torch.float32 or torch.float64), got {H.dtype} "
+                             f"and {B.dtype}")
+        if H.device != B.device:
+            raise ValueError(f"H, B: must be on one device, got {H.device} and {B.device}")
+    return namespace(H, B)
+
+
+def _torch_floats():
+    import torch
+    return (torch.float32, torch.float64)
+
+
 class GramLeastSquares(Loss):
     """1/2 tr(W^T H W) - tr(W^T B) + c (+ ridge/2 ||W||^2), H symmetric PSD (p, p), B (p, K).
 
     This is least squares in Gram form: with H = X^T X / n, B = X^T Y / n and c = ||Y||^2 / (2n) it equals
-    ``LeastSquares(X, Y)``.  H and B may be numpy arrays or torch tensors (CPU or CUDA); the solvers that use only
-    matrix products (``groupsparse.select``) keep them on their device.
+    ``LeastSquares(X, Y)``.  H and B may be numpy arrays or torch tensors (CPU or CUDA, float32 or float64, both
+    of one kind, dtype and device); ``solve``, ``solve_path``, ``lambda_max`` and ``select`` keep them there.
     """
 
     def __init__(self, H, B, c=0.0, ridge=0.0):
-        from ._array import namespace
-        xp = namespace(H, B)
+        xp = _gram_namespace(H, B)
         if H.ndim != 2 or H.shape[0] != H.shape[1]:
             raise ValueError(f"H: must be a square matrix, got shape {tuple(H.shape)}")
         B2 = B if B.ndim == 2 else xp.reshape(B, (-1, 1))
@@ -514,9 +538,19 @@ class GramLeastSquares(Loss):
         return self.grad_rows(HW, W, slice(None))
 
     def lipschitz_rows(self, rows) -> float:
-        Hs = np.asarray(self.H[rows][:, rows] if not isinstance(rows, slice) else self.H[rows, rows], float)
-        Hs = np.atleast_2d(Hs)
-        return float(np.linalg.eigvalsh(Hs)[-1]) + self.ridge
+        Hs = self.H[rows][:, rows] if not isinstance(rows, slice) else self.H[rows, rows]
+        if Hs.ndim < 2:  # one row given as an int
+            Hs = self.xp.reshape(Hs, (1, 1))
+        return float(self.xp.linalg.eigvalsh(Hs)[-1]) + self.ridge
+
+    def lipschitz_blocks(self, starts, size) -> np.ndarray:
+        """Lipschitz constants of many equal-size contiguous row blocks at once (one batched eigvalsh of the
+        diagonal blocks of H, where H lives); G numbers come back."""
+        from ._array import to_numpy
+        xp = self.xp
+        idx = xp.asarray(np.asarray(starts, dtype=np.int64)[:, None] + np.arange(size), device=_device(self.H))
+        blocks = self.H[idx[:, :, None], idx[:, None, :]]
+        return np.asarray(to_numpy(xp.linalg.eigvalsh(blocks)[:, -1]), dtype=float) + self.ridge
 
     def global_lipschitz(self) -> float:
         return float(self.xp.linalg.eigvalsh(self.H)[-1]) + self.ridge

@@ -7,6 +7,10 @@ value ``rho`` and slope ``drho``.  All proxes are exact global minimisers of the
 problem min_x (x - r)^2 / (2 t) + rho(x), for every step t > 0; see each docstring for how.
 
 Group weights w_g come from ``Groups.weights`` (default sqrt(size)); lw = lam * w_g below.
+
+Coefficient vectors may be numpy arrays or torch tensors (a ``GramLeastSquares`` solved on its device): the
+``groups`` argument is then a ``GroupsOnDevice``, whose ``norms`` come back as host numbers, so the scalar work
+(prox_scalar, slopes) stays on the host and the coefficient-sized work stays on the device.
 """
 from __future__ import annotations
 
@@ -16,10 +20,16 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import lambertw
 
+from ._array import namespace, norm
 from ._validation import check_callable, check_real
 
 __all__ = ["Penalty", "GroupLasso", "SparseGroupLasso", "GroupMCP", "GroupSCAD", "GroupLogSum", "GroupBridge",
            "ExpMaskPenalty", "CompositePenalty", "exp_mask_q", "global_min_1d"]
+
+
+def _vec(a):
+    """A flat coefficient vector as given (device arrays stay where they are; lists become float arrays)."""
+    return a if hasattr(a, "detach") else np.asarray(a, float)
 
 
 def _check_lam(lam, name="lam"):
@@ -86,11 +96,22 @@ class Penalty:
         lw = self.lam * w
         if lw == 0:
             return z
-        r = math.sqrt(float(np.vdot(z, z)))
+        r = norm(z)
         if r == 0.0:
             return z * 0.0
         x = self.prox_scalar(r, t, lw)
         return z * (x / r)
+
+    def prox_groups(self, z, t, groups, active):
+        """``prox_group`` of every group g with ``active[g]`` at once, step t[g] (host array, one per group), on a
+        flat vector z; the other groups' entries come back unchanged.  Radial: the G norms, the scalar prox on the
+        host, one multiply of z by the per-group factors."""
+        r = groups.norms(z)
+        lw = self.lam * np.asarray(groups.weights, float)
+        f = np.ones(r.size)
+        for g in np.flatnonzero(active & (lw > 0)):
+            f[g] = self.prox_scalar(r[g], t[g], lw[g]) / r[g] if r[g] > 0 else 0.0
+        return z * groups.expand(f)
 
     def subdiff_distance(self, beta, grad, groups) -> np.ndarray:
         """Per group: distance of -grad_g to the (Frechet) subdifferential of the penalty at beta_g."""
@@ -102,7 +123,7 @@ class Penalty:
         if np.any(nz):
             scale = np.zeros_like(norms)
             scale[nz] = self.drho(norms[nz], lw[nz]) / norms[nz]
-            resid = np.asarray(grad, float) + groups.expand(scale) * np.asarray(beta, float)
+            resid = _vec(grad) + groups.expand(scale) * _vec(beta)
             out[nz] = groups.norms(resid)[nz]
         return out
 
@@ -166,33 +187,47 @@ class SparseGroupLasso(Penalty):
         raise TypeError("use value_beta for the sparse-group lasso: it is not a function of group norms alone")
 
     def value_beta(self, beta, groups):
-        beta = np.asarray(beta, float)
+        beta = _vec(beta)
         a = self.lam * self.l1_ratio
-        return float(a * np.sum(np.abs(beta)) + self.lam * (1 - self.l1_ratio) * groups.weights @ groups.norms(beta))
+        l1 = float(namespace(beta).sum(namespace(beta).abs(beta)))
+        return float(a * l1 + self.lam * (1 - self.l1_ratio) * groups.weights @ groups.norms(beta))
+
+    @staticmethod
+    def _soft(z, a):
+        """Entrywise soft-thresholding at a (a scalar or one value per entry)."""
+        xp = namespace(z)
+        return xp.sign(z) * xp.clip(xp.abs(z) - a, min=0.0)
 
     def prox_group(self, z, t, w):
-        a = t * self.lam * self.l1_ratio
-        u = np.sign(z) * np.maximum(np.abs(z) - a, 0.0)
+        u = self._soft(z, t * self.lam * self.l1_ratio)
         b = t * self.lam * (1 - self.l1_ratio) * w
-        r = math.sqrt(float(np.vdot(u, u)))
+        r = norm(u)
         if r <= b:
             return u * 0.0
         return u * (1 - b / r)
 
+    def prox_groups(self, z, t, groups, active):
+        t = np.where(active, t, 0.0)  # a zero step leaves a group as it is (soft(z, 0) = z exactly)
+        u = self._soft(z, groups.expand(t * self.lam * self.l1_ratio))
+        b = t * self.lam * (1 - self.l1_ratio) * np.asarray(groups.weights, float)
+        r = groups.norms(u)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.where(r > b, 1 - b / r, 0.0)
+        return u * groups.expand(np.where(active, f, 1.0))
+
     def subdiff_distance(self, beta, grad, groups):
-        beta = np.asarray(beta, float)
-        grad = np.asarray(grad, float)
+        beta, grad = _vec(beta), _vec(grad)
+        xp = namespace(beta)
         a = self.lam * self.l1_ratio
         bw = self.lam * (1 - self.l1_ratio) * groups.weights
         norms = groups.norms(beta)
-        st = np.sign(grad) * np.maximum(np.abs(grad) - a, 0.0)
-        out = np.maximum(groups.norms(st) - bw, 0.0)  # zero groups: dist to a*[-1,1]^g + bw*ball
+        out = np.maximum(groups.norms(self._soft(grad, a)) - bw, 0.0)  # zero groups: dist to a*[-1,1]^g + bw*ball
         nz = norms > 0
         if np.any(nz):
             scale = np.zeros_like(norms)
             scale[nz] = bw[nz] / norms[nz]
             base = grad + groups.expand(scale) * beta
-            res = np.where(beta != 0, base + a * np.sign(beta), np.maximum(np.abs(base) - a, 0.0))
+            res = xp.where(beta != 0, base + a * xp.sign(beta), xp.clip(xp.abs(base) - a, min=0.0))
             out[nz] = groups.norms(res)[nz]
         return out
 
@@ -510,6 +545,7 @@ class CompositePenalty(Penalty):
         S = float(np.sum([self.q(float(r)) for r in norms]))
         denom = self.dq(self.q_inv(S)) if S > 0 else None
         out = np.empty(groups.n_groups)
+        scale = np.zeros(groups.n_groups)
         for g in range(groups.n_groups):
             if norms[g] == 0:
                 # at beta = 0 the penalty is lam ||beta_g|| along each group alone (q^-1(q(r)) = r): slope ratio 1
@@ -517,9 +553,10 @@ class CompositePenalty(Penalty):
                 slope0 = self.lam * (np.inf if not np.isfinite(slope0) else slope0)
                 out[g] = max(gnorm[g] - slope0, 0.0)
             else:
-                idx = groups.indices[g]
-                s = self.lam * self.dq(norms[g]) / denom
-                out[g] = np.linalg.norm(grad[idx] + s * beta[idx] / norms[g])
+                scale[g] = self.lam * self.dq(norms[g]) / denom / norms[g]
+        nz = norms > 0
+        if np.any(nz):
+            out[nz] = groups.norms(_vec(grad) + groups.expand(scale) * _vec(beta))[nz]
         return out
 
     def lambda_max(self, grad0_norms, weights):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._array import GroupsOnDevice, device, namespace, norm, to_numpy
 from ._validation import check_finite_array
 from .groups import Groups, as_groups
 from .losses import Loss
@@ -114,7 +115,12 @@ class _Selections(_Sequence):
 
 
 class Problem:
-    """Internal layout: coefficient matrix W of shape (n_rows, K) with n_rows = p (+1 intercept row)."""
+    """Internal layout: coefficient matrix W of shape (n_rows, K) with n_rows = p (+1 intercept row).
+
+    W, the loss state and gradients live in the loss's array namespace (``xp``: numpy, or torch for a
+    ``GramLeastSquares`` of tensors, on its device and dtype).  Per-group numbers (norms, step sizes, prox
+    shrink factors, certificates) are host float64 arrays of G entries: ``group_norms`` reduces on the device and
+    ``gview.expand`` sends one number per group back."""
 
     def __init__(self, loss: Loss, penalty: Penalty | None, groups):
         if not isinstance(loss, Loss):
@@ -132,6 +138,13 @@ class Problem:
         self.user_groups = user
         self.groups = user.append(K, 0.0) if loss.fit_intercept else user
         self.loss, self.penalty, self.K = loss, penalty, K
+        H = getattr(loss, "H", None)
+        if H is not None and not isinstance(H, np.ndarray):  # a GramLeastSquares of torch tensors
+            self.xp, self.dtype, self.device = namespace(H), H.dtype, device(H)
+            self.gview = GroupsOnDevice(self.groups, self.xp, self.dtype, self.device)
+        else:
+            self.xp, self.dtype, self.device = namespace(np.zeros(0)), np.float64, None
+            self.gview = self.groups
         self.n_user_groups = user.n_groups
         g = self.groups
         self.weights = np.asarray(g.weights, float)
@@ -168,7 +181,6 @@ class Problem:
           sqrt(2 loss(null) max_j L_j), the bound on any one-coefficient gradient there (so that y orthogonal to
           X still has a scale); KKT and fixed-point residuals stop at tol times it."""
         if not hasattr(self, "_scales"):
-            from ._array import to_numpy
             loss = self.loss
             W = self.zeros()
             st = loss.init_state(W)
@@ -176,11 +188,18 @@ class Problem:
             if loss.has_dual:
                 loss.profile_intercept(st, W)
             f0 = max(float(loss.state_value(st, W)), 0.0)
-            G0 = np.asarray(to_numpy(loss.full_grad(st, W)), float).ravel()
-            gmax = float(np.max(self.groups.norms(G0)))
+            gmax = float(np.max(self.group_norms(loss.full_grad(st, W))))
             lcol = float(loss.max_coordinate_lipschitz())
             self._scales = (16 * np.finfo(float).eps * f_raw, max(gmax, math.sqrt(2 * f0 * lcol)))
         return self._scales
+
+    def kkt_floor(self) -> float:
+        """The rounding level of a KKT residual in the problem's dtype: a gradient entry is a sum over the rows
+        (error ~ sqrt(n_rows) eps of the gradient scale), a group norm adds sqrt(group size).  Negligible in
+        float64 (1e-13 relative for a thousand rows); it is what lets float32 solves stop."""
+        eps = float(self.xp.finfo(self.dtype).eps)
+        size = int(self.groups.sizes.max())
+        return 4 * eps * math.sqrt(self.loss.n_rows * size) * self.scales()[1]
 
     # ----- step sizes (computed lazily: most groups never enter a working set) -----
     def lipschitz_of(self, ids) -> np.ndarray:
@@ -210,10 +229,32 @@ class Problem:
 
     # ----- layout -----
     def zeros(self):
-        return np.zeros((self.loss.n_rows, self.K))
+        if self.device is None:
+            return np.zeros((self.loss.n_rows, self.K))
+        return self.xp.zeros((self.loss.n_rows, self.K), dtype=self.dtype, device=self.device)
+
+    def native(self, W):
+        """A copy of the coefficient matrix W (host, or already in the namespace) in the problem's namespace,
+        dtype and device."""
+        if self.device is None:
+            return np.array(W, dtype=float)
+        if not hasattr(W, "detach"):
+            W = np.asarray(W, dtype=float)
+        return self.xp.asarray(W, dtype=self.dtype, device=self.device, copy=True)
+
+    def group_norms(self, W) -> np.ndarray:
+        """Norm of every group of W (any namespace), as a host float64 array."""
+        return self.gview.norms(self.xp.reshape(W, (-1,)))
 
     def from_user(self, coef, intercept=None):
-        W = self.zeros()
+        if hasattr(coef, "detach") and self.device is not None and intercept is None:  # a device warm start
+            c = self.xp.reshape(coef, (-1,))
+            if c.shape[0] != self.loss.n_coef:
+                raise ValueError(f"warm_start: expected {self.loss.n_coef} coefficients, got {c.shape[0]}")
+            if not bool(self.xp.all(self.xp.isfinite(c))):
+                raise ValueError("warm_start: contains NaN or inf")
+            return self.native(self.xp.reshape(c, (self.loss.n_rows, self.K)))  # Gram: no intercept row
+        W = np.zeros((self.loss.n_rows, self.K))
         c = check_finite_array(coef, "warm_start", ndim=(1, 2)).ravel()
         if c.size != self.loss.n_coef:
             raise ValueError(f"warm_start: expected {self.loss.n_coef} coefficients, got {c.size}")
@@ -225,10 +266,12 @@ class Problem:
             if b.size != self.K:
                 raise ValueError(f"warm_intercept: expected {self.K} value(s), one per output, got {b.size}")
             W[-1] = b
-        return W
+        return self.native(W)
 
     def split(self, W):
         p = self.loss.n_features
+        if self.device is not None:  # a Gram loss: no intercept row
+            return np.asarray(to_numpy(W), dtype=float).ravel(), None
         coef = np.array(W[:p], dtype=float).ravel()
         icpt = np.array(W[p], dtype=float) if self.loss.fit_intercept else None
         return coef, icpt
@@ -241,10 +284,12 @@ class Problem:
     def penalty_value(self, W) -> float:
         if self.penalty is None:
             return 0.0
-        beta = W.ravel() * self.groups.expand(self.penalized)
+        beta = self.xp.reshape(W, (-1,))
+        if not np.all(self.penalized):
+            beta = beta * self.gview.expand(self.penalized)
         if isinstance(self.penalty, SparseGroupLasso):
-            return self.penalty.value_beta(beta, self.groups)
-        norms = self.groups.norms(beta)
+            return self.penalty.value_beta(beta, self.gview)
+        norms = self.gview.norms(beta)
         if isinstance(self.penalty, CompositePenalty):
             return self.penalty.value(norms[self.penalized])
         return self.penalty.value(norms[self.penalized], self.weights[self.penalized])
@@ -254,16 +299,16 @@ class Problem:
 
     def kkt(self, W, G) -> np.ndarray:
         """Per group: distance of -gradient to the penalty's subdifferential (unpenalized: the gradient norm)."""
-        beta, grad = W.ravel(), G.ravel()
+        beta, grad = self.xp.reshape(W, (-1,)), self.xp.reshape(G, (-1,))
+        gv = self.gview
         if self.penalty is None:
             out = np.zeros(self.groups.n_groups)
         elif isinstance(self.penalty, CompositePenalty):
-            pen = self.groups.expand(self.penalized)
-            out = self.penalty.subdiff_distance(beta * pen, grad, self.groups)
+            out = self.penalty.subdiff_distance(beta * gv.expand(self.penalized), grad, gv)
         else:
-            out = self.penalty.subdiff_distance(beta, grad, self.groups)
+            out = self.penalty.subdiff_distance(beta, grad, gv)
         if not np.all(self.penalized):
-            out[~self.penalized] = self.groups.norms(grad)[~self.penalized]
+            out[~self.penalized] = gv.norms(grad)[~self.penalized]
         return out
 
     def duality_gap(self, state, W, G, primal, extra_state=None):
@@ -332,54 +377,94 @@ class Problem:
         L = self.lipschitz_of(ids)[ids]
         out = np.zeros(len(ids))
         composite = isinstance(self.penalty, CompositePenalty)
-        rest = self.composite_rest(W) if composite else None
-        norms = self.groups.norms(W.ravel())[ids]
+        norms = self.group_norms(W)[ids]
         todo = np.ones(len(ids), dtype=bool)
         if self.penalty is not None and not composite:  # zero groups whose prox input is inside the zero radius
             lw = self.penalty.lam * self.weights[ids]
             rz = self.penalty.prox_zero_radius(1.0 / L, lw)
-            gn = self.groups.norms(G.ravel())[ids] / L
+            gn = self.group_norms(G)[ids] / L
             todo = (norms > 0) | (gn > rz) | ~self.penalized[ids]
+        if not composite:  # one prox of the groups to score, all at once
+            Lall = np.ones(self.groups.n_groups)
+            Lall[ids] = L
+            active = np.zeros(self.groups.n_groups, dtype=bool)
+            active[ids[todo]] = True
+            Z = W - G / self.xp.reshape(self.gview.expand(Lall), W.shape)
+            new = self.prox_all(Z, 1.0 / Lall, W, active)
+            out[todo] = L[todo] * self.group_norms(new - W)[ids[todo]]
+            return out
+        rest = self.composite_rest(W)
         for i in np.flatnonzero(todo):
             g = ids[i]
             b = self.block(W, g)
             gg = G[self.rows[g]] if self.sel[g] is None else G[self.rows[g]][self.sel[g]]
             z = b - gg / L[i]
             new = self.prox(g, z, 1.0 / L[i], b, rest)
-            out[i] = L[i] * np.linalg.norm(new - b)
+            out[i] = L[i] * norm(new - b)
+        return out
+
+    def prox_all(self, Z, t, W_old, active=None):
+        """The prox of the groups with ``active`` (default all) at once, steps ``t`` (a number, or one per group);
+        the other groups' rows of Z come back unchanged.  Separable penalties: ``Penalty.prox_groups`` (the work
+        on Z stays in its namespace); the composite penalty: group by group with the others' q-sum."""
+        n = self.groups.n_groups
+        active = self.penalized.copy() if active is None else active & self.penalized
+        if self.penalty is None or not np.any(active):
+            return self.xp.asarray(Z, copy=True)
+        t = np.broadcast_to(np.asarray(t, float), (n,))
+        if not isinstance(self.penalty, CompositePenalty):
+            new = self.penalty.prox_groups(self.xp.reshape(Z, (-1,)), t, self.gview, active)
+            return self.xp.reshape(new, Z.shape)
+        out = self.xp.asarray(Z, copy=True)
+        rest = self.composite_rest(W_old)
+        for g in np.flatnonzero(active):
+            rows, sel = self.rows[g], self.sel[g]
+            z = Z[rows] if sel is None else Z[rows][sel]
+            old = W_old[rows] if sel is None else W_old[rows][sel]
+            new = self.prox(g, z, t[g], old, rest)
+            if sel is None:
+                out[rows] = new
+            else:
+                blk = out[rows]
+                blk[sel] = new
+                out[rows] = blk
         return out
 
     def prox(self, g, z, t, old=None, rest=None):
         if not self.penalized[g] or self.penalty is None:
             return z
         if isinstance(self.penalty, CompositePenalty):
-            r = float(np.linalg.norm(z))
+            r = norm(z)
             if r == 0:
                 return z * 0
             pen = self.penalty
-            qold = pen.q(float(np.linalg.norm(old))) if old is not None else 0.0
+            qold = pen.q(norm(old)) if old is not None else 0.0
             others = max(rest - qold, 0.0)  # the running q-sum can drift below 0 by rounding
             new = z * (pen.prox_given_rest(r, t, others) / r)
             if old is not None:
                 # ties between distant global minimisers would make BCD flip forever: keep the current block
                 # unless the move strictly lowers the block objective
-                h = lambda v: float(np.vdot(v - z, v - z)) / (2 * t) + pen.lam * pen.q_inv(others + pen.q(float(np.linalg.norm(v))))
+                h = lambda v: norm(v - z) ** 2 / (2 * t) + pen.lam * pen.q_inv(others + pen.q(norm(v)))
                 ho, hn = h(old), h(new)
-                jump = np.linalg.norm(new - old) > 0.1 * max(np.linalg.norm(old), np.linalg.norm(new))
+                jump = norm(new - old) > 0.1 * max(norm(old), norm(new))
                 if hn > ho or (jump and hn >= ho - 1e-12 * abs(ho)):
                     return old
             return new
         return self.penalty.prox_group(z, t, self.weights[g])
 
     def composite_rest(self, W) -> float:
-        norms = self.groups.norms(W.ravel())
+        norms = self.group_norms(W)
         return float(sum(self.penalty.q(float(r)) for r in norms[self.penalized]))
 
     def support(self, W, tol=0.0):
-        n = self.groups.norms(W.ravel())[: self.n_user_groups]
+        n = self.group_norms(W)[: self.n_user_groups]
         return np.flatnonzero(n > tol)
 
     def solution(self, W, state, certificate, kind, converged, n_iter, history, lam=None, **info):
+        """The ``Solution`` at W; on a device problem, ``info['coef_native']`` holds the flat coefficients in the
+        loss's namespace, dtype and device (``coef`` is their float64 host copy)."""
         coef, icpt = self.split(W)
+        if self.device is not None:
+            info["coef_native"] = self.xp.reshape(self.xp.asarray(W, copy=True), (-1,))
         return Solution(coef, icpt, self.support(W), self.objective(state, W), float(certificate), kind,
                         bool(converged), int(n_iter), lam, history=history, info=info)

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from .._array import copy, namespace, norm, to_numpy
 from ..losses import LeastSquares
 from ..penalties import CompositePenalty, GroupLasso, Penalty, SparseGroupLasso
 from . import _jit
@@ -69,7 +70,9 @@ def _bcd_epoch_fast(prob, fast, W, state, ws, L):
 
 
 def _bcd_epoch(prob, W, state, ws, L, rest):
-    """One cyclic pass over the groups in ``ws``; returns the largest L_g * ||step_g|| (a fixed-point residual)."""
+    """One cyclic pass over the groups in ``ws``; returns the largest L_g * ||step_g|| (a fixed-point residual).
+    Generic path: W and the state in the loss's namespace (numpy, or torch on its device), two scalars per group
+    to the host (the block's norm for its prox, and its step)."""
     if rest is None:
         fast = _fast_blocks(prob)
         if fast is not None:
@@ -89,28 +92,30 @@ def _bcd_epoch(prob, W, state, ws, L, rest):
             z = old - G[sel] / L[g]
         new = prob.prox(g, z, 1.0 / L[g], old, rest[0] if composite else None)
         d = new - old
-        step = float(np.sqrt(np.vdot(d, d)))
+        step = norm(d)
         if step == 0.0:
             continue
         worst = max(worst, L[g] * step)
         if sel is None:
             dW = d
         else:
-            dW = np.zeros_like(old_full)
+            dW = prob.xp.zeros_like(old_full)
             dW[sel] = d
         if composite:
             q = prob.penalty.q
-            rest[0] += q(float(np.linalg.norm(new))) - q(float(np.linalg.norm(old)))
+            rest[0] += q(norm(new)) - q(norm(old))
         W[rows] = old_full + dW
         loss.update_state(state, rows, dW)
     return worst
 
 
 def _anderson(history):
-    """Anderson extrapolation of the last iterates (rows of ``history``), or None when ill-conditioned."""
-    X = np.asarray(history)
-    U = np.diff(X, axis=0)
-    C = U @ U.T
+    """Anderson extrapolation of the last iterates (``history``: flat arrays of one namespace), or None when
+    ill-conditioned.  The small (m x m) system is solved on the host."""
+    xp = namespace(history[0])
+    X = xp.stack(history)
+    U = X[1:] - X[:-1]
+    C = np.asarray(to_numpy(U @ U.T), dtype=float)
     try:
         z = np.linalg.solve(C + 1e-12 * np.trace(C) * np.eye(C.shape[0]) / C.shape[0], np.ones(C.shape[0]))
     except np.linalg.LinAlgError:
@@ -118,7 +123,9 @@ def _anderson(history):
     if not np.all(np.isfinite(z)) or abs(z.sum()) < 1e-300:
         return None
     c = z / z.sum()
-    return c @ X[1:]
+    if isinstance(X, np.ndarray):
+        return c @ X[1:]
+    return xp.asarray(c, dtype=X.dtype, device=X.device) @ X[1:]
 
 
 def _ws_rows(prob, ws):
@@ -136,7 +143,7 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, max_time=None,
     iterations and ``max_epochs`` epochs in all, and ``max_time`` seconds when given; a solve that stops on a
     limit returns converged=False with its certificate."""
     loss = prob.loss
-    W = prob.zeros() if W0 is None else np.array(W0, dtype=float)
+    W = prob.zeros() if W0 is None else prob.native(W0)
     state = loss.init_state(W)
     n_groups = prob.groups.n_groups
     convex = prob.has_gap and stop != "kkt"
@@ -148,6 +155,7 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, max_time=None,
     # infinite slopes; MCP's hard threshold when 1/L_g > gamma): stop on the fixed point of the block update too
     needs_fixpoint = prob.penalty is not None and not prob.penalty.convex and not prob.unpenalized
     gap_floor, kkt_scale = prob.scales()
+    kkt_stop = max(tol * kkt_scale, prob.kkt_floor())
     history, t0, n_epochs = [], time.perf_counter(), 0
     deadline = None if max_time is None else t0 + max_time
     ws_size = p0
@@ -173,7 +181,7 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, max_time=None,
             if needs_fixpoint:
                 kkt = np.maximum(kkt, prob.fixpoint_scores(W, G))
             cert = float(np.max(kkt))
-            done = cert <= tol * kkt_scale
+            done = cert <= kkt_stop
         history.append({"iter": it, "time": time.perf_counter() - t0, "objective": primal,
                         "certificate": cert, "ws_size": int(min(ws_size, active.sum())), "epochs": n_epochs})
         if verbose:
@@ -191,7 +199,7 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, max_time=None,
             break
         # working set: support plus the worst fixed-point violators among the unscreened groups
         scores = np.where(active, kkt, -np.inf)
-        nz = prob.groups.norms(W.ravel()) > 0
+        nz = prob.group_norms(W) > 0
         scores[nz & active] = np.inf
         ws_size = int(min(max(ws_size, 2 * int(nz.sum())), active.sum()))
         ws = np.sort(np.argsort(-scores, kind="stable")[:ws_size])
@@ -202,7 +210,7 @@ def bcd(prob, W0=None, tol=1e-8, max_iter=200, max_epochs=50_000, max_time=None,
             # same working set as last time: the outer loop only waits for precision, so ask for much more
             inner_tol = min(inner_tol, 1e-2 * prev_inner_tol)
         # ... but never below what the outer test can see (rounding), so an inner solve always ends
-        inner_tol = max(inner_tol, 1e-3 * tol * kkt_scale, 1e-300)
+        inner_tol = max(inner_tol, 1e-3 * tol * kkt_scale, prob.kkt_floor(), 1e-300)
         prev_ws, prev_inner_tol = ws, inner_tol
         L = prob.lipschitz_of(ws)
         epochs, extra = _inner(prob, W, state, ws, L, inner_tol, max_epochs - n_epochs, anderson, composite, convex,
@@ -230,7 +238,7 @@ def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, ke
     for epoch in range(1, max_epochs + 1):
         worst = _bcd_epoch(prob, W, state, ws, L, rest)
         if keep_states and anderson:
-            states.append(state.ravel().copy())
+            states.append(copy(prob.xp.reshape(state, (-1,))))
             del states[:-(anderson + 1)]
         if worst <= inner_tol or (deadline is not None and time.perf_counter() >= deadline):
             break
@@ -240,13 +248,13 @@ def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, ke
             break  # no halving of the step in that long: rounding in the running state; the outer loop refreshes it
 
         if anderson:
-            past.append(W[rows].ravel().copy())
+            past.append(copy(prob.xp.reshape(W[rows], (-1,))))
             if len(past) == anderson + 1:
                 extra = _anderson(past)
                 past = []
                 if extra is not None:
-                    W_try = W.copy()
-                    W_try[rows] = extra.reshape(-1, W.shape[1])
+                    W_try = copy(W)
+                    W_try[rows] = prob.xp.reshape(extra, (-1, W.shape[1]))
                     st_try = loss.init_state(W_try)
                     o_try = prob.objective(st_try, W_try)
                     o_cur = prob.objective(state, W)
@@ -259,7 +267,7 @@ def _inner(prob, W, state, ws, L, inner_tol, max_epochs, anderson, composite, ke
     extra = None
     if len(states) == anderson + 1:
         e = _anderson(states)
-        extra = None if e is None else e.reshape(state.shape)
+        extra = None if e is None else prob.xp.reshape(e, state.shape)
     return epoch, extra
 
 
@@ -269,9 +277,11 @@ _STALL_EPOCHS = 500  # inner epochs without halving the largest step before the 
 def _refresh_state(prob, W):
     """Recompute the loss state from the nonzero rows only (W is zero elsewhere)."""
     loss = prob.loss
+    if not hasattr(loss, "X"):
+        return loss.init_state(W)
     rows = np.flatnonzero(np.any(W != 0, axis=1))
     # gathering many columns of X copies them: past a quarter of them, one full product is cheaper
-    if 4 * rows.size >= W.shape[0] or not hasattr(loss, "X"):
+    if 4 * rows.size >= W.shape[0]:
         return loss.init_state(W)
     state = loss.init_state(np.zeros_like(W))
     if rows.size:

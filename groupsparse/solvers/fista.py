@@ -10,25 +10,8 @@ import time
 
 import numpy as np
 
+from .._array import copy
 from .._validation import check_positive_int
-from ..penalties import CompositePenalty
-
-
-def _prox_all(prob, Z, t, W_old):
-    out = np.array(Z)
-    rest = prob.composite_rest(W_old) if isinstance(prob.penalty, CompositePenalty) else None
-    for g in range(prob.groups.n_groups):
-        rows, sel = prob.rows[g], prob.sel[g]
-        z = Z[rows] if sel is None else Z[rows][sel]
-        old = W_old[rows] if sel is None else W_old[rows][sel]
-        new = prob.prox(g, z, t, old, rest)
-        if sel is None:
-            out[rows] = new
-        else:
-            blk = out[rows]
-            blk[sel] = new
-            out[rows] = blk
-    return out
 
 
 def fista(prob, W0=None, tol=1e-8, max_iter=20_000, check_every=10, max_time=None, verbose=False, stop="auto"):
@@ -36,13 +19,14 @@ def fista(prob, W0=None, tol=1e-8, max_iter=20_000, check_every=10, max_time=Non
     at the last one; at most ``max_iter`` iterations and ``max_time`` seconds (then converged=False)."""
     check_every = check_positive_int(check_every, "check_every")
     loss = prob.loss
-    W = prob.zeros() if W0 is None else np.array(W0, dtype=float)
+    W = prob.zeros() if W0 is None else prob.native(W0)
     Lg = max(loss.global_lipschitz(), 1e-300)  # X = 0: any step is exact
     t = 1.0 / Lg
     convex = prob.has_gap and stop != "kkt"
     needs_fixpoint = prob.penalty is not None and not prob.penalty.convex and not prob.unpenalized
     gap_floor, kkt_scale = prob.scales()
-    Y, theta = W.copy(), 1.0
+    kkt_stop = max(tol * kkt_scale, prob.kkt_floor())
+    Y, theta = copy(W), 1.0
     state = loss.init_state(W)
     obj = prob.objective(state, W)
     history, t0 = [], time.perf_counter()
@@ -50,12 +34,12 @@ def fista(prob, W0=None, tol=1e-8, max_iter=20_000, check_every=10, max_time=Non
     cert, converged, it = np.inf, False, 0
     for it in range(1, max_iter + 1):
         sY = loss.init_state(Y)
-        W_new = _prox_all(prob, Y - t * loss.full_grad(sY, Y), t, W)
+        W_new = prob.prox_all(Y - t * loss.full_grad(sY, Y), t, W)
         s_new = loss.init_state(W_new)
         o_new = prob.objective(s_new, W_new)
         if o_new > obj:  # restart: plain prox-gradient step from W
             theta = 1.0
-            W_new = _prox_all(prob, W - t * loss.full_grad(state, W), t, W)
+            W_new = prob.prox_all(W - t * loss.full_grad(state, W), t, W)
             s_new = loss.init_state(W_new)
             o_new = prob.objective(s_new, W_new)
         theta_new = 0.5 * (1 + np.sqrt(1 + 4 * theta * theta))
@@ -76,7 +60,7 @@ def fista(prob, W0=None, tol=1e-8, max_iter=20_000, check_every=10, max_time=Non
                 if needs_fixpoint:
                     kkt = np.maximum(kkt, prob.fixpoint_scores(W, G))
                 cert = float(np.max(kkt))
-                done = cert <= tol * kkt_scale
+                done = cert <= kkt_stop
             history.append({"iter": it, "time": time.perf_counter() - t0, "objective": obj, "certificate": cert})
             if verbose:
                 print(f"[fista] iter {it}: objective {obj:.10g} certificate {cert:.3g}")

@@ -14,10 +14,13 @@ from .._array import to_numpy
 
 def least_squares(prob, W0=None, tol=1e-8, verbose=False, **_ignored):
     loss = prob.loss
-    W = prob.zeros()
-    W[...] = np.asarray(to_numpy(loss.solve_rows(np.arange(loss.n_rows))), float).reshape(W.shape)
+    sol = loss.solve_rows(np.arange(loss.n_rows))
+    if prob.device is None:
+        W = np.asarray(to_numpy(sol), float).reshape(loss.n_rows, prob.K)
+    else:  # a Gram loss on its device: the solution stays there, in the loss's dtype
+        W = prob.xp.reshape(prob.xp.astype(sol, prob.dtype), (loss.n_rows, prob.K))
     state = loss.init_state(W)
-    kkt = float(np.max(prob.kkt(W, np.asarray(to_numpy(loss.full_grad(state, W)), float))))
+    kkt = float(np.max(prob.kkt(W, loss.full_grad(state, W))))
     if verbose:
         print(f"[lstsq] objective {prob.objective(state, W):.10g}  kkt {kkt:.3g}")
     return prob.solution(W, state, kkt, "kkt", True, 1, [], kkt=kkt, method="lstsq")
