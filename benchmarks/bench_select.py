@@ -247,6 +247,9 @@ def main(argv=None):
                     help="run the logistic family alone (--seeds of them) and replace select.json's 'logistic' entry")
     ap.add_argument("--multinomial-only", action="store_true",
                     help="run the multinomial family alone (--seeds of them), replacing select.json's 'multinomial'")
+    ap.add_argument("--multinomial-scale", type=float, default=MULTINOMIAL["scale"],
+                    help="signal scale of the multinomial family (other than the default: stored under "
+                         "'multinomial_scale<value>')")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     n_seeds, few = (3, 2) if a.quick else (a.seeds, a.few)
@@ -258,8 +261,13 @@ def main(argv=None):
         path = os.path.join(root, "results", "select.json")
         with open(path) as f:
             payload = json.load(f)
-        key, family = ("logistic", logistic_family) if a.logistic_only else ("multinomial", multinomial_family)
-        payload[key] = dict(family(range(n_seeds)), machine=info, command=" ".join(sys.argv))
+        if a.logistic_only:
+            key, res = "logistic", logistic_family(range(n_seeds))
+        else:
+            scale = a.multinomial_scale
+            key = "multinomial" if scale == MULTINOMIAL["scale"] else f"multinomial_scale{scale:g}"
+            res = multinomial_family(range(n_seeds), dict(MULTINOMIAL, scale=scale))
+        payload[key] = dict(res, machine=info, command=" ".join(sys.argv))
         _print_family(key, payload[key])
         write_json(path, payload)
         return

@@ -285,3 +285,23 @@ def test_weighted_blocks_same_on_every_path(K, monkeypatch):
     assert Wt.X3 is None
     B2 = Wt.blocks(w)
     np.testing.assert_allclose(B2, B0, rtol=1e-12, atol=1e-15)
+
+
+def test_default_method_depends_on_the_loss():
+    """select's default is 'newton' for binary Logistic (the best on bench_select's logistic family), 'splicing'
+    for least squares and Multinomial (and for a partition budget, which 'newton' does not take)."""
+    from groupsparse.selection import Budget, default_method
+    X, loss, groups = _instance(7, 150, [2] * 12, 3)
+    with time_limit(60):
+        dflt, auto, newton = (select(loss, groups, 3, **m) for m in ({}, {"method": "auto"}, {"method": "newton"}))
+    assert dflt.info["method"] == auto.info["method"] == "newton"
+    np.testing.assert_array_equal(dflt.support, newton.support)
+    assert dflt.objective == newton.objective
+    ls = gs.LeastSquares(X, X[:, 0] + X[:, 5])
+    assert select(ls, groups, 2).info["method"] == "splicing"
+    _, mloss, mgroups = _multinomial_instance(7, 80, [2] * 6, 2)
+    assert select(mloss, mgroups, 2).info["method"] == "splicing"
+    part = Budget(1, np.repeat(np.arange(4), 3))  # at most one group of each 3
+    assert default_method(loss, part) == "splicing"
+    sol = select(loss, groups, part)
+    assert sol.info["method"] == "splicing" and len(sol.support) <= 4

@@ -12,22 +12,33 @@ import numpy as np
 
 from .._validation import (check_bool, check_choice, check_finite_real, check_index_set, check_nonneg,
                            check_open_unit, check_positive_int, check_tol)
+from ..losses import Logistic
 from ._base import Budget, BudgetProblem
 from .model_selection import choose_k, information_criterion, select_path
 from .sequential_obs import seqobs, sparsegpt, wanda  # one-shot pruning of a Gram-form layer (blocks, N:M, single)
 
-__all__ = ["select", "select_path", "choose_k", "information_criterion", "lower_bound", "METHODS",
+__all__ = ["select", "select_path", "choose_k", "information_criterion", "lower_bound", "METHODS", "default_method",
            "Budget", "BudgetProblem", "seqobs", "sparsegpt", "wanda"]
 
-# The best in benchmarks/bench_select.py (RESULTS.md, Selection): splicing matches local_search's F1 on I1/I2
-# (0.850 vs 0.855, 0.777 vs 0.773) at a third of its time on I2, and meets F1 >= abess at <= 2x its time.
+# The best in benchmarks/bench_select.py (RESULTS.md, Selection), per loss.  Least squares and multinomial:
+# splicing matches local_search's F1 on I1/I2 (0.850 vs 0.855, 0.777 vs 0.773) at a third of its time on I2 and
+# meets F1 >= abess at <= 2x its time; on the multinomial family 'newton' has its F1 (0.970) at twice its time.
+# Binary logistic: 'newton' (F1 0.910 vs splicing 0.895 and abess 0.900, at abess's time).
 DEFAULT_METHOD = "splicing"
+DEFAULT_LOGISTIC_METHOD = "newton"
+
+
+def default_method(loss, k=None) -> str:
+    """``select``'s method ``'auto'`` (its default): 'newton' for a binary ``Logistic`` loss under an overall budget,
+    'splicing' otherwise (least squares, ``Multinomial``, partition budgets ``k = Budget(n, partition)``)."""
+    partitioned = isinstance(k, Budget) and k.partitioned
+    return DEFAULT_LOGISTIC_METHOD if isinstance(loss, Logistic) and not partitioned else DEFAULT_METHOD
 
 
 # name -> (module, function, fixed options); modules are imported on first use
 METHODS = {
-    "splicing": ("local_search", "local_search", {"polish": False}),  # abess-style splicing (default: best in
-                                                                      # benchmarks/bench_select.py)
+    "splicing": ("local_search", "local_search", {"polish": False}),  # abess-style splicing (default but for
+                                                                      # binary logistic: bench_select.py)
     "local_search": ("local_search", "local_search", {}),  # splicing + exact swap polishing (1-swap optimum)
     "omp": ("greedy", "omp", {}),                 # group OMP (option batch=m adds m groups per step)
     "ompr": ("greedy", "ompr", {}),               # group OMP with replacement
@@ -42,6 +53,7 @@ METHODS = {
     "bnb": ("bnb", "bnb", {}),                    # certified L0L2 branch and bound (perspective bounds; ridge > 0)
     "obs": ("obs", "obs", {}),                    # group OBS backward elimination over B x B tiles (Gram form)
     "newton": ("newton", "newton_splicing", {}),  # logistic / multinomial: IRLS-weighted splicing + model swaps
+                                                  # (the default for binary logistic)
     "obs+local_search": ("local_search", "local_search", {"start": "obs"}),  # OBS, then swaps while the loss falls
 }
 
@@ -64,7 +76,7 @@ def _run_method(method, bp, k, **options):
     return fn(bp, k, **fixed, **options)
 
 
-def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=None, **options):
+def select(loss, groups, k, method="auto", *, bound=False, refit_ridge=None, **options):
     """Best support of at most ``k`` groups for ``loss`` (LeastSquares, Logistic, Multinomial, GramLeastSquares).
 
     Parameters
@@ -75,7 +87,10 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
         ``Budget.n_of_m(n, m, (p, K))`` over ``Groups.block_tiling((p, K), 1)``.  A partition budget is honoured
         by ``PARTITION_METHODS`` ('obs' needs every part inside one column block of the tiles; 'iht' / 'htp' /
         'arht' take relax=1) and refused by the others ('sa', 'sa++', 'alg2', 'acdc', 'bnb') with an error naming k.
-    method : one of ``METHODS`` (default ``'splicing'``, the best in ``benchmarks/bench_select.py``).
+    method : one of ``METHODS``, or ``'auto'`` (the default): the best per loss in ``benchmarks/bench_select.py``
+        (``default_method``), ``'newton'`` for binary ``Logistic`` (IRLS-weighted splicing and Newton-model swaps),
+        ``'splicing'`` for least squares and ``Multinomial`` (where 'newton' has splicing's F1 at twice its time)
+        and for partition budgets.
         ``'obs+local_search'`` is 'local_search' started from the 'obs' support; 'local_search' takes ``start``
         (a method name or a support), ``max_swaps`` and ``max_time`` (bounded cost), and reports every accepted
         move's objective in ``history`` (and the moves in ``info['moves']``).
@@ -93,7 +108,9 @@ def select(loss, groups, k, method=DEFAULT_METHOD, *, bound=False, refit_ridge=N
     lower bound, relative gap ``info['gap']``) or 'optimal' ('exact'; 'bnb' when the gap is <= its gap_tol);
     ``info['coef_native']`` holds the coefficients in the loss's own array type (e.g. a CUDA tensor).
     """
-    check_choice(method, "method", METHODS)
+    method = check_choice(method, "method", ("auto", *METHODS))
+    if method == "auto":
+        method = default_method(loss, k)
     bound = check_bool(bound, "bound")
     if refit_ridge is not None:
         refit_ridge = check_nonneg(refit_ridge, "refit_ridge")

@@ -80,9 +80,8 @@ class _Weighted:
         G, r = self.R.shape
         self.X3 = None
         if not self.sparse and G * r * self.n <= _X3_MAX_ENTRIES:
-            XT = np.zeros((bp.n_rows + 1, self.n))  # X^T and a zero row for the padding: one gather of rows
-            XT[:-1] = np.asarray(self.X).T
-            self.X3 = XT[self.R]  # (G, r, n)
+            Xp = np.concatenate([np.asarray(self.X), np.zeros((self.n, 1))], axis=1)
+            self.X3 = np.ascontiguousarray(np.transpose(Xp[:, self.R], (1, 2, 0)))  # (G, r, n)
 
     def reduce(self, M):
         """(n_rows, K) coefficients or gradient -> its (n_rows, q) coordinates M Q."""
@@ -214,19 +213,23 @@ def _model_swaps(Wt, S, W, grad, w, Hb, cand):
     return out
 
 
-def _check_loss(bp):
+def unsupported(bp):
+    """Why 'newton' cannot search ``bp`` (a ValueError naming the argument), or None when it can."""
     if not isinstance(bp.loss, (Logistic, Multinomial)):
-        raise ValueError(f"loss: method='newton' is for Logistic or Multinomial, got {type(bp.loss).__name__} (least "
-                         f"squares: 'local_search' swaps on the exact Gram)")
+        return ValueError(f"loss: method='newton' is for Logistic or Multinomial, got {type(bp.loss).__name__} "
+                          f"(least squares: 'local_search' swaps on the exact Gram)")
     if bp.K > 1 and not (bp.rect and bp._cols_np.shape[1] == bp.K and np.all(bp._cols_np == np.arange(bp.K))):
-        raise ValueError(f"groups: method='newton' on Multinomial takes feature groups (each group keeps all "
-                         f"{bp.K} class coefficients of its features), not groups of single class coefficients")
+        return ValueError(f"groups: method='newton' on Multinomial takes feature groups (each group keeps all "
+                          f"{bp.K} class coefficients of its features), not groups of single class coefficients")
+    return None
 
 
 def newton_splicing(bp, k, *, init=None, exchange=5, max_iter=100, n_candidates=None, n_verify=10, tol=1e-12,
                     history=None):
     """IRLS-weighted splicing with model swaps (module docstring).  Returns (W, S, value, n_rounds)."""
-    _check_loss(bp)
+    err = unsupported(bp)
+    if err is not None:
+        raise err
     n_verify = check_positive_int(n_verify, "n_verify")
     Wt = _Weighted(bp)
     G = bp.G
