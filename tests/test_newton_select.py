@@ -62,7 +62,7 @@ def test_weighted_sacrifices_and_model_swaps_are_the_model_exactly(ridge, interc
         assert fwd[g] == pytest.approx(0.5 * grad[ig, 0] @ np.linalg.solve(Hg, grad[ig, 0]), rel=1e-7)
     # the model swap of j out, c in: the minimum of the quadratic model over the new support minus over S
     cand = np.setdiff1d(np.arange(bp.G), S)
-    delta = _model_swaps(Wt, S, W, grad, w, Hb, cand)
+    delta, start = _model_swaps(Wt, S, W, grad, w, Hb, cand)
     q = H @ W[:, 0] - grad[:, 0]  # the model is 1/2 b^T H b - q^T b + const
 
     def model_min(T):
@@ -211,7 +211,7 @@ def test_multinomial_model_is_the_softmax_hessian_without_its_shift_direction(K,
         assert bwd[g] == pytest.approx(0.5 * cC[ig] @ Hg @ cC[ig], rel=1e-9, abs=1e-15)
         assert fwd[g] == pytest.approx(0.5 * gC[ig] @ np.linalg.solve(Hg, gC[ig]), rel=1e-7, abs=1e-15)
     cand = np.setdiff1d(np.arange(bp.G), S)
-    delta = _model_swaps(Wt, S, W, grad, w, Hb, cand)
+    delta, start = _model_swaps(Wt, S, W, grad, w, Hb, cand)
     qv = H @ cC - gC
 
     def model_min(T):
@@ -223,6 +223,13 @@ def test_multinomial_model_is_the_softmax_hessian_without_its_shift_direction(K,
         for b, c in enumerate(cand):
             T = np.union1d(np.setdiff1d(S, [j]), [c])
             assert delta[a, b] == pytest.approx(model_min(T) - base, abs=1e-9 * (abs(base) + 1.0))
+            # the refit's start: the model's minimiser on T (rows summing to 0 over the classes), 0 off T
+            r = coords(np.concatenate([groups.indices[g] for g in T] + [bp.fixed_rows]))
+            W0 = start(a, b)
+            np.testing.assert_allclose(W0.sum(axis=1), 0.0, atol=1e-10)
+            C0 = (W0 @ Q).ravel()
+            np.testing.assert_allclose(C0[r], np.linalg.solve(H[np.ix_(r, r)], qv[r]), rtol=1e-7, atol=1e-9)
+            assert not np.any(np.delete(C0, r))
 
 
 @settings(max_examples=int(8 * examples_scale()), deadline=None)

@@ -162,7 +162,9 @@ def _sacrifices(Wt, Hb, Hinv, W, D):
 
 
 def _model_swaps(Wt, S, W, grad, w, Hb, cand):
-    """Predicted change of the Newton model for every swap (j in S out, c in cand in): (|S|, |cand|) array."""
+    """Predicted change of the Newton model for every swap (j in S out, c in cand in): (|S|, |cand|) array, and
+    ``start(a, b)``: the model's minimiser on S - S[a] + cand[b] in the loss's (n_rows, K) layout -- the first Newton
+    iterate of that support's refit from b*, where its exact refit starts (None when H_AA is singular)."""
     bp = Wt.bp
     nr, q = bp.n_rows, Wt.q
     rows_of = [Wt.R[g][Wt.R[g] < nr] for g in S]
@@ -176,7 +178,7 @@ def _model_swaps(Wt, S, W, grad, w, Hb, cand):
     try:
         Ginv = np.linalg.inv(HAA)
     except np.linalg.LinAlgError:
-        return None
+        return None, None
     C, Gc = Wt.reduce(W), Wt.reduce(grad)
     gA, gc = Gc[A].ravel(), Gc[crow].ravel()
     bA = C[A].ravel()
@@ -210,7 +212,25 @@ def _model_swaps(Wt, S, W, grad, w, Hb, cand):
         except np.linalg.LinAlgError:
             sol = np.einsum("gij,gj->gi", np.linalg.pinv(M), dd)
         out[a] = 0.5 * float(bj @ Tj @ bj) - 0.5 * np.einsum("gi,gi->g", dd, sol)
-    return out
+    qA, qc = HAA @ bA - gA, HcA @ bA - gc  # the model's linear term on A's and the candidates' coordinates
+    offs = np.concatenate([[0], np.cumsum([rj.size * q for rj in rows_of])])
+    coordA = (A[:, None] * q + np.arange(q)).ravel()  # coordinate -> (row, class of C) flat, row-major
+    coordc = (crow[:, None] * q + np.arange(q)).ravel()
+
+    def start(a, b):
+        keep = np.r_[0:offs[a], offs[a + 1]:A.size * q]
+        cc = P[b][P[b] < pad]
+        Hcb = HcA[np.ix_(cc, keep)]
+        HTT = np.block([[HAA[np.ix_(keep, keep)], Hcb.T], [Hcb, Hb[cand[b]][: cc.size, : cc.size]]])
+        try:
+            sol = np.linalg.solve(HTT, np.concatenate([qA[keep], qc[cc]]))
+        except np.linalg.LinAlgError:
+            return W
+        Cn = np.zeros(nr * q)
+        Cn[np.concatenate([coordA[keep], coordc[cc]])] = sol
+        return Cn.reshape(nr, q) @ Wt.Q.T
+
+    return out, start
 
 
 def unsupported(bp):
@@ -273,7 +293,7 @@ def newton_splicing(bp, k, *, init=None, exchange=5, max_iter=100, n_candidates=
             C //= 2
         if not improved and U > 0:  # model swaps, verified by exact refits
             cand = bp.top(fwd, U, exclude=S)
-            delta = _model_swaps(Wt, S, W, grad, w, Hb, cand)
+            delta, start = _model_swaps(Wt, S, W, grad, w, Hb, cand)
             if delta is not None:
                 flat = np.argsort(delta, axis=None, kind="stable")[:n_verify]
                 for f in flat:  # refit even a swap the model calls useless: the model is only a model
@@ -281,7 +301,7 @@ def newton_splicing(bp, k, *, init=None, exchange=5, max_iter=100, n_candidates=
                     if not np.isfinite(delta[j, c]):
                         break
                     S2 = np.union1d(np.setdiff1d(S, [S[j]]), [cand[c]])
-                    W2, v2 = bp.refit(S2, W)
+                    W2, v2 = bp.refit(S2, start(j, c))
                     if v2 < val - tol * abs(val):
                         W, S, val, improved = W2, S2, v2, True
                         break
