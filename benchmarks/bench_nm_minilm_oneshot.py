@@ -6,8 +6,9 @@ evaluation sentences from CPython's ``pydoc_data.topics``; metric = mean cosine 
 the dense mean-pooled, L2-normalized embeddings.  All 36 encoder Linears (6 layers x q, k, v, attention output,
 intermediate, output) get 2:4 through the one one-shot driver (``nn_bridge.oneshot.solve_layers``).  Methods
 (``nn_bridge.nm.oneshot``): magnitude (no refit), magnitude_refit, obs
-(SparseGPT-style N:M OBS + exact refit), iht (obs, then IHT rounds with refits; the default), seqobs (the scalable
-sequential OBS: joint drop subsets per window, CG on the support), sparsegpt and wanda (the papers' 2:4 methods).
+(SparseGPT-style N:M OBS + exact refit), iht (the default: ``groupsparse.select(method='iht')`` started from the
+obs support under ``Budget.n_of_m``, the best exact refit seen), seqobs (the scalable sequential OBS: joint drop
+subsets per window, CG on the support), sparsegpt and wanda (the papers' 2:4 methods).
 
 Usage: python -m benchmarks.bench_nm_minilm_oneshot [--methods magnitude magnitude_refit obs iht] [--pattern 2:4]
        (the run reported in RESULTS.md: --methods magnitude iht, on a shared, heavily loaded 2-core machine)
@@ -39,7 +40,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-blocks", dest="blocks", action="store_false",
                     help="re-run the model prefix per layer instead of replaying one cached encoder layer")
-    ap.add_argument("--rounds", type=int, default=1, help="IHT + refit rounds of the 'iht' method")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="select('iht') calls of the 'iht' method, each from the best support so far")
     ap.add_argument("--ls-max-time", type=float, default=60.0,
                     help="seconds of swaps per layer for 'obs+local_search'")
     ap.add_argument("--tag", default="", help="suffix of the results key (keeps earlier rows in results/nm.json)")
