@@ -312,3 +312,16 @@ def test_default_method_depends_on_the_loss():
     assert default_method(loss, part) == "splicing"
     sol = select(loss, groups, part)
     assert sol.info["method"] == "splicing" and len(sol.support) <= 4
+
+
+def test_multinomial_newton_sparse_X_same_answer():
+    """Sparse X takes the chunked-columns path for the class-coupled blocks: same support and objective as dense."""
+    import scipy.sparse as sp
+    X, loss, groups = _multinomial_instance(4, 90, [2, 3, 1, 2, 2, 3, 2, 1], 3, K=3)
+    X = np.where(np.abs(X) < 0.5, 0.0, X)
+    y = np.argmax(loss.Y, axis=1)
+    with time_limit(60):
+        dense = select(gs.Multinomial(X, y, fit_intercept=True), groups, 3, method="newton")
+        sparse = select(gs.Multinomial(sp.csr_matrix(X), y, fit_intercept=True), groups, 3, method="newton")
+    np.testing.assert_array_equal(dense.support, sparse.support)
+    assert sparse.objective == pytest.approx(dense.objective, rel=1e-9)
