@@ -87,6 +87,22 @@ def test_obs_local_search_is_a_single_swap_optimum(n, m, seed):
             assert value(kp) >= info["objective"] - 1e-9 * abs(c)
 
 
+def test_iht_rounds_and_iters():
+    """More select('iht') rounds never raise the objective; rounds=0 is 'obs'; bad counts are named."""
+    H, Bm, Wd, c = _problem(16, 4, seed=5)
+    obs = solve_nm_layer(H, Bm, 2, 4, method="obs", c=c)[2]["objective"]
+    zero = solve_nm_layer(H, Bm, 2, 4, method="iht", c=c, rounds=0)[2]["objective"]
+    one = solve_nm_layer(H, Bm, 2, 4, method="iht", c=c, rounds=1, iters=5)[2]
+    three = solve_nm_layer(H, Bm, 2, 4, method="iht", c=c, rounds=3, iters=5)[2]
+    tol = 1e-12 * abs(c)
+    assert zero == obs
+    assert three["objective"] <= one["objective"] + tol <= obs + 2 * tol
+    assert len(three["history"]) <= 3 and min(three["history"]) == three["objective"]
+    for kw, name in (({"rounds": -1}, "rounds"), ({"rounds": 1.5}, "rounds"), ({"iters": 0}, "iters")):
+        with pytest.raises(ValueError, match=f"^{name}: "):
+            solve_nm_layer(H, Bm, 2, 4, method="iht", c=c, **kw)
+
+
 def test_magnitude_projection_matches_groups_definition():
     """'magnitude' keeps the N largest |w| of every window of ``gram_nm_groups`` (the core's partitioned pick)."""
     torch.manual_seed(0)

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from groupsparse import Budget, GramLeastSquares, Groups, select
+from groupsparse._validation import check_positive_int
 from groupsparse.selection.obs import gram_refit
 
 from .groups import NMPattern, gemm_nm_groups
@@ -89,11 +90,12 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
 
     ``Md`` (the dense matrix) is needed for the magnitude methods.  H must be positive definite (damped).
     'iht': ``rounds`` calls of ``select(method='iht', max_iter=iters)``, each from the best support so far (the
-    first from 'obs'), stopping at the first that does not improve.  'obs+local_search': the 'obs' support, then
-    ``select(method='local_search')``, bounded by ``max_time`` seconds / ``max_swaps`` per layer.
+    first from 'obs'), stopping at the first that does not improve (``rounds=0``: 'obs').  'obs+local_search': the
+    'obs' support, then ``select(method='local_search')``, bounded by ``max_time`` seconds / ``max_swaps`` per layer.
     """
     if method not in ONESHOT_METHODS:
         raise ValueError(f"method: expected one of {ONESHOT_METHODS}, got {method!r}")
+    rounds, iters = check_positive_int(rounds, "rounds", low=0), check_positive_int(iters, "iters")
     p, K = Bm.shape
     if p % m:
         raise ValueError(f"M={m} does not divide the layer's {p} inputs")
@@ -120,25 +122,25 @@ def solve_nm_layer(H, Bm, n: int, m: int, *, method: str = "iht", Md=None, c: fl
     # SparseGPT's N:M sweep (no damping of its own: H is damped) from the unconstrained optimum H^-1 Bm
     from groupsparse.selection.sequential_obs import sparsegpt
     keep = sparsegpt(H, gram_refit(H, Bm, torch.ones_like(Bm, dtype=torch.bool)), nm=(n, m), damp=0.0).keep
-    if method == "obs":
+    if method == "obs" or (method == "iht" and rounds == 0):
         beta = gram_refit(H, Bm, keep)
         hist.append(value(beta))
         return beta, keep, {"objective": hist[-1], "history": hist}
     if method == "iht":
-        runs = [dict(method="iht", init=_support(keep), max_iter=iters)]
+        opts = dict(method="iht", init=_support(keep), max_iter=iters)
     else:  # 'obs+local_search'
-        runs = [dict(method="local_search", start=_support(keep), max_time=max_time,
-                     **({} if max_swaps is None else {"max_swaps": max_swaps}))]
+        opts = dict(method="local_search", start=_support(keep), max_time=max_time,
+                    **({} if max_swaps is None else {"max_swaps": max_swaps}))
         rounds = 1
     best = None
     for _ in range(rounds):
-        sol = select(loss, groups, budget, **runs[-1])
+        sol = select(loss, groups, budget, **opts)
         beta = torch.reshape(sol.info["coef_native"], (p, K)).to(Bm.dtype)
         hist.append(value(beta))
         if best is not None and not hist[-1] < best[0]:
             break
         best = (hist[-1], beta, _keep(sol.support, (p, K), Bm.device))
-        runs.append(dict(runs[-1], init=sol.support))
+        opts["init"] = sol.support  # the next round ('iht') starts from this one's support
     return best[1], best[2], {"objective": best[0], "history": hist}
 
 
