@@ -164,6 +164,8 @@ def choose_layers(model: nn.Module, pattern, *, layers=None, include=None, exclu
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     pat = parse_pattern(pattern)
+    if untileable not in ("error", "skip"):
+        raise ValueError(f"untileable: expected 'error' or 'skip', got {untileable!r}")
     layers = "all" if layers is None else layers
     if isinstance(layers, str) and layers not in PRESETS:
         raise ValueError(f"layers: expected a preset in {PRESETS}, a list of module names or a predicate, "
