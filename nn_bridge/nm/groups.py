@@ -29,7 +29,7 @@ from groupsparse import Groups
 from ..grouping import Grouping
 
 __all__ = ["NMPattern", "NMGrouping", "check_nm", "check_layer", "to_groups", "from_groups", "nm_groups",
-           "gemm_nm_groups", "nm_mask", "topn_mask_groups", "nm_violations", "is_nm", "GROUPABLE_TYPES"]
+           "gemm_nm_groups", "nm_mask", "nm_violations", "is_nm", "GROUPABLE_TYPES"]
 
 GROUPABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -250,19 +250,12 @@ class NMGrouping(Grouping):
         return Budget.n_of_m(self.keep_per_partition(sparsity), self.m, self.matrix_shape)
 
 
-def topn_mask_groups(a: torch.Tensor, n: int) -> torch.Tensor:
-    """Boolean mask keeping the n largest entries of each row of ``a`` (n_groups, M); ties go to the lower index."""
-    idx = torch.topk(a, n, dim=1, sorted=False).indices
-    return torch.zeros_like(a, dtype=torch.bool).scatter_(1, idx, True)
-
-
 def nm_mask(w: torch.Tensor, n: int, m: int, score: torch.Tensor | None = None) -> torch.Tensor:
-    """Boolean weight-shaped N:M mask keeping the N largest ``score`` (default |w|) of every group."""
-    check_nm(n, m)
-    s = (w.detach().abs() if score is None else score.detach())
-    if s.dtype in (torch.float16, torch.bfloat16):
-        s = s.float()
-    return from_groups(topn_mask_groups(to_groups(s, m), n), w.shape)
+    """Boolean weight-shaped N:M mask keeping the N largest ``score`` (default |w|) of every group (the grouping's
+    one top-N-per-window projection, ``Grouping.topk_mask``)."""
+    g = NMGrouping("w", tuple(w.shape), n, m)
+    s = g.unit_norms(w) if score is None else score.detach()
+    return g.topk_mask(s.float() if s.dtype in (torch.float16, torch.bfloat16) else s, n).bool()
 
 
 def nm_violations(w: torch.Tensor, n: int, m: int) -> int:
