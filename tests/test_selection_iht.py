@@ -121,3 +121,23 @@ def test_equal_parts_pick_equals_the_general_pick():
         got = fast.pick(s, m, base, excl)
         np.testing.assert_array_equal(got, slow.pick(s, m, base, excl))
         assert fast.feasible(np.union1d(base, got))
+
+
+@pytest.mark.gpu
+def test_nm_iht_on_cuda_matches_cpu():
+    """select('iht') under Budget.n_of_m on CUDA float64 tensors: the CPU run's support and objective."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rng = np.random.default_rng(1)
+    p, K = 32, 8
+    X = rng.standard_normal((100, p)) @ (np.eye(p) + 0.5 * rng.standard_normal((p, p)))
+    H = X.T @ X / 100 + 1e-3 * np.eye(p)
+    B = H @ rng.standard_normal((p, K))
+    groups, budget = gs.Groups.block_tiling((p, K), 1), Budget.n_of_m(2, 4, (p, K))
+    S0 = budget.bind(p * K).pick(rng.random(p * K), p * K // 2)
+    runs = [select(gs.GramLeastSquares(torch.tensor(H, device=d), torch.tensor(B, device=d), 0.0), groups, budget,
+                   method="iht", init=S0, max_iter=30) for d in ("cpu", "cuda")]
+    np.testing.assert_array_equal(runs[0].support, runs[1].support)
+    assert runs[1].objective == pytest.approx(runs[0].objective, rel=1e-9)
+    assert runs[1].info["coef_native"].device.type == "cuda"
