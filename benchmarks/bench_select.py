@@ -5,8 +5,8 @@ Instances (AR(1) designs, N(0,1) coefficients on k groups, benchmarks/common.py)
 Reported per method: mean support F1, median time, the fraction of instances whose found support has loss <= the
 planted support's loss (both refit exactly), and the certified gap (objective - lower bound, bound.py).
 Also: a binary logistic family on the I1 design vs abess LogisticRegression, a 3-class multinomial family on it vs
-abess MultinomialRegression (feature groups: a group keeps its 5 features' coefficients of every class), and F1 against SNR for every method
-(plot benchmarks/results/select_f1_snr.png).  Everything in one process, same instances for every method.
+abess MultinomialRegression (feature groups: a group keeps its 5 features' coefficients of every class), and F1
+against SNR for every method (plot benchmarks/results/select_f1_snr.png).  Everything in one process, same instances for every method.
 
     python benchmarks/bench_select.py            # full run (20 seeds, 6 for the slow extras; ~25 min on 2 busy cores)
     python benchmarks/bench_select.py --quick    # 3 seeds, smoke test

@@ -20,10 +20,10 @@ from .sequential_obs import seqobs, sparsegpt, wanda  # one-shot pruning of a Gr
 __all__ = ["select", "select_path", "choose_k", "information_criterion", "lower_bound", "METHODS", "default_method",
            "Budget", "BudgetProblem", "seqobs", "sparsegpt", "wanda"]
 
-# The best in benchmarks/bench_select.py (RESULTS.md, Selection), per loss.  Least squares and multinomial:
-# splicing matches local_search's F1 on I1/I2 (0.850 vs 0.855, 0.777 vs 0.773) at a third of its time on I2 and
-# meets F1 >= abess at <= 2x its time; on the multinomial family 'newton' has its F1 (0.970) at twice its time.
-# Binary logistic: 'newton' (F1 0.910 vs splicing 0.895 and abess 0.900, at abess's time).
+# The best in benchmarks/bench_select.py (RESULTS.md, Selection), per loss.  Least squares: splicing matches
+# local_search's F1 on I1/I2 (0.850 vs 0.855, 0.777 vs 0.773) at a third of its time on I2 and meets F1 >= abess at
+# <= 2x its time.  Multinomial: splicing F1 0.970 / 0.890 (abess 0.895 / 0.810); 'newton' has its F1 at twice its
+# time.  Binary logistic: 'newton' (F1 0.910 vs splicing 0.895 and abess 0.900, at abess's time).
 DEFAULT_METHOD = "splicing"
 DEFAULT_LOGISTIC_METHOD = "newton"
 

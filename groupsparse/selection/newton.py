@@ -30,13 +30,15 @@ only sees the first part, so the coefficients are taken as W = C Q^T with C of s
 
     L(C Q^T) = L(W Q Q^T) = L(W),   grad_C = grad_W Q,   H_C = (1/n) sum_i x_i x_i^T (x) Q^T Omega_i Q,
 
-and ridge/2 ||W||^2 = ridge/2 ||C||^2 on such W (Q is orthonormal, so the ridge stays isotropic: a reference-class
-parametrisation, Q = [I; 0], would make it anisotropic).  Q^T Omega_i Q is positive definite when every P_ia > 0
-(Omega_i's only null vector is 1), so H_C is (for columns of full rank) the nonsingular model that the binary formulas need, with the
-(row, class) coordinates of C in place of the rows of b, a group's block of size |rows_g| (K-1).  Nothing is lost:
-the minimiser over W of L plus any ridge > 0 (the refit's tiny ``refit_ridge``) has rows summing to 0 (the ridge's
-gradient cancels the loss's, whose rows sum to 0), i.e. it is C* Q^T; the refits themselves stay the exact
-multinomial refits of ``refit.py``.  Binary logistic is the case K = 1, Q = [1], Omega_i = p_i (1 - p_i).
+and ridge/2 ||W||^2 = ridge/2 ||C||^2 on such W (Q orthonormal: the ridge stays isotropic; a reference class,
+C = the first K-1 columns of W with the last fixed at 0, would penalise another representative than the refit's).
+Q^T Omega_i Q is positive definite when every P_ia > 0 (Omega_i's only null vector is 1), so H_C is (for columns of
+full rank) the nonsingular model that the binary formulas need, with the (row, class) coordinates of C in place of
+the rows of b, a group's block of size |rows_g| (K-1).  Nothing is lost: the minimiser over W of L plus any ridge
+> 0 (the refit's tiny ``refit_ridge``) has rows summing to 0 (the ridge's gradient cancels the loss's, whose rows
+sum to 0), i.e. it is C* Q^T; the exact multinomial refits of ``refit.py`` run Newton in the same coordinates.
+Binary logistic is the case K = 1, Q = [1], Omega_i = p_i (1 - p_i).  A verified swap's refit starts at the
+model's minimiser on the new support (the first Newton iterate from b*).
 
 The candidates are the ``n_candidates`` (default max(100, 8k)) unselected groups of largest weighted forward
 sacrifice.  Cost per round (q = K - 1 classes for multinomial, 1 for binary): one n x p gradient, the G weighted
