@@ -101,7 +101,8 @@ def select(loss, groups, k, method="auto", *, bound=False, refit_ridge=None, **o
     refit_ridge : tiny ridge of the Newton refits for logistic / multinomial (default 1e-8).
     options : passed to the method (e.g. ``batch`` for 'omp', ``relax`` for 'iht', ``init`` = a warm support;
         for 'bnb': ``max_time`` (s), ``max_nodes``, ``gap_tol`` (relative), ``progress`` (tqdm: None = on a terminal
-        after 2 s, True, False)).
+        after 2 s, True, False), ``max_coef`` (a box ||b_g|| <= M, l0bnb's big-M; the certificate is then for the
+        boxed problem)).
 
     Returns a ``Solution``: numpy ``coef`` (the refit), ``support``, ``objective`` (the loss), certificate;
     ``info['certified']`` says which certificate it carries: 'none' (stationarity only), 'lower_bound' (a proven
