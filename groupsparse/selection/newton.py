@@ -131,7 +131,8 @@ class _Weighted:
                 for b in range(q):
                     for c in range(b, q):
                         B[lo:lo + step, :, b, :, c] = (X3 * w[:, b, c]) @ np.swapaxes(X3, 1, 2)
-                        B[lo:lo + step, :, c, :, b] = np.swapaxes(B[lo:lo + step, :, b, :, c], 1, 2)
+                        if c != b:  # H is symmetric: the (c, b) class block is the transpose
+                            B[lo:lo + step, :, c, :, b] = np.swapaxes(B[lo:lo + step, :, b, :, c], 1, 2)
             B = B.reshape(G, r * q, r * q)
         eye = np.eye(r * q)
         v = np.repeat(self.valid, q, axis=1).astype(float)
