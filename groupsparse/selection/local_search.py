@@ -61,7 +61,7 @@ def splice(bp, k, S, W, val, *, exchange=5, max_iter=100, max_swaps=None, tol=1e
             kept = np.setdiff1d(S, order_in[:C])
             add = budget.pick(fwd, C, kept, exclude=S)  # the room the drops left (their parts, under a partition)
             S2 = np.union1d(kept, add)
-            W2, v2 = bp.refit(S2)
+            W2, v2 = bp.refit(S2, W)  # GLMs: Newton from the current refit (least squares: exact anyway)
             if v2 < val - tol * abs(val):
                 if moves is not None:
                     moves.append({"drop": np.setdiff1d(S, S2).tolist(), "add": np.setdiff1d(S2, S).tolist(),
