@@ -276,9 +276,19 @@ class Problem:
         icpt = np.array(W[p], dtype=float) if self.loss.fit_intercept else None
         return coef, icpt
 
+    def mask(self, g):
+        """``sel[g]`` in the problem's namespace and on its device (sent once per group), or None."""
+        m = self.sel[g]
+        if m is None or self.device is None:
+            return m
+        cache = self.__dict__.setdefault("_masks", {})
+        if g not in cache:
+            cache[g] = self.xp.asarray(m, device=self.device)
+        return cache[g]
+
     def block(self, W, g):
         v = W[self.rows[g]]
-        return v if self.sel[g] is None else v[self.sel[g]]
+        return v if self.sel[g] is None else v[self.mask(g)]
 
     # ----- objective and certificates -----
     def penalty_value(self, W) -> float:
@@ -397,7 +407,7 @@ class Problem:
         for i in np.flatnonzero(todo):
             g = ids[i]
             b = self.block(W, g)
-            gg = G[self.rows[g]] if self.sel[g] is None else G[self.rows[g]][self.sel[g]]
+            gg = G[self.rows[g]] if self.sel[g] is None else G[self.rows[g]][self.mask(g)]
             z = b - gg / L[i]
             new = self.prox(g, z, 1.0 / L[i], b, rest)
             out[i] = L[i] * norm(new - b)
@@ -418,7 +428,7 @@ class Problem:
         out = self.xp.asarray(Z, copy=True)
         rest = self.composite_rest(W_old)
         for g in np.flatnonzero(active):
-            rows, sel = self.rows[g], self.sel[g]
+            rows, sel = self.rows[g], self.mask(g)
             z = Z[rows] if sel is None else Z[rows][sel]
             old = W_old[rows] if sel is None else W_old[rows][sel]
             new = self.prox(g, z, t[g], old, rest)

@@ -81,7 +81,7 @@ def _bcd_epoch(prob, W, state, ws, L, rest):
     composite = rest is not None
     worst = 0.0
     for g in ws:
-        rows, sel = prob.rows[g], prob.sel[g]
+        rows, sel = prob.rows[g], prob.mask(g)
         G = loss.grad_rows(state, W, rows)
         old_full = W[rows]
         if sel is None:
