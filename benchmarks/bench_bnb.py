@@ -2,21 +2,27 @@
 
 (a) l0bnb's own problem, size-1 groups: ``l0bnb.gen_synthetic(n=1000, p=10000, supp_size=10, rho=0.1, snr=5)``,
     data centered and normalised as ``l0bnb.fit_path`` does, lambda_2 = 0.01 (its default).  l0bnb solves
-    1/2 ||y - X b||^2 + lambda_0 ||b||_0 + lambda_2 ||b||^2 with |b_i| <= M (``BNBTree.solve``; lambda_0 and M
-    as in ``l0bnb_case``); we solve the budget form 1/(2n) ||y - X b||^2 + ridge/2 ||b||^2, ||b||_0 <= k,
-    ridge = 2 lambda_2 / n (the same objective / n, no big-M) with k = l0bnb's number of nonzeros.  Compared:
-    objective without the lambda_0 term (times n, l0bnb's scale), time, and each side's certificate.
+    1/2 ||y - X b||^2 + lambda_0 ||b||_0 + lambda_2 ||b||^2 with |b_i| <= M; its fit with 10 nonzeros is
+    ``fit_path`` at a lambda_0 set as in ``l0bnb_case``.  We solve the budget form 1/(2n) ||y - X b||^2 +
+    ridge/2 ||b||^2, ||b||_0 <= 10, ridge = 2 lambda_2 / n (the same objective / n) with l0bnb's box
+    (max_coef = M: the same problem) and without it.  An L0-penalised optimum with 10 nonzeros is a k = 10
+    budget optimum (F(b) + lambda_0 ||b||_0 >= F(b*) + 10 lambda_0 for every b, so F(b) >= F(b*) when
+    ||b||_0 <= 10).  Compared: the objective without the lambda_0 term (times n, l0bnb's scale), time, and each
+    side's certificate.  ``--readme S``: l0bnb's README example itself (``fit_path``'s automatic grid), S s at most.
 (b) bench_select.py's I1 / I2 families (AR(1) designs, 1000 groups of 5) with LeastSquares(X, y, ridge=r),
     r = 1e-3 x the mean column norm squared (the literal reading: 1e-3 x mean ||X_j||^2 ~ 0.4 here, i.e. 0.4 x the
     Hessian diagonal ||X_j||^2 / n), 60 s each; and the scale-free reading r = 1e-3 x mean ||X_j||^2 / n on the
     first seed of each family.
 
-    nice -n 10 python benchmarks/bench_bnb.py           # the full run (~20 min on 2 busy cores)
+    nice -n 10 python benchmarks/bench_bnb.py           # the full run (~30 min on 2 busy cores)
+    nice -n 10 python benchmarks/bench_bnb.py --only-a  # (a) only, the JSON's other figures kept
+    nice -n 10 python benchmarks/bench_bnb.py --readme 900   # l0bnb's README example, 15 min at most
     python benchmarks/bench_bnb.py --quick              # smoke test (small sizes, short limits)
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -33,24 +39,78 @@ from benchmarks.common import machine_info, print_banner, write_json  # noqa: E4
 OUT = os.path.join(os.path.dirname(__file__), "results", "bnb.json")
 
 
-def _ours(xc, yc, lam2, k, max_time):
-    n, p = xc.shape
-    loss = gs.LeastSquares(xc, yc, ridge=2 * lam2 / n, fit_intercept=False)
-    t = time.perf_counter()
-    ours = select(loss, gs.Groups.from_sizes([1] * p), k, method="bnb", gap_tol=1e-4, max_time=max_time)
-    return ours, time.perf_counter() - t
-
-
-def l0bnb_case(n, p, max_time):
-    """(a): both sides in this process on the same data.  l0bnb.fit_path's automatic lambda_0 grid spent its
-    per-lambda_0 time limit on every lambda_0 of the 1-nonzero end of the path on smaller versions of this
-    problem (n=300, p=1000: 6 lambda_0's x 20 s; n=60, p=200: 22 x 30 s, still 1 nonzero), so lambda_0 is set
-    directly: between the loss decreases of the 10th and 11th feature of the budget path (local search at
-    k = 9, 10, 11), where the L0 penalty's optimum has 10 nonzeros; big-M = 1.2 x the warm start's largest
-    |coefficient| (fit_path's rule), warm start = local search's k = 10 solution."""
+def _l0bnb():
     if not hasattr(np, "Inf"):  # l0bnb 1.0.0 (its latest release) uses np.Inf, an alias NumPy 2.0 removed
         np.Inf = np.inf
     import l0bnb
+    return l0bnb
+
+
+class _SolveLog:
+    """Records every ``BNBTree.solve`` that ``l0bnb.fit_path`` makes (lambda_0, M, time, gap, nodes, solution):
+    fit_path returns neither the gap nor the time.  ``cap`` (s, overall) shortens the time limit of the solves
+    that start near it, so that a path that would run for hours returns what it did so far."""
+
+    def __init__(self, cap=None):
+        import l0bnb.regpath as rp
+        self.rp, self.orig, self.records, self.cap, self.t0 = rp, rp.BNBTree.solve, [], cap, time.perf_counter()
+        log = self
+
+        def solve(tree, l0, l2, m, **kw):
+            if log.cap is not None:
+                kw["time_limit"] = max(min(kw.get("time_limit", 3600), log.cap - (time.perf_counter() - log.t0)), 1)
+            t = time.perf_counter()
+            sol = log.orig(tree, l0, l2, m, **kw)
+            log.records.append({"lambda_0": float(l0), "M": float(m), "time_s": time.perf_counter() - t,
+                                "time_limit": kw.get("time_limit"), "nnz": int(np.count_nonzero(sol.beta)),
+                                "gap": float(sol.gap), "cost": float(sol.cost), "nodes": int(tree.number_of_nodes),
+                                "support": np.flatnonzero(sol.beta).tolist(), "beta": sol.beta})
+            r = log.records[-1]
+            print(f"  l0bnb solve: lambda_0 {r['lambda_0']:.6g} M {r['M']:.4g}: {r['time_s']:.1f}s, {r['nnz']} "
+                  f"nonzeros, gap {r['gap']:.3g}, {r['nodes']} nodes", flush=True)
+            if log.cap is not None and time.perf_counter() - log.t0 >= log.cap:
+                raise TimeoutError(f"overall cap of {log.cap} s reached")
+            return sol
+
+        rp.BNBTree.solve = solve
+
+    def close(self):
+        self.rp.BNBTree.solve = self.orig
+        return [{k: v for k, v in r.items() if k != "beta"} for r in self.records]
+
+
+def readme_path(cap):
+    """l0bnb's README example verbatim -- gen_synthetic(n=1000, p=10000, supp_size=10, rho=0.1, snr=5) and
+    fit_path(X, y, lambda_2=0.01, max_nonzeros=10) -- each solve logged, stopped at ``cap`` seconds overall.  The
+    first solve includes numba's compilation (the warm-up alone is timed separately)."""
+    l0bnb = _l0bnb()
+    x, y, _ = l0bnb.gen_synthetic(n=1000, p=10000, supp_size=10, rho=0.1, snr=5)
+    t = time.perf_counter()
+    l0bnb.BNBTree(x[:, :20] / np.linalg.norm(x[:, :20], axis=0), y / np.linalg.norm(y)).solve(
+        0.01, 0.01, 1.0, gap_tol=1e-2, time_limit=5)
+    warm = time.perf_counter() - t
+    log = _SolveLog(cap)
+    t = time.perf_counter()
+    try:
+        l0bnb.fit_path(x, y, lambda_2=0.01, max_nonzeros=10)
+        stopped = None
+    except TimeoutError as e:
+        stopped = str(e)
+    out = {"warmup_call_s (numba compile + a 20-column solve, 5 s at most)": warm, "solves": log.close(),
+           "total_s": time.perf_counter() - t, "stopped": stopped}
+    print(f"(readme) {len(out['solves'])} solves in {out['total_s']:.0f}s; stopped: {stopped}", flush=True)
+    return out
+
+
+def l0bnb_case(n, p, l0bnb_time, our_time):
+    """(a): both sides in this process on the same data.  lambda_0 is set between the loss decreases of the 10th
+    and 11th feature of the budget path (local search at k = 9, 10, 11), where the L0 penalty's optimum has 10
+    nonzeros (``readme_path``: the automatic grid descends from 1 nonzero by ~5% per lambda_0, each a full
+    branch and bound), and l0bnb's fit there is its ``fit_path(lambda_0_grid=[lambda_0],
+    lambda_0_grid_warm_start=<that support>)`` (its documented route when the automatic grid does not reach the
+    wanted number of nonzeros): big-M = 1.2 x the warm start's largest |coefficient|, gap_tol 1e-2 (its default).
+    Ours: k = 10 with the same ridge, (i) with the same box max_coef = M (l0bnb's problem), (ii) without it."""
+    l0bnb = _l0bnb()
     from l0bnb.regpath import process_data
     x, y, b_true = l0bnb.gen_synthetic(n, p, supp_size=10, rho=0.1, snr=5, seed=1)
     lam2 = 0.01
@@ -62,43 +122,53 @@ def l0bnb_case(n, p, max_time):
     fk = {kk: h.objective * n for kk, h in heur.items()}
     d10, d11 = fk[9] - fk[10], fk[10] - fk[11]
     lam0 = float(np.sqrt(d10 * d11)) if d10 > d11 > 0 else 0.5 * d10
-    warm = heur[10].coef.copy()
-    M = 1.2 * float(np.max(np.abs(warm)))
 
     def f(b):  # l0bnb's objective without the lambda_0 term
         r = yc - xc @ b
         return 0.5 * float(r @ r) + lam2 * float(b @ b)
 
-    # warm-up (numba compilation on both sides is not timed)
-    l0bnb.BNBTree(xc[:, :50], yc).solve(lam0, lam2, M, gap_tol=1e-2, time_limit=20)
+    # warm-ups (numba compilation on l0bnb's side, first imports on ours; 5 s at most) are timed apart, not counted
+    t = time.perf_counter()
+    l0bnb.BNBTree(xc[:, :20], yc).solve(lam0, lam2, 0.3, gap_tol=1e-2, time_limit=5)
+    warm_l0bnb = time.perf_counter() - t
     select(gs.LeastSquares(xc[:, :50], yc, ridge=0.1, fit_intercept=False), gs.Groups.from_sizes([1] * 50), 2,
-           method="bnb", max_time=20)
-    singles = {}
-    for gt in (1e-2, 1e-4):
-        tree = l0bnb.BNBTree(xc, yc)
+           method="bnb", max_time=20, max_coef=1.0)
+    log = _SolveLog()
+    t = time.perf_counter()
+    l0bnb.fit_path(x, y, lambda_2=lam2, lambda_0_grid=[lam0], lambda_0_grid_warm_start=heur[10].support.tolist(),
+                   gap_tol=1e-2, time_limit=l0bnb_time)
+    t_fit = time.perf_counter() - t
+    rec = log.records[0]
+    beta = rec["beta"]
+    M = rec["M"]
+    l0 = {"fit_path_time_s": t_fit, "solve_time_s": rec["time_s"], "time_limit_s": l0bnb_time,
+          "objective": f(beta), "l0_objective": rec["cost"], "gap": rec["gap"], "nnz": rec["nnz"],
+          "nodes": rec["nodes"], "support": rec["support"], "M": M, "max_abs_coef": float(np.abs(beta).max()),
+          "certified_gap_tol_1e-2": rec["gap"] <= 1e-2, "numba_warmup_s": warm_l0bnb}
+    log.close()
+    print(f"(a) l0bnb fit_path at lambda_0 {lam0:.6g}: {t_fit:.1f}s objective {l0['objective']:.10g} "
+          f"nnz {l0['nnz']} gap {rec['gap']:.3g} ({rec['nodes']} nodes; numba warm-up {warm_l0bnb:.1f}s)", flush=True)
+    k = 10
+    ours = {}
+    for name, kw in (("boxed", {"max_coef": M}), ("unboxed", {})):
         t = time.perf_counter()
-        sol = tree.solve(lam0, lam2, M, gap_tol=gt, warm_start=warm, time_limit=max_time)
-        singles[str(gt)] = {"time_s": time.perf_counter() - t, "objective": f(sol.beta),
-                            "nnz": int(np.count_nonzero(sol.beta)), "gap": float(sol.gap),
-                            "support": np.flatnonzero(sol.beta).tolist()}
-        print(f"(a) l0bnb gap_tol {gt}: {singles[str(gt)]['time_s']:.1f}s objective {f(sol.beta):.10g} "
-              f"nnz {singles[str(gt)]['nnz']} gap {float(sol.gap):.3g}", flush=True)
-    k = singles["0.0001"]["nnz"] or 10
-    ours, t_ours = _ours(xc, yc, lam2, k, max_time)
-    obj_ours = ours.objective * n
-    out = {"setting": f"gen_synthetic(n={n}, p={p}, supp_size=10, rho=0.1, snr=5, seed=1), lambda_2={lam2}, "
-                      f"lambda_0={lam0:.6g}, M={M:.6g}, k={k}, ridge = 2 lambda_2 / n",
-           "l0bnb_single_solve": singles,
-           "ours": {"time_s": t_ours, "objective": obj_ours, "lower_bound": ours.lower_bound * n,
-                    "gap": ours.info["gap"], "status": ours.info["status"], "n_nodes": ours.info["n_nodes"],
-                    "support": ours.support.tolist(), "certified": ours.info["certified"]},
-           "local_search_k9_10_11": fk, "true_support": np.flatnonzero(b_true).tolist()}
-    ref = singles["0.0001"]["objective"]
-    out["rel_diff_vs_l0bnb_1e-4"] = (obj_ours - ref) / ref
-    print(f"(a) ours k={k}: {t_ours:.1f}s objective {obj_ours:.10g} gap {ours.info['gap']:.3g} "
-          f"({ours.info['status']}, {ours.info['n_nodes']} nodes); rel diff vs l0bnb {out['rel_diff_vs_l0bnb_1e-4']:.2e}",
-          flush=True)
-    return out
+        sol = select(loss, groups, k, method="bnb", gap_tol=1e-4, max_time=our_time, progress=False, **kw)
+        el = time.perf_counter() - t
+        ours[name] = {"time_s": el, "objective": sol.objective * n, "lower_bound": sol.lower_bound * n,
+                      "gap": sol.info["gap"], "status": sol.info["status"], "n_nodes": sol.info["n_nodes"],
+                      "support": sol.support.tolist(), "certified": sol.info["certified"],
+                      "max_abs_coef": float(np.abs(sol.coef).max()), "max_coef": sol.info["max_coef"],
+                      "implied_max_coef": sol.info["implied_max_coef"],
+                      "rel_diff_vs_l0bnb": (sol.objective * n - l0["objective"]) / l0["objective"],
+                      "time_ratio_vs_l0bnb_fit": el / t_fit}
+        o = ours[name]
+        print(f"(a) ours k={k} {name}: {el:.1f}s objective {o['objective']:.10g} gap {o['gap']:.3g} "
+              f"({o['status']}, {o['n_nodes']} nodes); rel diff vs l0bnb {o['rel_diff_vs_l0bnb']:.2e}; "
+              f"time ratio {o['time_ratio_vs_l0bnb_fit']:.3g}", flush=True)
+    return {"setting": f"gen_synthetic(n={n}, p={p}, supp_size=10, rho=0.1, snr=5, seed=1), lambda_2={lam2}, "
+                       f"lambda_0={lam0:.6g}, M={M:.6g}, k={k}, ridge = 2 lambda_2 / n",
+            "lambda_0": lam0, "l0bnb_fit": l0, "ours": ours, "local_search_k9_10_11": fk,
+            "true_support": np.flatnonzero(b_true).tolist()}
 
 
 def select_family(name, inst, seeds, max_time, relative):
@@ -131,23 +201,36 @@ def select_family(name, inst, seeds, max_time, relative):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only-a", action="store_true", help="rerun (a) only, keeping the other figures of the JSON")
+    ap.add_argument("--readme", type=float, default=None, metavar="SECONDS",
+                    help="run l0bnb's README example (fit_path's automatic grid) for at most SECONDS instead")
+    ap.add_argument("--l0bnb-time", type=float, default=600.0, help="l0bnb's time limit in (a) (default 600 s)")
     args = ap.parse_args()
     info = machine_info(packages=("numpy", "scipy", "numba", "groupsparse", "l0bnb", "cvxpy", "PySCIPOpt"))
     print_banner(info)
+    out = OUT if not args.quick else OUT.replace(".json", "_quick.json")
     res = {"machine": info, "command": " ".join(sys.argv)}
-    n, p, tl = (300, 1000, 20) if args.quick else (1000, 10000, 120)
+    if (args.only_a or args.readme is not None) and os.path.exists(out):
+        with open(out) as fh:
+            res = dict(json.load(fh), machine=info)
+    if args.readme is not None:
+        res["l0bnb_readme_path"] = dict(readme_path(args.readme), machine=info, command=" ".join(sys.argv))
+        write_json(out, res)
+        return
+    n, p, tl = (300, 1000, 20) if args.quick else (1000, 10000, args.l0bnb_time)
     try:
-        res["l0bnb"] = l0bnb_case(n, p, tl)
+        res["l0bnb"] = dict(l0bnb_case(n, p, tl, 120 if not args.quick else 20), command=" ".join(sys.argv))
     except Exception as e:  # say exactly why (not installed, or failed)
         res["l0bnb"] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
         print("(a) l0bnb failed:", res["l0bnb"]["error"], flush=True)
-    seeds = range(1) if args.quick else range(5)
-    mt = 10 if args.quick else 60
-    res["select_families"] = {name: select_family(name, inst, seeds, mt, relative=False)
-                              for name, inst in INSTANCES.items()}
-    res["select_families_relative_ridge"] = {name: select_family(name, inst, range(1), mt, relative=True)
-                                             for name, inst in INSTANCES.items()}
-    write_json(OUT if not args.quick else OUT.replace(".json", "_quick.json"), res)
+    if not args.only_a:
+        seeds = range(1) if args.quick else range(5)
+        mt = 10 if args.quick else 60
+        res["select_families"] = {name: select_family(name, inst, seeds, mt, relative=False)
+                                  for name, inst in INSTANCES.items()}
+        res["select_families_relative_ridge"] = {name: select_family(name, inst, range(1), mt, relative=True)
+                                                 for name, inst in INSTANCES.items()}
+    write_json(out, res)
 
 
 if __name__ == "__main__":

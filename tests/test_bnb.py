@@ -263,7 +263,7 @@ def test_root_bound_reaches_the_perspective_relaxation(seed, logistic, M):
     stopping rule (1/4 of the distance to the cutoff) -- or prunes, reporting at most the cutoff (what screening
     removed is only known to be >= it).  The Lagrangian BCD it replaced stalled 5% below on I1.  With a box
     ||b_g|| <= M (M < inf) the relaxation is the big-M + perspective one, ||b_g|| <= M z_g (M binds in these
-    cases: the boxed relaxation's value is 1.8x to 10x the unboxed one).  The boxed cases found a stall: a start
+    cases: the boxed relaxation's value is 1.4x to 10x the unboxed one).  The boxed cases found a stall: a start
     outside the box (a group screened in lowers the budget) made every FISTA step look like an ascent."""
     cp = pytest.importorskip("cvxpy")
     from groupsparse.selection import bnb as B
