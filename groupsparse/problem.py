@@ -247,7 +247,9 @@ class Problem:
         return self.gview.norms(self.xp.reshape(W, (-1,)))
 
     def from_user(self, coef, intercept=None):
-        if hasattr(coef, "detach") and self.device is not None and intercept is None:  # a device warm start
+        if hasattr(coef, "detach") and self.device is not None:  # a tensor warm start for a device problem
+            if intercept is not None:
+                raise ValueError("warm_intercept: given, but the loss has no intercept (a Gram loss)")
             c = self.xp.reshape(coef, (-1,))
             if c.shape[0] != self.loss.n_coef:
                 raise ValueError(f"warm_start: expected {self.loss.n_coef} coefficients, got {c.shape[0]}")
