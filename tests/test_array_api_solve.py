@@ -227,3 +227,19 @@ def test_torch_composite_penalty_bcd_matches_numpy():
     assert a.converged and b.converged
     assert b.objective == pytest.approx(a.objective, rel=1e-8)
     np.testing.assert_array_equal(b.support, a.support)
+
+
+def test_torch_unpenalized_group_lambda_max_and_solve_match_numpy():
+    # a weight-0 group is fitted exactly first (solve_rows on the device), then the slope test runs on the rest
+    H, B, c = _gram(10)
+    w = np.full(len(SIZES), math.sqrt(3.0))
+    w[0] = 0.0
+    groups = gs.Groups.from_sizes(SIZES, weights=w)
+    for pen in (gs.GroupLasso(1.0), gs.SparseGroupLasso(1.0, l1_ratio=0.3), gs.GroupMCP(1.0)):
+        lm = gs.lambda_max(gs.GramLeastSquares(H, B, c), pen, groups)
+        assert gs.lambda_max(gs.GramLeastSquares(*_tensors(H, B), c), pen, groups) == pytest.approx(lm, rel=1e-12)
+        a = gs.solve(gs.GramLeastSquares(H, B, c), pen.with_lam(lm / 5), groups, tol=1e-10)
+        b = gs.solve(gs.GramLeastSquares(*_tensors(H, B), c), pen.with_lam(lm / 5), groups, tol=1e-10)
+        assert b.objective == pytest.approx(a.objective, rel=1e-8)
+        np.testing.assert_array_equal(b.support, a.support)
+        assert 0 in a.support and a.support.size < len(SIZES)
