@@ -343,3 +343,27 @@ def test_problem_layout_of_many_single_weight_groups_is_lazy():
     assert not prob.rows._cache and not prob.sel._cache and not prob.whole_rows
     g = 5 * K + 7  # weight (5, 7)
     assert prob.rows[g] == slice(5, 6) and np.flatnonzero(prob.sel[g][0]).tolist() == [7]
+
+
+def test_psd_solve_one_rhs_and_singular():
+    """psd_solve with a 1-D right-hand side equals the column solve, on both branches (a well-conditioned A takes
+    Cholesky, a singular one the eigh pseudo-inverse, which once broadcast a 1-D rhs to an (n, n) matrix)."""
+    from groupsparse.losses import psd_solve
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 6))
+    for A in (X.T @ X, X[:, :3].T @ X[:, :3] * 0 + np.outer(X[0, :3], X[0, :3])):  # PD, then rank one
+        b = A @ rng.standard_normal(A.shape[0])  # in the range, so the min-norm solution solves A x = b
+        x1 = psd_solve(np, A, b)
+        x2 = psd_solve(np, A, b[:, None])
+        assert x1.shape == b.shape
+        np.testing.assert_allclose(x1, x2[:, 0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(A @ x1, b, rtol=1e-8, atol=1e-8 * np.abs(b).max())
+
+
+def test_multinomial_value_grad_match_scipy_logsumexp():
+    """The numpy log-sum-exp of Multinomial equals scipy's, also for large logits (no overflow)."""
+    from scipy.special import logsumexp
+    from groupsparse.losses import _logsumexp_rows
+    rng = np.random.default_rng(1)
+    Z = rng.standard_normal((50, 4)) * np.array([1.0, 10.0, 300.0, 1000.0])
+    np.testing.assert_allclose(_logsumexp_rows(Z), logsumexp(Z, axis=1), rtol=1e-13)
