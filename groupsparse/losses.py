@@ -394,7 +394,8 @@ class LeastSquares(_GLM):
 
 
 class Logistic(_GLM):
-    """Mean binary log-loss  (1/n) sum_i log(1 + e^{z_i}) - y_i z_i  with labels y in {0, 1}."""
+    """Mean binary log-loss  (1/n) sum_i log(1 + e^{z_i}) - y_i z_i  with labels y in {0, 1}.  Like
+    ``LeastSquares``, X and y are held as numpy / scipy arrays (torch tensors are copied to the host, float64)."""
     curvature = 0.25
     dual_modulus = 4.0
 
@@ -424,7 +425,8 @@ class Logistic(_GLM):
 
 
 class Multinomial(_GLM):
-    """Mean multinomial log-loss with K classes: (1/n) sum_i logsumexp(z_i) - z_{i, y_i}.  W has shape (p, K)."""
+    """Mean multinomial log-loss with K classes: (1/n) sum_i logsumexp(z_i) - z_{i, y_i}.  W has shape (p, K).
+    X and y are held as numpy / scipy arrays (torch tensors are copied to the host, float64)."""
     curvature = 0.5
     dual_modulus = 1.0
 
