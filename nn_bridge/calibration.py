@@ -4,8 +4,9 @@ damping of each layer's problem.  Every error names ``batches`` (with the batch 
 are involved, the layer).
 
 Streams (``PrefixStreams``: re-run the model prefix, any model; ``BlockStreams``: replay one sequential block at a
-time on cached block inputs) hand out a layer's input rows batch by batch; ``Grams`` folds them into H, C and D at
-once, so no layer's rows and no copy of the model are ever held (one dense copy of the current block at most).
+time on cached block inputs, in memory or spilled to a temporary directory) hand out a layer's input rows batch by
+batch; ``Grams`` folds them into H and Bm (through the cross Gram C, or directly for narrow outputs) at once, so no
+layer's rows and no copy of the model are ever held (one dense copy of the current block at most).
 
 What is refused, and when:
 
