@@ -16,7 +16,10 @@ extrapolation to all 24 layers and to 128 x 512 tokens (``extrapolate``: solves 
 forward passes and Gram products are linear in it).
 
 Usage: nice -n 5 python -m benchmarks.bench_oneshot_opt [--seqs 128] [--seq-len 512] [--batch 8]
-       [--prune-layers 24] [--layers 24] [--method seqobs] [--device cpu] [--out benchmarks/results/oneshot_opt.json]
+       [--prune-layers 24] [--layers 24] [--method seqobs] [--device cpu] [--threads 2] [--spill auto|on|off]
+       [--rss-trace] [--out benchmarks/results/oneshot_opt.json]
+(``--rss-trace``: each phase's own RSS peak under "rss_trace", ``PhaseTrace``; ``--spill``: the block-input streams
+in a temporary directory, ``solve_layers(spill=)``, automatic above ``calibration.SPILL_BYTES``.)
 Acceptance (issue 12): ``--seqs 128 --seq-len 512 --prune-layers 24``; peak RSS <= model size + 4 GB.
 """
 from __future__ import annotations
