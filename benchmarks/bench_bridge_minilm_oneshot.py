@@ -16,6 +16,8 @@ CPython's ``pydoc_data.topics`` (fixed seed).  All methods run in the same proce
 * seqobs/...         -- the scalable sequential group OBS (``groupsparse.selection.sequential_obs``: one shared
                         factor of H^-1, row-block budgets, CG on the support), the same allocations
 * sparsegpt, wanda   -- the papers' unstructured methods: run them with ``--blocks 1`` (single weights)
+* obs+local_search/... -- OBS, then single swaps of blocks while the layer objective falls (``groupsparse.select``
+                        method 'obs+local_search': the combinatorial step of SequentialAttention++)
 * obs/...+refine     -- the same selection, then block reconstruction: after each encoder layer's Linears are
                         pruned, --refine-steps Adam steps on that layer's parameters (masks fixed) fit its output
                         on the pruned stream to the dense layer's output on the dense stream (calibration tokens)
@@ -155,7 +157,8 @@ def main(argv=None):
     for B in a.blocks:
         for s in a.sparsities:
             for meth in a.methods:
-                spec, _, extra = meth.partition("+")
+                # "obs+local_search/loss+refine": only a trailing "+refine" is the refine flag
+                spec, extra = (meth[:-len("+refine")], "refine") if meth.endswith("+refine") else (meth, "")
                 method, _, alloc = spec.partition("/")
                 t0 = time.perf_counter()
                 common = dict(method=method, allocation=alloc or "uniform", include=lambda n: n.startswith("encoder."),
