@@ -54,7 +54,9 @@ class _Best:
             self.value, self.W, self.S, self.where = value, W, np.asarray(S, dtype=np.int64), where
 
 
-def _iterate(bp, k, kk, *, max_iter, tol, pursuit, init, best, reg=None, history=None):
+def _iterate(bp, k, kk, *, max_iter, tol, pursuit, init, best=None, reg=None, history=None):
+    """The raw iteration (proofs_checks tests it as is); ``best``, a ``_Best``, collects the refits it sees."""
+    best = _Best(k) if best is None else best
     eta = 1.0 / bp.lipschitz
     xp = bp.xp
     if init is not None and len(init):
