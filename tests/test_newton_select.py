@@ -99,12 +99,18 @@ def test_newton_is_a_single_swap_local_optimum(seed, G, smax, k, ridge, intercep
             assert v >= sol.objective * (1 - 1e-9)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_newton_matches_enumeration_on_easy_instances(seed):
-    """Strong signal, n >> p: the best 3 of 10 groups is found (the minimum over all 120 supports)."""
-    _, loss, groups = _instance(seed, 400, [2] * 10, 3, scale=3.0)
+@pytest.mark.parametrize("case", [("binary", s) for s in range(5)] + [("multinomial", s) for s in range(4)])
+def test_newton_matches_enumeration_on_easy_instances(case):
+    """Strong signal, n >> p: the best 3 groups is found (the minimum over all supports): binary, 3 of 10 groups;
+    multinomial with 3 classes, 3 of 9 feature groups."""
+    kind, seed = case
+    if kind == "binary":
+        _, loss, groups = _instance(seed, 400, [2] * 10, 3, scale=3.0)
+    else:
+        _, loss, groups = _multinomial_instance(seed, 300, [2] * 9, 3, K=3, scale=2.5)
+    G = groups.n_groups
     bp = BudgetProblem(loss, groups)
-    best = min(bp.refit(np.array(T))[1] for T in itertools.combinations(range(10), 3))
+    best = min(bp.refit(np.array(T))[1] for T in itertools.combinations(range(G), 3))
     with time_limit(60):
         sol = select(loss, groups, 3, method="newton")
     assert sol.objective <= best * (1 + 1e-9)
@@ -248,17 +254,6 @@ def test_multinomial_newton_is_a_single_swap_local_optimum(seed, G, smax, k, K, 
     for j in S:
         for c in np.setdiff1d(np.arange(G), S):
             assert bp.refit(np.union1d(np.setdiff1d(S, [j]), [c]))[1] >= sol.objective * (1 - 1e-9)
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_multinomial_newton_matches_enumeration_on_easy_instances(seed):
-    """Strong signal, n >> p, 3 classes: the best 3 of 9 feature groups (the minimum over all 84 supports)."""
-    _, loss, groups = _multinomial_instance(seed, 300, [2] * 9, 3, K=3, scale=2.5)
-    bp = BudgetProblem(loss, groups)
-    best = min(bp.refit(np.array(T))[1] for T in itertools.combinations(range(9), 3))
-    with time_limit(60):
-        sol = select(loss, groups, 3, method="newton")
-    assert sol.objective <= best * (1 + 1e-9)
 
 
 def test_multinomial_newton_bad_input_is_named():
