@@ -104,6 +104,11 @@ def _logsumexp_rows(Z):
     return m + np.log(np.sum(np.exp(Z - m[:, None]), axis=1))
 
 
+def softmax_rows(Z):
+    """Row-wise softmax of the (n, K) scores Z (the class probabilities of ``Multinomial``), stable."""
+    return np.exp(Z - _logsumexp_rows(Z)[:, None])
+
+
 def is_positive_definite(A) -> bool:
     """Whether the symmetric float matrix A (numpy array or torch tensor, on its device) is numerically positive
     definite: its Cholesky factorization succeeds with finite pivots.  (The bridge's check of an undamped
@@ -453,7 +458,7 @@ class Multinomial(_GLM):
         return float(np.mean(_logsumexp_rows(Z) - np.sum(Z * self.Y, axis=1)))
 
     def raw_grad(self, Z):
-        P = np.exp(Z - _logsumexp_rows(Z)[:, None])
+        P = softmax_rows(Z)
         return (P - self.Y) / self.n_samples
 
     def conjugate(self, V):
@@ -461,7 +466,7 @@ class Multinomial(_GLM):
         return float(np.sum(xlogy(P, P))) / self.n_samples
 
     def intercept_hessian(self, Z):
-        P = np.exp(Z - _logsumexp_rows(Z)[:, None])
+        P = softmax_rows(Z)
         return (np.diag(P.sum(axis=0)) - P.T @ P) / self.n_samples
 
 

@@ -50,10 +50,10 @@ that search is ``local_search`` (exact Gram sacrifices and swaps).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import expit
 
 from .._validation import check_positive_int
-from ..losses import Logistic, Multinomial
+from ..losses import Logistic, Multinomial, softmax_rows
 from .refit import softmax_basis
 
 __all__ = ["newton_splicing"]
@@ -101,7 +101,7 @@ class _Weighted:
         if not self.multi:
             P = expit(Z[:, 0])
             return (P * (1.0 - P) / self.n)[:, None, None]
-        P = softmax(Z, axis=1)
+        P = softmax_rows(Z)
         QP = P @ self.Q
         return (np.einsum("ia,ab,ac->ibc", P, self.Q, self.Q) - QP[:, :, None] * QP[:, None, :]) / self.n
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from ..losses import psd_solve
+from ..losses import psd_solve, softmax_rows
 
 __all__ = ["refit"]
 
@@ -106,20 +106,19 @@ def _newton_refit(bp, S, W0=None, tol=1e-13, max_iter=100):
     for it in range(max_iter):
         g = (Xr.T @ loss.raw_grad(Z) + pen * Wr).ravel()[free]
         if multi:
-            P = np.exp(Z - Z.max(axis=1, keepdims=True))  # softmax (scipy's logsumexp costs ~1 ms a call here)
-            P /= P.sum(axis=1, keepdims=True)
+            P = softmax_rows(Z)
             Bs = np.eye(bp.K) if Q is None else Q
             Hm = _multinomial_hessian(Xr, P, Bs) + np.diag(np.repeat(pen[:, 0], Bs.shape[1]))
             if Q is None:
                 Hf = Hm[np.ix_(free, free)]
-                step = -psd_solve(_npxp(), Hf, g[:, None])[:, 0]  # a column: psd_solve's eigh branch wants 2-D
+                step = -psd_solve(_npxp(), Hf, g)
             else:
-                sc = -psd_solve(_npxp(), Hm, (g.reshape(rows.size, bp.K) @ Q).reshape(-1, 1))
+                sc = -psd_solve(_npxp(), Hm, (g.reshape(rows.size, bp.K) @ Q).ravel())
                 step = (sc.reshape(rows.size, -1) @ Q.T).ravel()
         else:
             s = expit(Z[:, 0])
             Hm = (Xr * (s * (1 - s) / n)[:, None]).T @ Xr + np.diag(pen[:, 0])
-            step = -psd_solve(_npxp(), Hm[np.ix_(free, free)], g[:, None])[:, 0]
+            step = -psd_solve(_npxp(), Hm[np.ix_(free, free)], g)
         dec = -float(g @ step)
         if dec <= 2 * tol * max(1.0, abs(val)):
             break
