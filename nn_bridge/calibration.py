@@ -675,10 +675,16 @@ def _energy(D, M):
     return None if M is None else float((M * (D @ M)).sum())
 
 
+# A p x p float64 cross Gram above this size (p > 4096) is worth avoiding; below it the C path is kept because its
+# one float32 rounding of the Gram products (against two for X_p^T (X_d M)) is what the figures were measured with.
+DIRECT_CROSS_BYTES = 1 << 27
+
+
 def direct_cross(p: int, K: int) -> bool:
-    """Whether a (p, K) layer's Bm is accumulated as X_p^T (X_d M) (K < p / 2: fewer flops, p x K held) rather than
-    through the p x p cross Gram."""
-    return 2 * K < p
+    """Whether a (p, K) layer's Bm is accumulated as X_p^T (X_d M) (fewer flops, p x K held) rather than through the
+    p x p cross Gram: when K < p / 2 and that Gram would be large (``DIRECT_CROSS_BYTES``, a memory cut for LLM
+    widths such as OPT's 8192 -> 2048 fc2)."""
+    return 2 * K < p and 8 * p * p > DIRECT_CROSS_BYTES
 
 
 def _cross(C, M):

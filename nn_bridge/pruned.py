@@ -122,7 +122,10 @@ def select_layer_names(model, kind, p, include=None, exclude=(), min_blocks: int
     if not names:
         matched = [n for n, _ in model.named_modules() if keep(n) and not glob(exclude)(n)]
         what = f"include={include!r}, exclude={exclude!r}"
-        raise ValueError(f"include: no layer to prune with pattern {pattern_name(kind, p)} ({what}); "
+        # every candidate refused only because the pattern does not fit it: the pattern is what to change
+        misfit = skipped and all("do not tile" in r or "does not divide" in r for r in skipped.values())
+        arg = "pattern" if misfit else "include"
+        raise ValueError(f"{arg}: no layer to prune with pattern {pattern_name(kind, p)} ({what}); "
                          + (f"left dense: {skipped}" if skipped else
                             f"matched layers: {matched or 'none (no Linear/Conv2d matches)'}"))
     return names, skipped

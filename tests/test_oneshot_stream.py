@@ -271,19 +271,24 @@ def test_block_seqobs_in_float32_matches_float64():
 
 @pytest.mark.parametrize("method", ["obs", "seqobs"])
 def test_narrow_output_layer_accumulates_bm_without_the_cross_gram(method, monkeypatch):
-    """A layer with K < p / 2 outputs (here 64 -> 16) accumulates Bm = X_p^T (X_d M) batch by batch instead of the
+    """A layer with K < p / 2 outputs (here 64 -> 16) and a large p x p cross Gram accumulates Bm = X_p^T (X_d M) batch by batch instead of the
     p x p cross Gram C (``calibration.direct_cross``): the same masks, and weights equal to the float32 rounding of
     the Gram products (each entry a float32 sum of 24 products, relative error ~ 24 * 2^-24 ~ 1.4e-6, times the
-    damped H's conditioning: a 1e-5 relative bound); the wide first layer takes the C path in both runs: bit-equal."""
+    damped H's conditioning: a 1e-5 relative bound); the wide first layer takes the C path in both runs: bit-equal.
+    A small cross Gram keeps the C path (``DIRECT_CROSS_BYTES``)."""
     def mlp():
         torch.manual_seed(0)
         return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16))
+    monkeypatch.setattr(calibration, "DIRECT_CROSS_BYTES", 0)  # the tiny layer counts as large
     seen = []
     real = calibration.direct_cross
     monkeypatch.setattr(calibration, "direct_cross", lambda p, K: seen.append((p, K)) or real(p, K))
     a, b = mlp(), mlp()
     ra = _prune(a, _xs(), "8x8", method=method)
     assert seen == [(32, 64), (64, 16)] and real(64, 16) and not real(32, 64)
+    monkeypatch.setattr(calibration, "DIRECT_CROSS_BYTES", 1 << 27)
+    assert real(8192, 2048) and not real(1536, 384) and not real(8192, 8192)
+    monkeypatch.setattr(calibration, "DIRECT_CROSS_BYTES", 0)
     monkeypatch.setattr(calibration, "direct_cross", lambda p, K: False)
     rb = _prune(b, _xs(), "8x8", method=method)
     for n in ra.names:

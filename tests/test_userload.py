@@ -216,3 +216,9 @@ def test_pattern_parse_and_layer_choice():
     assert select_layer_names(m, "nm", p, exclude=["bo*"], include=["*"])[0] == ["head"]
     with pytest.raises(ValueError, match="include: no layer to prune"):
         select_layer_names(m, "nm", p, include=["nothing.*"])
+    # the only matching layer does not fit the pattern (M = 3 does not divide 32 inputs; 5x5 blocks do not tile):
+    # the pattern is what to change
+    for kind_p in (parse_pattern("2:3"), parse_pattern("5x5")):
+        with pytest.raises(ValueError, match="^pattern: no layer to prune") as e:
+            select_layer_names(m, *kind_p, include=["body"])
+        assert "body" in str(e.value)
