@@ -16,22 +16,24 @@ __all__ = ["Groups", "as_groups"]
 
 @dataclass(frozen=True, eq=False)
 class Groups:
-    """A partition of ``range(n_features)`` into groups.
+    """A partition of ``range(n_features)`` into groups, held in CSR form (one flat index array and pointers), so
+    that millions of single-weight groups (N:M over an LLM layer) cost a few arrays, not a Python object each.
 
     Attributes
     ----------
-    indices : tuple of int arrays, one per group (sorted within each group).
     weights : float array (n_groups,), the penalty multiplier of each group; default sqrt(group size).
         A weight of 0 marks an unpenalized group (an intercept, say).
+    order, indptr : group g is ``order[indptr[g]:indptr[g + 1]]`` (sorted within each group); ``groups[g]``.
+    label : the group id of each coefficient.
+    indices : tuple of int arrays, one per group (views of ``order``, built on first use).
     """
 
-    indices: tuple
     weights: np.ndarray
     n_features: int
-    # Derived, cached: a permutation that makes groups contiguous, and the CSR-style pointers into it.
     order: np.ndarray = field(repr=False)
     indptr: np.ndarray = field(repr=False)
     label: np.ndarray = field(repr=False)  # group id of each coefficient
+    _views: list = field(default_factory=list, repr=False)  # the cached ``indices`` (empty until asked for)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -42,43 +44,46 @@ class Groups:
         idx = [_index_list(g, i) for i, g in enumerate(indices)]
         if len(idx) == 0:
             raise ValueError("groups: at least one group is required, got none")
-        for i, g in enumerate(idx):
-            if g.size == 0:
-                raise ValueError(f"groups: group {i} is empty; every group needs at least one index")
-        allidx = np.concatenate(idx)
+        sizes = np.fromiter((g.size for g in idx), dtype=np.int64, count=len(idx))
+        return cls._from_flat(np.concatenate(idx), sizes, n_features, weights)
+
+    @classmethod
+    def _from_flat(cls, flat, sizes, n_features=None, weights=None, checked=False) -> "Groups":
+        """Groups of ``sizes`` consecutive entries of ``flat`` (any order within a group): every check of
+        ``from_indices``, vectorised.  ``checked``: ``flat`` is known to be a partition sorted within groups."""
+        flat = np.asarray(flat, dtype=np.int64)
+        sizes = np.asarray(sizes, dtype=np.int64)
+        if not checked:
+            empty = np.flatnonzero(sizes == 0)
+            if empty.size:
+                raise ValueError(f"groups: group {int(empty[0])} is empty; every group needs at least one index")
         if n_features is None:
-            n_features = int(allidx.max()) + 1
+            n_features = int(flat.max()) + 1
         n_features = check_positive_int(n_features, "n_features")
-        if allidx.min() < 0 or allidx.max() >= n_features:
-            raise ValueError(f"groups: indices must lie in [0, n_features={n_features}), got range "
-                             f"[{allidx.min()}, {allidx.max()}]")
-        counts = np.bincount(allidx, minlength=n_features)
-        if np.any(counts > 1):
-            dup = np.flatnonzero(counts > 1)[:5].tolist()
-            raise ValueError(f"groups: groups overlap; indices {dup} belong to more than one group "
-                             "(overlapping groups are not supported)")
-        if np.any(counts == 0):
-            miss = np.flatnonzero(counts == 0)[:5].tolist()
-            raise ValueError(f"groups: indices {miss} belong to no group; groups must cover all "
-                             f"{n_features} features (give them their own groups, with weight 0 if unpenalized)")
-        idx = tuple(np.sort(g) for g in idx)
-        sizes = np.array([g.size for g in idx], dtype=np.int64)
-        if weights is None:
-            w = np.sqrt(sizes.astype(float))
-        else:
-            w = _as_array(weights, "weights")
-            if w.ndim > 1 or w.size != len(idx):
-                raise ValueError(f"weights: expected {len(idx)} group weights (one per group), got shape {w.shape}")
-            w = check_finite_array(w.ravel(), "weights", ndim=(1,)).copy()
-            if np.any(w < 0):
-                raise ValueError(f"weights: group weights must be >= 0 (0 leaves a group unpenalized), got "
-                                 f"{w[w < 0][:5].tolist()}")
-        order = np.concatenate(idx)
+        G = sizes.size
         indptr = np.concatenate([[0], np.cumsum(sizes)])
+        seg = np.repeat(np.arange(G, dtype=np.int64), sizes)
+        if not checked:
+            if flat.min() < 0 or flat.max() >= n_features:
+                raise ValueError(f"groups: indices must lie in [0, n_features={n_features}), got range "
+                                 f"[{flat.min()}, {flat.max()}]")
+            counts = np.bincount(flat, minlength=n_features)
+            if np.any(counts > 1):
+                dup = np.flatnonzero(counts > 1)[:5].tolist()
+                raise ValueError(f"groups: groups overlap; indices {dup} belong to more than one group "
+                                 "(overlapping groups are not supported)")
+            if np.any(counts == 0):
+                miss = np.flatnonzero(counts == 0)[:5].tolist()
+                raise ValueError(f"groups: indices {miss} belong to no group; groups must cover all "
+                                 f"{n_features} features (give them their own groups, with weight 0 if unpenalized)")
+            inner = np.diff(flat) < 0  # a descent inside a group: sort within groups (one lexsort, not G sorts)
+            inner[indptr[1:-1] - 1] = False
+            if inner.any():
+                flat = flat[np.lexsort((flat, seg))]
+        flat.setflags(write=False)  # the groups' index views share it
         label = np.empty(n_features, dtype=np.int64)
-        label[order] = np.repeat(np.arange(len(idx)), sizes)
-        w.setflags(write=False)
-        return cls(idx, w, int(n_features), order, indptr, label)
+        label[flat] = seg
+        return cls(_group_weights(weights, sizes), int(n_features), flat, indptr, label)
 
     @classmethod
     def from_sizes(cls, sizes, weights=None) -> "Groups":
@@ -93,9 +98,8 @@ class Groups:
         s = s.astype(np.int64)
         if np.any(s <= 0):
             raise ValueError(f"sizes: group sizes must be >= 1, got {s[s <= 0][:5].tolist()}")
-        bounds = np.concatenate([[0], np.cumsum(s)])
-        return cls.from_indices([np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])],
-                                int(bounds[-1]), weights)
+        n = int(s.sum())
+        return cls._from_flat(np.arange(n, dtype=np.int64), s, n, weights, checked=True)
 
     @classmethod
     def from_labels(cls, labels, weights=None) -> "Groups":
@@ -112,9 +116,8 @@ class Groups:
                 raise ValueError(f"labels: expected integer or string labels, got dtype {lab.dtype} "
                                  f"({lab[:5].tolist()})")
         uniq, inv = np.unique(lab, return_inverse=True)
-        order = np.argsort(inv, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(inv, minlength=uniq.size))])
-        return cls.from_indices([order[a:b] for a, b in zip(bounds[:-1], bounds[1:])], lab.size, weights)
+        order = np.argsort(inv.ravel(), kind="stable")  # stable: sorted within each group
+        return cls._from_flat(order, np.bincount(inv.ravel(), minlength=uniq.size), lab.size, weights, checked=True)
 
     @classmethod
     def block_tiling(cls, shape, block, weights=None) -> "Groups":
@@ -129,12 +132,21 @@ class Groups:
             raise ValueError(f"block: {br}x{bc} blocks do not tile a {rows}x{cols} matrix "
                              f"({rows} % {br} = {rows % br}, {cols} % {bc} = {cols % bc}); pad the matrix first")
         grid = np.arange(rows * cols).reshape(rows // br, br, cols // bc, bc).transpose(0, 2, 1, 3)
-        return cls.from_indices(list(grid.reshape(-1, br * bc)), rows * cols, weights)
+        G = (rows // br) * (cols // bc)  # row-major within a tile: each group's indices ascend
+        return cls._from_flat(grid.reshape(-1), np.full(G, br * bc, dtype=np.int64), rows * cols, weights,
+                              checked=True)
 
     # ------------------------------------------------------------------ properties
     @property
+    def indices(self) -> tuple:
+        """One index array per group (read-only views of ``order``), built on first use."""
+        if not self._views:
+            self._views.append(tuple(np.split(self.order, self.indptr[1:-1])))
+        return self._views[0]
+
+    @property
     def n_groups(self) -> int:
-        return len(self.indices)
+        return self.indptr.size - 1
 
     @property
     def sizes(self) -> np.ndarray:
@@ -147,6 +159,11 @@ class Groups:
         return iter(self.indices)
 
     def __getitem__(self, g):
+        if isinstance(g, (int, np.integer)) and not _is_bool(g):
+            g = int(g) + (self.n_groups if g < 0 else 0)
+            if not 0 <= g < self.n_groups:
+                raise IndexError(f"group index out of range: {g} of {self.n_groups} groups")
+            return self.order[self.indptr[g]:self.indptr[g + 1]]
         return self.indices[g]
 
     def __repr__(self) -> str:
@@ -182,9 +199,9 @@ class Groups:
     def columns(self, selected) -> np.ndarray:
         """Sorted coefficient indices covered by the given group ids."""
         sel = check_index_set(selected, "selected", self.n_groups)
-        if sel.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        return np.sort(np.concatenate([self.indices[g] for g in sel]))
+        m = np.zeros(self.n_groups, dtype=bool)
+        m[sel] = True
+        return np.flatnonzero(m[self.label])
 
     def subset(self, selected) -> "Groups":
         """The given groups, reindexed onto their own columns (in the order of ``columns(selected)``)."""
@@ -192,17 +209,23 @@ class Groups:
         pos = np.full(self.n_features, -1, dtype=np.int64)
         pos[cols] = np.arange(cols.size)
         sel = _as_array(selected, "selected").ravel().astype(np.int64)  # checked by columns; order kept
-        return Groups.from_indices([pos[self.indices[g]] for g in sel], cols.size, self.weights[sel])
+        return Groups._from_flat(pos[self.order[self._gather(sel)]], self.sizes[sel], cols.size,
+                                 self.weights[sel], checked=True)
 
     def with_weights(self, weights) -> "Groups":
-        return Groups.from_indices(self.indices, self.n_features, weights)
+        return Groups(_group_weights(weights, self.sizes), self.n_features, self.order, self.indptr, self.label)
+
+    def _gather(self, sel):
+        """Positions in ``order`` of the groups ``sel``, concatenated in that order."""
+        sz = self.sizes[sel]
+        return np.repeat(self.indptr[sel] - (np.cumsum(sz) - sz), sz) + np.arange(int(sz.sum()))
 
     def append(self, size: int, weight: float = 0.0) -> "Groups":
         """A copy with one more group of ``size`` new trailing indices (e.g. an unpenalized intercept)."""
         size = check_positive_int(size, "size")
         new = np.arange(self.n_features, self.n_features + size)
-        return Groups.from_indices(list(self.indices) + [new], self.n_features + size,
-                                   np.append(self.weights, weight))
+        return Groups._from_flat(np.concatenate([self.order, new]), np.append(self.sizes, size),
+                                 self.n_features + size, np.append(self.weights, weight), checked=True)
 
     def expand_outputs(self, n_outputs: int) -> "Groups":
         """Feature groups to coefficient groups of a (n_features, n_outputs) matrix flattened row-major:
@@ -210,8 +233,24 @@ class Groups:
         K = check_positive_int(n_outputs, "n_outputs")
         if K == 1:
             return self
-        return Groups.from_indices([(g[:, None] * K + np.arange(K)).ravel() for g in self.indices],
-                                   self.n_features * K, self.weights * np.sqrt(K))
+        return Groups._from_flat((self.order[:, None] * K + np.arange(K)).ravel(), self.sizes * K,
+                                 self.n_features * K, self.weights * np.sqrt(K), checked=True)
+
+
+def _group_weights(weights, sizes):
+    """The group weights, read-only: sqrt(size) by default, else finite, >= 0, one per group (named ``weights``)."""
+    if weights is None:
+        w = np.sqrt(sizes.astype(float))
+    else:
+        w = _as_array(weights, "weights")
+        if w.ndim > 1 or w.size != sizes.size:
+            raise ValueError(f"weights: expected {sizes.size} group weights (one per group), got shape {w.shape}")
+        w = check_finite_array(w.ravel(), "weights", ndim=(1,)).copy()
+        if np.any(w < 0):
+            raise ValueError(f"weights: group weights must be >= 0 (0 leaves a group unpenalized), got "
+                             f"{w[w < 0][:5].tolist()}")
+    w.setflags(write=False)
+    return w
 
 
 def _index_list(g, i):

@@ -107,7 +107,7 @@ class _Selections(_Sequence):
     def _item(self, i):
         if self._whole[i]:
             return None
-        idx, r = self._g.indices[i], self._rows[i]
+        idx, r = self._g[i], self._rows[i]
         r = np.arange(r.start, r.stop) if isinstance(r, slice) else r
         m = np.zeros((r.size, self._K), dtype=bool)
         m[np.searchsorted(r, idx // self._K), idx % self._K] = True
