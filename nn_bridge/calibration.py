@@ -176,9 +176,10 @@ def layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _rows_of(module, x, rows):
-    """GEMM rows (float32) of the input ``x`` of ``module``, the token rows ``rows`` only (Linear)."""
+    """GEMM rows (float32) of the input ``x`` of ``module``, the token rows ``rows`` only (Linear fed (batch, seq,
+    in) tokens; a layer fed one row per sequence, such as BERT's pooler on the first token, takes every row)."""
     x = x.detach()
-    if rows is not None and isinstance(module, nn.Linear):
+    if rows is not None and isinstance(module, nn.Linear) and tuple(x.shape[:-1]) == tuple(rows.shape):
         x = x[rows.to(x.device)]
     return layer_inputs(module, x).float()
 
@@ -433,9 +434,11 @@ class BlockStreams(_Streams):
 
     def __init__(self, model, batches, run, row_masks, blocks, dense_only=False, spill=None):
         self.model, self.row_masks, self.blocks = model, row_masks, list(blocks)
+        self.batches, self.run = batches, run
         self.dense_only = dense_only
         first = model.get_submodule(self.blocks[0])
         self._tmp = None
+        self._tail = {}  # tail layer name -> its dense inputs per batch (``groups``)
         self.d_in = self.p_in = None
         for b, batch in enumerate(batches):
             inp = called_with(model, first, batch, run, "blocks: the first block", b)
@@ -472,19 +475,54 @@ class BlockStreams(_Streams):
             self._tmp.cleanup()
             self._tmp = None
 
+    @property
+    def in_block(self) -> bool:
+        """Whether the current group is a block (not the tail): what ``refine`` fits."""
+        return self.i < len(self.blocks)
+
     def groups(self, layers):
+        """The layers of each block, in block order, then the tail: layers outside every block that the forward
+        pass calls after all the blocks' layers (``layers`` is in forward order), such as BERT's pooler or an
+        untied LM head.  The tail's dense inputs are captured here, by one pass of the (still dense) model; its
+        pruned inputs come from re-running the model up to each tail layer (``PrefixStreams``' way)."""
         out = [[] for _ in self.blocks]
+        tail = []
         for t in layers:
             owner = [i for i, b in enumerate(self.blocks) if t.name.startswith(b + ".")]
             if not owner:
-                raise ValueError(f"blocks: layer {t.name!r} lies in none of the blocks {self.blocks}; restrict the "
-                                 f"layers with include= or pass blocks=None")
+                if len(getattr(t, "holders", ())) > 1:
+                    raise ValueError(f"blocks: layer {t.name!r} lies in none of the blocks {self.blocks} and shares "
+                                     f"its weight with {list(t.holders[1:])}; pass blocks=None")
+                tail.append(t)
+                continue
+            if tail:
+                raise ValueError(f"blocks: layer {tail[0].name!r} lies in none of the blocks {self.blocks} and is "
+                                 f"called before the block layer {t.name!r}; restrict the layers with include= or "
+                                 f"pass blocks=None")
             for n in getattr(t, "holders", ())[1:]:
                 if not n.startswith(self.blocks[owner[0]] + "."):
                     raise ValueError(f"blocks: layers {t.name!r} and {n!r} share one weight but lie in different "
                                      f"blocks; pass blocks=None (the whole-model streams fit it to both)")
             out[owner[0]].append(t)
-        return out
+        if tail and not any(out):
+            raise ValueError(f"blocks: none of the layers to prune lies in the blocks {self.blocks} (layer "
+                             f"{tail[0].name!r}, ...); name the modules that contain them, or pass blocks=None")
+        if tail:
+            self._capture_tail([t.name for t in tail])
+        return out + [tail]
+
+    def _capture_tail(self, names):
+        mods = [self.model.get_submodule(n) for n in names]
+        stores = {n: _BlockInputs(f"t{j}_", None if self._tmp is None else self._tmp.name)
+                  for j, n in enumerate(names)}
+        for b, batch in enumerate(self.batches):
+            box = _stopped(lambda: run_batch(self.model, batch, self.run, b), mods, mods[-1])
+            for n, m in zip(names, mods):
+                if m not in box:
+                    raise RuntimeError(f"calibration: the layer {n!r} was not called by run(model, batch)")
+                stores[n].append(((box[m],), {}))
+            del box
+        self._tail = stores
 
     def _block(self):
         return self.model.get_submodule(self.blocks[self.i])
@@ -492,12 +530,16 @@ class BlockStreams(_Streams):
     def begin(self, copy=True):
         """Keep a dense copy of the current block (before any of its layers changes); ``copy=False``: the block
         stays dense (no layer of it is pruned, or the dense-only pass), the block itself serves."""
+        if not self.in_block:  # the tail: its dense inputs were captured
+            return
         self.dense_block = copy_module(self._block()) if copy and not self.dense_only else self._block()
 
     def done(self, layer, dense_weight):
         pass
 
     def _input(self, b, name, pruned, watch=None):
+        if not self.in_block:
+            return self._tail_input(b, name, pruned, watch)
         block = self._block() if pruned else self.dense_block
         pre = self.blocks[self.i] + "."
         mod = block.get_submodule(name[len(pre):])
@@ -507,6 +549,18 @@ class BlockStreams(_Streams):
         if mod not in box:
             raise RuntimeError(f"calibration: the layer {name!r} was not called by its block {self.blocks[self.i]!r}")
         return box[mod], box.get(wmod)
+
+    def _tail_input(self, b, name, pruned, watch):
+        if pruned and not self.dense_only:  # the pruned model, re-run from its input up to the layer
+            mod = self.model.get_submodule(name)
+            wmod = None if watch is None else self.model.get_submodule(watch)
+            box = _stopped(lambda: run_batch(self.model, self.batches[b], self.run, b),
+                           [m for m in (wmod, mod) if m is not None], mod)
+            if mod not in box:
+                raise RuntimeError(f"calibration: the layer {name!r} was not called by run(model, batch)")
+            return box[mod], box.get(wmod)
+        x = self._tail[name][b][0][0]
+        return x, (None if watch is None else self._tail[watch][b][0][0])
 
     def _dense_out(self):
         if self._d_out is None:
@@ -571,6 +625,9 @@ class BlockStreams(_Streams):
 
     def advance(self):
         """Move both streams past the current block, batch by batch, and drop the dense copy of the block."""
+        if not self.in_block:
+            self.i += 1
+            return
         block, d_out = self._block(), self._d_out
         for b in range(self.n_batches):
             din = self.d_in[b]

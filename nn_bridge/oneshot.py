@@ -547,7 +547,7 @@ def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_m
                 bar.update()
             if unmasked:
                 _attach_masks(model, unmasked, res)
-            if refine_steps and group:
+            if refine_steps and group and st.in_block:  # the tail (a pooler, an LM head) is no block to refit
                 t0 = time.perf_counter()
                 res.block_error[st.blocks[st.i]] = st.refine(refine_steps, refine_lr, refine_val)
                 clock["refine"] = clock.get("refine", 0.0) + time.perf_counter() - t0

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ._cli_common import ArgumentParser, fraction_in_0_1, nonneg_float, pattern_arg, positive_int, run_cli
+from ._cli_common import (ArgumentParser, fraction_in_0_1, nonneg_float, nonneg_int, pattern_arg, positive_float,
+                          positive_int, run_cli)
 from .oneshot import solve_device
 
 __all__ = ["main", "build_parser"]
@@ -49,6 +50,10 @@ def build_parser():
     ap.add_argument("--max-layer-sparsity", type=fraction_in_0_1, default=0.9,
                     help="block, --allocation loss: no layer above this block sparsity")
     ap.add_argument("--damp", type=nonneg_float, default=0.01, help="ridge toward the dense weights")
+    ap.add_argument("--refine-steps", type=nonneg_int, default=0,
+                    help="block, Hugging Face transformers: Adam steps of block reconstruction per transformer layer "
+                         "after its layers are pruned (masks fixed; e.g. 512)")
+    ap.add_argument("--refine-lr", type=positive_float, default=1e-3, help="learning rate of --refine-steps")
     ap.add_argument("--min-blocks", type=positive_int, default=100,
                     help="block: layers with fewer blocks stay dense")
     ap.add_argument("--max-length", type=positive_int, default=128, help="text: tokens per sample")
@@ -74,6 +79,8 @@ def _main(argv) -> int:
         raise ValueError(f"--sparsity: the block pattern {a.pattern} needs a sparsity in [0, 1), e.g. 0.3")
     if pkind == "nm" and a.sparsity is not None and abs(a.sparsity - p.sparsity) > 1e-9:
         raise ValueError(f"--sparsity: the N:M pattern {p} fixes the sparsity at {p.sparsity:g}; leave it out")
+    if a.refine_steps and pkind != "block":
+        raise ValueError(f"--refine-steps: block reconstruction is for block patterns; {a.pattern} is N:M")
     methods = BLOCK_METHODS if pkind == "block" else NM_METHODS
     if pkind == "block":  # the driver hands any groupsparse.select method to the core
         from groupsparse.selection import METHODS as SELECT_METHODS
@@ -92,6 +99,9 @@ def _main(argv) -> int:
     userload.resolve_model(a.model, a.arch)
 
     loaded = userload.load_model(a.model, a.arch)
+    if a.refine_steps and loaded.kind == "module":
+        raise ValueError(f"--refine-steps: needs a Hugging Face transformer (its layers are replayed one at a time); "
+                         f"{a.model!r} is a plain nn.Module")
     if calib_kind == "text" and loaded.tokenizer is None:
         raise ValueError(f"--calib: a text file needs the model's tokenizer and {a.model!r} has none; give token "
                          f"ids as a .pt/.npz tensor file instead")
@@ -102,12 +112,15 @@ def _main(argv) -> int:
     kw = dict(damp=a.damp)
     if pkind == "block":
         kw.update(allocation=a.allocation, max_layer_sparsity=a.max_layer_sparsity)
+        if a.refine_steps:
+            kw.update(refine_steps=a.refine_steps, refine_lr=a.refine_lr)
     res = pruned.oneshot_prune(loaded, cal, a.pattern, a.sparsity, a.method, include=a.include, exclude=a.exclude,
                                min_blocks=a.min_blocks, eval_batches=ev, device=device, progress=not a.no_progress,
                                **kw)
     res.info = {"model": a.model, "calib": a.calib, "n_calib": cal.n_samples, "eval": a.eval,
                 "n_eval": None if ev is None else ev.n_samples, "max_length": a.max_length,
-                "batch_size": a.batch_size, "device": str(device), "command": " ".join([PROG] + list(argv))}
+                "batch_size": a.batch_size, "device": str(device), "refine_steps": a.refine_steps,
+                "refine_lr": a.refine_lr if a.refine_steps else None, "command": " ".join([PROG] + list(argv))}
     res.model.to("cpu")
     res.save(a.out, overwrite=a.overwrite)
     rep = res.report()

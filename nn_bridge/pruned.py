@@ -132,13 +132,19 @@ def select_layer_names(model, kind, p, include=None, exclude=(), min_blocks: int
 
 
 def _block_list(model, names):
-    """Names of the children of the ModuleList holding every pruned layer (transformer layers), or None."""
+    """Names of the children of the ModuleList holding the most pruned layers (the transformer layers), or None.
+    Pruned layers outside it must come after it in the module tree (BERT's pooler, an untied LM head, a
+    classifier): the streams prune them last, as their tail (``calibration.BlockStreams.groups``)."""
+    position = {n: i for i, (n, _) in enumerate(model.named_modules())}
+    best, best_in = None, 0
     for lname, mod in model.named_modules():
         if isinstance(mod, nn.ModuleList) and len(mod) > 1:
             kids = [f"{lname}.{i}" for i in range(len(mod))]
-            if all(any(n.startswith(k + ".") for k in kids) for n in names):
-                return kids
-    return None
+            inside = [n for n in names if any(n.startswith(k + ".") for k in kids)]
+            end = max(position[n] for n, _ in mod.named_modules(prefix=lname))
+            if len(inside) > best_in and all(position[n] > end for n in names if n not in inside):
+                best, best_in = kids, len(inside)
+    return best
 
 
 def to_device(batch, device):
@@ -167,6 +173,7 @@ class PrunedResult:
     tokenizer: object = None
     hf_folder: str | None = None                   # the Hugging Face folder the model came from (extra files)
     arch: str | None = None                        # 'module:function' that builds the architecture (non-HF)
+    block_error: dict = field(default_factory=dict)  # block -> [before, after] refine: relative block-output error
 
     # ------------------------------------------------------------------ report
     def report(self) -> dict:
@@ -174,7 +181,8 @@ class PrunedResult:
         zw = sum(r["weight_sparsity"] * r["n_weights"] for r in self.layers)
         return {"pattern": self.pattern, "sparsity": self.sparsity, "method": self.method, "kind": self.kind,
                 "weight_sparsity": zw / max(nw, 1), "eval": self.eval, "seconds": self.seconds,
-                "layers": self.layers, "skipped": self.skipped, "inputs": self.info}
+                "layers": self.layers, "skipped": self.skipped, "refine_block_error": self.block_error,
+                "inputs": self.info}
 
     def markdown(self) -> str:
         r = self.report()
@@ -192,6 +200,10 @@ class PrunedResult:
                   "|---|---|---|---|"]
         lines += [f"| {x['name']} | {'x'.join(map(str, x['shape']))} | {x['weight_sparsity']:.4f} | "
                   f"{x['rel_error']:.3e} |" for x in self.layers]
+        if self.block_error:
+            lines += ["", "## Block reconstruction (refine)", "", "| block | rel. output error before | after |",
+                      "|---|---|---|"]
+            lines += [f"| {b} | {e[0]:.3e} | {e[1]:.3e} |" for b, e in self.block_error.items()]
         if self.skipped:
             lines += ["", "Left dense: " + "; ".join(f"{k} ({v})" for k, v in self.skipped.items())]
         lines += ["", "rel. error = ||X_d W_d - X_p W||^2 / ||X_d W_d||^2 on the calibration inputs (dense inputs "
@@ -381,7 +393,8 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
                 kept = int((LayerTiling(name, tuple(w.shape), p).block_sq_norms(w) > 0).sum())
                 row["block_sparsity"] = 1.0 - kept / LayerTiling(name, tuple(w.shape), p).n_blocks
             layers.append(row)
-    result = PrunedResult(model, pattern_name(pkind, p), s, method, layers, skipped, kind=kind)
+    result = PrunedResult(model, pattern_name(pkind, p), s, method, layers, skipped, kind=kind,
+                          block_error={b: list(e) for b, e in res.block_error.items()})
     if loaded is not None:
         result.tokenizer, result.hf_folder, result.arch = loaded.tokenizer, loaded.hf_folder, loaded.arch
     if eval_batches is not None:

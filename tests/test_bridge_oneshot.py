@@ -1,5 +1,6 @@
 """One-shot pruning: the Gram-form backward elimination is exact, im2col follows the tiling convention, and the
 solver beats score-based baselines on the layer-wise reconstruction problem."""
+import copy
 import pytest
 import torch
 from torch import nn
@@ -184,6 +185,38 @@ def test_block_replay_matches_prefix_reruns_on_a_tiny_bert():
         assert loss1[k] == pytest.approx(loss0[k], rel=1e-4, abs=1e-7)
     for k in sd0:
         torch.testing.assert_close(sd1[k], sd0[k], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("pattern", ["8x8", "2:4"])
+def test_layers_after_the_blocks_are_pruned_last_with_the_same_result(pattern):
+    """A pruned layer outside the transformer layers but called after them (BERT's pooler, fed one row per
+    sequence) is the streams' tail: the same masks and weights as re-running the model prefix for every layer
+    (loss allocation included, which reads the tail's dense inputs); ``pruned._block_list`` picks the encoder
+    layers for it; a layer outside the blocks called before one of their layers is refused, naming blocks."""
+    from nn_bridge.pruned import _block_list
+    cfg, _, cal, masks = _tiny_bert()
+    import transformers
+    torch.manual_seed(1)
+    dense = transformers.BertModel(cfg, add_pooling_layer=True).eval()
+    kw = dict(method="obs", row_masks=masks, min_blocks=8, progress=False)
+    kw.update(dict(sparsity=0.5, allocation="loss") if pattern == "8x8" else {})
+    out = {}
+    for blocks in [None, _TINY_BLOCKS]:
+        m = copy.deepcopy(dense)
+        res = solve_layers(m, cal, pattern, blocks=blocks, **kw)
+        res.finalize()
+        out[blocks is None] = (res.layer_sparsity, res.layer_rel_error,
+                               {k: v.clone() for k, v in m.state_dict().items()})
+    (sp0, loss0, sd0), (sp1, loss1, sd1) = out[True], out[False]
+    assert "pooler.dense" in sp0 and len(sp0) == 13 and sp0 == sp1
+    assert _block_list(dense, list(sp0)) == _TINY_BLOCKS
+    assert loss0["pooler.dense"] > 0
+    for k in loss0:
+        assert loss1[k] == pytest.approx(loss0[k], rel=1e-4, abs=1e-7)
+    for k in sd0:
+        torch.testing.assert_close(sd1[k], sd0[k], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="^blocks: layer 'encoder.layer.0.* is called before"):
+        solve_layers(copy.deepcopy(dense), cal, pattern, blocks=_TINY_BLOCKS[1:], **kw)
 
 
 def test_blocks_must_contain_every_pruned_layer():

@@ -245,6 +245,42 @@ def test_classifier_agreement_and_accuracy(tmp_path, capsys):
     assert ev["pruned_accuracy"] == pytest.approx(float((pp == labels).float().mean()), abs=1e-7)
 
 
+def test_encoder_with_pooler_refined_by_blocks(tmp_path, capsys):
+    """A Hugging Face BertModel with its pooler (a layer after the encoder layers, fed one row per sequence):
+    --refine-steps fits each encoder layer after pruning (the report's before/after block errors: lower after),
+    the pooler is pruned last, and the CLI's run equals the library call with the same options."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                  num_attention_heads=4, max_position_embeddings=32)
+    torch.manual_seed(0)
+    transformers.BertModel(cfg).save_pretrained(tmp_path / "enc")
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 100, (32, 12), generator=g)
+    torch.save({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, tmp_path / "calib.pt")
+    out = tmp_path / "out"
+    with time_limit(180):
+        rc = main(["--model", str(tmp_path / "enc"), "--calib", str(tmp_path / "calib.pt"), "--pattern", "8x8",
+                   "--sparsity", "0.5", "--min-blocks", "16", "--refine-steps", "30", "--refine-lr", "1e-3",
+                   "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    assert [r["name"] for r in rep["layers"]][-1] == "pooler.dense"
+    errs = rep["refine_block_error"]
+    assert sorted(errs) == ["encoder.layer.0", "encoder.layer.1"]
+    assert all(0 < after < before for before, after in errs.values()), errs
+    assert rep["inputs"]["refine_steps"] == 30 and rep["inputs"]["refine_lr"] == 1e-3
+    from nn_bridge import calibdata, userload
+    from nn_bridge.pruned import oneshot_prune
+    loaded = userload.load_model(str(tmp_path / "enc"))
+    res = oneshot_prune(loaded, calibdata.load_data(str(tmp_path / "calib.pt"), "--calib", batch_size=16), "8x8",
+                        0.5, min_blocks=16, refine_steps=30, refine_lr=1e-3, progress=False)
+    for blk, e in errs.items():
+        assert list(res.block_error[blk]) == pytest.approx(e, rel=1e-5)
+    saved = transformers.BertModel.from_pretrained(str(out)).state_dict()
+    for k, v in res.model.state_dict().items():
+        torch.testing.assert_close(saved[k], v, rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 @pytest.fixture()
 def bad_setup(tmp_path, monkeypatch):
@@ -270,16 +306,19 @@ BAD = [  # (argument changes, option the one-line error must name)
     ({"--pattern": "2:4", "--sparsity": "0.3"}, "--sparsity"),
     ({"--method": "nonsense"}, "--method"),
     ({"--device": "gpu0"}, "--device"),
+    ({"--refine-steps": "-1"}, "--refine-steps"),
+    ({"--refine-steps": "8", "--pattern": "2:4", "--sparsity": None}, "--refine-steps"),
+    ({"--refine-steps": "8"}, "--refine-steps"),   # a plain nn.Module has no transformer layers to replay
 ]
 
 
-@pytest.mark.parametrize("change,option", BAD, ids=[o + ":" + "".join(c.values())[-20:] for c, o in BAD])
+@pytest.mark.parametrize("change,option", BAD, ids=[o + ":" + "".join(v or "" for v in c.values())[-20:] for c, o in BAD])
 def test_bad_input_one_line_before_any_work(bad_setup, change, option, capsys):
     t = bad_setup
     args = {"--model": "{t}/usermodel.py:build", "--calib": "{t}/calib.txt", "--pattern": "16x16",
             "--sparsity": "0.3", "--out": "{t}/out"}
     args.update(change)
-    argv = [x.format(t=t) for kv in args.items() for x in kv]
+    argv = [x.format(t=t) for kv in args.items() if kv[1] is not None for x in kv]
     t0 = time.perf_counter()
     with time_limit(30):
         rc = main(argv)
