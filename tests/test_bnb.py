@@ -153,6 +153,22 @@ def test_bnb_time_limit_returns_incumbent_and_valid_bound():
     assert len(sol.support) == 5
 
 
+def test_bnb_trace_is_a_valid_gap_curve():
+    """trace: every recorded (seconds, nodes, bound, incumbent) has bound <= the true optimum <= incumbent (the
+    curve's gaps are valid gaps, whichever entries a machine's speed produces), and the last is the answer."""
+    loss, groups = _instance(4, 30, [2] * 16, 10, ridge=0.001)  # ~300 nodes, ~1 s: a periodic entry or two
+    best = _brute(loss, groups, 6)
+    tr = []
+    with time_limit(60):
+        sol = select(loss, groups, 6, method="bnb", gap_tol=1e-9, trace=tr, progress=False)
+    assert tr[-1][1:] == (sol.info["n_nodes"], sol.lower_bound, sol.objective)
+    for (t, nodes, _, inc), (t2, nodes2, _, inc2) in zip(tr, tr[1:]):
+        assert t <= t2 and nodes <= nodes2 and inc2 <= inc
+    for _, _, lb, inc in tr:
+        assert 0.0 <= lb <= best * (1 + 1e-10) + 1e-12
+        assert inc >= best * (1 - 1e-12)
+
+
 def test_certificate_kind_of_every_method():
     loss, groups = _instance(0, 40, [2] * 6, 4, ridge=0.1)
     assert select(loss, groups, 2, method="splicing").info["certified"] == "none"
@@ -168,7 +184,8 @@ def test_certificate_kind_of_every_method():
                                       ({"gap_tol": "x"}, "gap_tol"), ({"progress": "yes"}, "progress"),
                                       ({"max_nodes": 2.5}, "max_nodes"), ({"max_coef": 0}, "max_coef"),
                                       ({"max_coef": -1.0}, "max_coef"), ({"max_coef": float("nan")}, "max_coef"),
-                                      ({"max_coef": "big"}, "max_coef"), ({"max_coef": np.inf}, "max_coef")])
+                                      ({"max_coef": "big"}, "max_coef"), ({"max_coef": np.inf}, "max_coef"),
+                                      ({"trace": "x"}, "trace")])
 def test_bnb_bad_options_named(kw, name):
     loss, groups = _instance(0, 20, [1] * 5, 2, ridge=0.1)
     with pytest.raises(ValueError, match=name):

@@ -229,13 +229,15 @@ class _Node:
 
 
 def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, progress=None, history=None,
-        max_passes=200, node_tol=1e-7, max_coef=None):
+        max_passes=200, node_tol=1e-7, max_coef=None, trace=None):
     """Branch and bound (module docstring).  ``max_coef`` = M > 0 adds the box ||b_g|| <= M to the problem (l0bnb's
     big-M, which is part of l0bnb's problem): the bounds, the relaxations and the incumbents' refits are then those
     of the boxed problem, and the certificate is for it.  Returns (W, S, value, n_nodes, info) with info holding
     the proven ``lower_bound``, the relative ``gap`` = (value - lower_bound) / |value|, ``n_nodes``, ``status``
     ('optimal', 'time_limit' or 'node_limit'), ``max_coef`` and ``implied_max_coef`` (the box every solution at
-    least as good as the final incumbent satisfies, which the bounds used)."""
+    least as good as the final incumbent satisfies, which the bounds used).  ``trace``: a list that gets
+    (seconds, nodes, proven lower bound, incumbent) about every second and at the end (the gap-against-time
+    curve; each bound is as valid as the final one)."""
     max_time = check_tol(max_time, "max_time")
     if max_coef is not None:
         max_coef = check_tol(max_coef, "max_coef")
@@ -243,6 +245,8 @@ def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, pro
     gap_tol = check_nonneg(gap_tol, "gap_tol")
     if progress is not None:
         progress = check_bool(progress, "progress")
+    if trace is not None and not callable(getattr(trace, "append", None)):
+        raise ValueError(f"trace: expected a list (or None), got {type(trace).__name__}")
     if bp.K != 1:
         raise ValueError("loss: method='bnb' supports LeastSquares with one output and binary Logistic "
                          "(multinomial / multi-output budgets are not implemented)")
@@ -303,7 +307,14 @@ def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, pro
     pruned_min = np.inf  # smallest bound among pruned nodes (each was >= the cutoff of its time)
     n_nodes = 0
     status = "optimal"
-    bar, last_bar = None, t0
+    bar, last_bar, last_trace = None, t0, t0
+
+    def proven():
+        """The global lower bound: the smallest open or pruned bound (or the incumbent).  The dual bound is computed
+        in floating point: a relative 1e-12 margin covers its rounding; both losses (least squares, log-loss) and
+        the ridge are nonnegative, so 0 is a bound too."""
+        lower = min(min((h.lb for h in heap), default=np.inf), pruned_min, inc[2])
+        return max(lower - 1e-12 * max(1.0, abs(lower)), 0.0)
 
     while heap:
         if n_nodes >= max_nodes:
@@ -323,24 +334,24 @@ def bnb(bp, k, *, max_time=60.0, max_nodes=100_000, gap_tol=1e-4, init=None, pro
         for ch in children:
             heapq.heappush(heap, ch)
         now = time.perf_counter()
+        if trace is not None and now - last_trace > 1.0:
+            last_trace = now
+            trace.append((now - t0, n_nodes, float(proven()), inc[2]))
         if progress is not False and now - last_bar > 1.0:
             last_bar = now
             if bar is None and now - t0 > 2.0:
                 from tqdm.auto import tqdm
                 bar = tqdm(desc="bnb nodes", unit="node", disable=None if progress is None else not progress)
             if bar is not None:
-                open_lb = min((h.lb for h in heap), default=np.inf)
                 bar.update(n_nodes - bar.n)
-                bar.set_postfix(bound=f"{min(open_lb, pruned_min, inc[2]):.6g}", incumbent=f"{inc[2]:.6g}",
+                bar.set_postfix(bound=f"{proven():.6g}", incumbent=f"{inc[2]:.6g}",
                                 open=len(heap), refresh=False)
     if bar is not None:
         bar.update(n_nodes - bar.n)
         bar.close()
-    open_lb = min((h.lb for h in heap), default=np.inf)
-    lower = min(open_lb, pruned_min, inc[2])
-    # the dual bound is computed in floating point: a relative 1e-12 margin covers its rounding; both losses
-    # (least squares, log-loss) and the ridge are nonnegative, so 0 is a bound too
-    lower = max(lower - 1e-12 * max(1.0, abs(lower)), 0.0)
+    lower = proven()
+    if trace is not None:
+        trace.append((time.perf_counter() - t0, n_nodes, float(lower), inc[2]))
     gap = max(inc[2] - lower, 0.0) / max(abs(inc[2]), 1e-300)
     info = {"lower_bound": float(lower), "gap": float(gap), "n_nodes": n_nodes, "status": status,
             "open_nodes": len(heap), "gap_tol": gap_tol, "max_coef": max_coef, "implied_max_coef": box()}
