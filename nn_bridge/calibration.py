@@ -413,6 +413,19 @@ class _BlockInputs:
         return (torch.load(path, weights_only=True), *rest), kwargs
 
 
+class _FirstArgs:
+    """The first argument of each entry of a ``_BlockInputs`` (spilled block outputs), read on access."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def __getitem__(self, b):
+        return self.store[b][0][0]
+
+    def __setitem__(self, b, value):  # ``advance`` drops each output once used: its file goes with the directory
+        pass
+
+
 def copy_module(module):
     """A deep copy of one module in eval mode (the dense copy of the current block)."""
     return copy.deepcopy(module).eval()
@@ -563,8 +576,15 @@ class BlockStreams(_Streams):
         return x, (None if watch is None else self._tail[watch][b][0][0])
 
     def _dense_out(self):
+        """The dense block's outputs (``refine``'s targets): on disk beside the spilled inputs when they spill."""
         if self._d_out is None:
-            self._d_out = [_call_block(self.dense_block, inp) for inp in self.d_in]
+            if self.spilled:
+                store = _BlockInputs("o", self._tmp.name)
+                for inp in self.d_in:
+                    store.append(((_call_block(self.dense_block, inp),), {}))
+                self._d_out = _FirstArgs(store)
+            else:
+                self._d_out = [_call_block(self.dense_block, inp) for inp in self.d_in]
         return self._d_out
 
     def refine(self, steps: int, lr: float, val: int = 0, every: int = 16):

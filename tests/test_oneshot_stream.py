@@ -315,11 +315,21 @@ def test_spilled_streams_give_the_same_model_and_leave_no_files(pattern, monkeyp
         real_open(self, *args)
         spilled.append(self.spilled)
     monkeypatch.setattr(calibration.BlockStreams, "_open", spy)
+    tags = []
+    real_store = calibration._BlockInputs.__init__
+
+    def store_spy(self, tag, dir=None):
+        real_store(self, tag, dir)
+        tags.append((tag, dir is not None))
+    monkeypatch.setattr(calibration._BlockInputs, "__init__", store_spy)
     kw = {"blocks": TINY_BLOCKS, **_bert_kw(pattern)}
     if pattern == "8x8":
-        kw["allocation"] = "loss"
+        kw.update(allocation="loss", refine_steps=3)  # the refine's dense targets spill too
     _prune(a, cal, pattern, spill=False, **kw)
+    assert all(not on_disk for _, on_disk in tags)
+    tags.clear()
     _prune(b, cal, pattern, spill=True, **kw)
+    assert all(on_disk for _, on_disk in tags) and (("o", True) in tags) == (pattern == "8x8")
     n_passes = 2 if pattern == "8x8" else 1  # the loss allocation's dense pass, then the pruning pass
     assert spilled == [False] * n_passes + [True] * n_passes
     for (n, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
