@@ -16,6 +16,9 @@
 
     nice -n 10 python benchmarks/bench_bnb.py           # the full run (~30 min on 2 busy cores)
     nice -n 10 python benchmarks/bench_bnb.py --only-a  # (a) only, the JSON's other figures kept
+    nice -n 10 python benchmarks/bench_bnb.py --only-b  # (b) only, (a)'s figures kept (~15 min)
+    nice -n 10 python benchmarks/bench_bnb.py --hardness 300  # (c) only: I1 seed 0's gap against time, 300 s,
+                                                              # and SCIP on the same MIQP for 120 s
     nice -n 10 python benchmarks/bench_bnb.py --readme 900   # l0bnb's README example, 15 min at most
     python benchmarks/bench_bnb.py --quick              # smoke test (small sizes, short limits)
 """
@@ -171,6 +174,79 @@ def l0bnb_case(n, p, l0bnb_time, our_time):
             "true_support": np.flatnonzero(b_true).tolist()}
 
 
+def _curve(trace, every=10.0):
+    """(seconds, nodes, relative gap) about every ``every`` s of a bnb trace, and its last entry."""
+    out, nxt = [], 0.0
+    for i, (t, nodes, lb, inc) in enumerate(trace):
+        if t >= nxt or i == len(trace) - 1:
+            out.append((round(t, 1), nodes, (inc - lb) / inc))
+            nxt = t + every
+    return out
+
+
+def _scip_solve_logged(prob, cp, params):
+    """prob.solve(SCIP, verbose) with the solver's C-level stdout captured (its bounds are only in its log):
+    (log, status); cvxpy raises SolverError when SCIP stops without a feasible point, which is a status here."""
+    import tempfile
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile(mode="w+") as tmp:
+        os.dup2(tmp.fileno(), 1)
+        try:
+            prob.solve(solver=cp.SCIP, verbose=True, scip_params=params)
+            status = prob.status
+        except cp.error.SolverError as e:
+            status = f"SolverError: {e}"
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        tmp.seek(0)
+        return tmp.read(), status
+
+
+def hardness(max_time, scip_time=120.0):
+    """(c) How hard I1 seed 0 is: bnb's proven gap against time and nodes over ``max_time`` s, and SCIP (through
+    cvxpy) on the same MIQP -- 1/(2n) ||y - X b - b0||^2 + ridge/2 ||b||^2, |b_j| <= M z_g(j), sum z <= k, z binary,
+    with the valid big-M M = sqrt(2 f(local search) / ridge) (every better b has ridge/2 ||b||^2 <= f) -- for
+    ``scip_time`` s, as a general solver's reference."""
+    inst = INSTANCES["I1"]
+    G, s, k = inst["G"], inst["s"], inst["k"]
+    X, y, _, _ = make(inst, 0)
+    n = X.shape[0]
+    ridge = 1e-3 * float(np.mean(np.sum(X * X, axis=0)))
+    loss, groups = gs.LeastSquares(X, y, ridge=ridge), gs.Groups.from_sizes([s] * G)
+    trace = []
+    t = time.perf_counter()
+    sol = select(loss, groups, k, method="bnb", gap_tol=1e-4, max_time=max_time, trace=trace, progress=False)
+    out = {"instance": "I1 seed 0", "ridge": ridge, "bnb": {
+        "time_s": time.perf_counter() - t, "objective": sol.objective, "lower_bound": sol.lower_bound,
+        "gap": sol.info["gap"], "n_nodes": sol.info["n_nodes"], "open_nodes": sol.info["open_nodes"],
+        "curve (s, nodes, gap)": _curve(trace)}, "uptime": os.popen("uptime").read().strip()}
+    print(f"(c) bnb I1 seed 0, {max_time:.0f}s: gap {sol.info['gap']:.4g}, {sol.info['n_nodes']} nodes; curve "
+          + " ".join(f"({a},{b},{c:.4f})" for a, b, c in out["bnb"]["curve (s, nodes, gap)"]), flush=True)
+    try:
+        import cvxpy as cp
+        M = np.sqrt(2 * select(loss, groups, k, method="local_search").objective / ridge) * (1 + 1e-9)
+        b, b0, z = cp.Variable(X.shape[1]), cp.Variable(), cp.Variable(G, boolean=True)
+        prob = cp.Problem(cp.Minimize(cp.sum_squares(y - X @ b - b0) / (2 * n) + ridge / 2 * cp.sum_squares(b)),
+                          [cp.abs(b) <= M * z[np.repeat(np.arange(G), s)], cp.sum(z) <= k])
+        log, status = _scip_solve_logged(prob, cp, {"limits/gap": 1e-4, "limits/time": scip_time})
+        bounds = {}
+        for line in log.splitlines():  # SCIP's final statistics (cvxpy returns neither bound)
+            for key in ("Primal Bound", "Dual Bound", "Solving Nodes", "Solving Time (sec)"):
+                if line.startswith(key) and ":" in line:
+                    bounds[key] = float(line.split(":", 1)[1].split()[0])
+        primal, dual = bounds.get("Primal Bound"), bounds.get("Dual Bound")
+        finite = all(v is not None and abs(v) < 1e19 for v in (primal, dual))  # SCIP's 1e20 is its infinity
+        out["scip"] = {"status": status, "time_limit_s": scip_time, **bounds,
+                       "gap": (primal - dual) / abs(primal) if finite else None}
+    except Exception as e:  # say exactly why (not installed, or failed)
+        out["scip"] = {"error": f"{type(e).__name__}: {e}"}
+    print("(c) SCIP:", out["scip"], flush=True)
+    return out
+
+
 def select_family(name, inst, seeds, max_time, relative):
     G, s, k = inst["G"], inst["s"], inst["k"]
     groups = gs.Groups.from_sizes([s] * G)
@@ -181,7 +257,8 @@ def select_family(name, inst, seeds, max_time, relative):
         ridge = 1e-3 * col2 / (X.shape[0] if relative else 1.0)
         loss = gs.LeastSquares(X, y, ridge=ridge)
         t = time.perf_counter()
-        sol = select(loss, groups, k, method="bnb", gap_tol=1e-4, max_time=max_time)
+        trace = []
+        sol = select(loss, groups, k, method="bnb", gap_tol=1e-4, max_time=max_time, trace=trace)
         el = time.perf_counter() - t
         heur = select(loss, groups, k, method="local_search")
         root = select(loss, groups, k, method="bnb", max_nodes=1, max_time=max_time)  # the root relaxation alone
@@ -189,7 +266,8 @@ def select_family(name, inst, seeds, max_time, relative):
                      "lower_bound": sol.lower_bound, "gap": sol.info["gap"], "status": sol.info["status"],
                      "n_nodes": sol.info["n_nodes"], "open_nodes": sol.info["open_nodes"],
                      "proven": sol.info["gap"] <= 1e-4, "f1": f1(sol.support, act),
-                     "local_search_objective": heur.objective, "root_gap": root.info["gap"]})
+                     "local_search_objective": heur.objective, "root_gap": root.info["gap"],
+                     "curve (s, nodes, gap)": _curve(trace)})
         r = rows[-1]
         print(f"(b) {name} seed {seed} ridge {ridge:.4g}: gap {r['gap']:.3g} ({r['status']}, {r['n_nodes']} nodes, "
               f"{r['open_nodes']} open, {el:.1f}s; root gap {r['root_gap']:.3g}) objective {r['objective']:.8g} "
@@ -202,6 +280,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only-a", action="store_true", help="rerun (a) only, keeping the other figures of the JSON")
+    ap.add_argument("--only-b", action="store_true", help="rerun (b) only, keeping the other figures of the JSON")
+    ap.add_argument("--hardness", type=float, default=None, metavar="SECONDS",
+                    help="run (c) only (I1 seed 0's gap against time for SECONDS, and SCIP for 120 s)")
     ap.add_argument("--readme", type=float, default=None, metavar="SECONDS",
                     help="run l0bnb's README example (fit_path's automatic grid) for at most SECONDS instead")
     ap.add_argument("--l0bnb-time", type=float, default=600.0, help="l0bnb's time limit in (a) (default 600 s)")
@@ -210,19 +291,24 @@ def main():
     print_banner(info)
     out = OUT if not args.quick else OUT.replace(".json", "_quick.json")
     res = {"machine": info, "command": " ".join(sys.argv)}
-    if (args.only_a or args.readme is not None) and os.path.exists(out):
+    if (args.only_a or args.only_b or args.readme is not None or args.hardness is not None) and os.path.exists(out):
         with open(out) as fh:
             res = dict(json.load(fh), machine=info)
     if args.readme is not None:
         res["l0bnb_readme_path"] = dict(readme_path(args.readme), machine=info, command=" ".join(sys.argv))
         write_json(out, res)
         return
+    if args.hardness is not None:
+        res["hardness"] = dict(hardness(args.hardness), machine=info, command=" ".join(sys.argv))
+        write_json(out, res)
+        return
     n, p, tl = (300, 1000, 20) if args.quick else (1000, 10000, args.l0bnb_time)
-    try:
-        res["l0bnb"] = dict(l0bnb_case(n, p, tl, 120 if not args.quick else 20), command=" ".join(sys.argv))
-    except Exception as e:  # say exactly why (not installed, or failed)
-        res["l0bnb"] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-        print("(a) l0bnb failed:", res["l0bnb"]["error"], flush=True)
+    if not args.only_b:
+        try:
+            res["l0bnb"] = dict(l0bnb_case(n, p, tl, 120 if not args.quick else 20), command=" ".join(sys.argv))
+        except Exception as e:  # say exactly why (not installed, or failed)
+            res["l0bnb"] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            print("(a) l0bnb failed:", res["l0bnb"]["error"], flush=True)
     if not args.only_a:
         seeds = range(1) if args.quick else range(5)
         mt = 10 if args.quick else 60
@@ -230,6 +316,7 @@ def main():
                                   for name, inst in INSTANCES.items()}
         res["select_families_relative_ridge"] = {name: select_family(name, inst, range(1), mt, relative=True)
                                                  for name, inst in INSTANCES.items()}
+        res["select_families_command"] = " ".join(sys.argv)
     write_json(out, res)
 
 
