@@ -214,6 +214,17 @@ def _stopped(call, watch, stop):
     return box
 
 
+def _run_to(model, batch, run, b, name, watch=None):
+    """(input of module ``name``, input of module ``watch`` or None): ``model`` run on batch ``b`` until ``name``
+    is called."""
+    mod = model.get_submodule(name)
+    wmod = None if watch is None else model.get_submodule(watch)
+    box = _stopped(lambda: run_batch(model, batch, run, b), [m for m in (wmod, mod) if m is not None], mod)
+    if mod not in box:
+        raise RuntimeError(f"calibration: the layer {name!r} was not called by run(model, batch)")
+    return box[mod], box.get(wmod)
+
+
 def called_with(model, module, batch, run, who, b):
     """Run ``model`` on ``batch`` (number ``b``) until ``module`` is called; return the (args, kwargs) of that
     call, detached."""
@@ -350,20 +361,14 @@ class PrefixStreams(_Streams):
             self.saved[layer.name] = dense_weight
 
     def _input(self, b, name, pruned, watch=None):
-        mod = self.model.get_submodule(name)
-        wmod = None if watch is None else self.model.get_submodule(watch)
-        call = lambda: run_batch(self.model, self.batches[b], self.run, b)  # noqa: E731
         swapped = [] if pruned else [(self.model.get_submodule(n).weight, w) for n, w in self.saved.items()]
         try:
             for w, d in swapped:
                 w.data, d.data = d.data, w.data  # swap the dense values in (no copy)
-            box = _stopped(call, [m for m in (wmod, mod) if m is not None], mod)
+            return _run_to(self.model, self.batches[b], self.run, b, name, watch)
         finally:
             for w, d in swapped:
                 w.data, d.data = d.data, w.data
-        if mod not in box:
-            raise RuntimeError(f"calibration: the layer {name!r} was not called by run(model, batch)")
-        return box[mod], box.get(wmod)
 
     def advance(self):
         pass
@@ -565,13 +570,7 @@ class BlockStreams(_Streams):
 
     def _tail_input(self, b, name, pruned, watch):
         if pruned and not self.dense_only:  # the pruned model, re-run from its input up to the layer
-            mod = self.model.get_submodule(name)
-            wmod = None if watch is None else self.model.get_submodule(watch)
-            box = _stopped(lambda: run_batch(self.model, self.batches[b], self.run, b),
-                           [m for m in (wmod, mod) if m is not None], mod)
-            if mod not in box:
-                raise RuntimeError(f"calibration: the layer {name!r} was not called by run(model, batch)")
-            return box[mod], box.get(wmod)
+            return _run_to(self.model, self.batches[b], self.run, b, name, watch)
         x = self._tail[name][b][0][0]
         return x, (None if watch is None else self._tail[watch][b][0][0])
 
