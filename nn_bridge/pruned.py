@@ -133,17 +133,17 @@ def select_layer_names(model, kind, p, include=None, exclude=(), min_blocks: int
 
 def _block_list(model, names):
     """Names of the children of the ModuleList holding the most pruned layers (the transformer layers), or None.
-    Pruned layers outside it must come after it in the module tree (BERT's pooler, an untied LM head, a
-    classifier): the streams prune them last, as their tail (``calibration.BlockStreams.groups``)."""
-    position = {n: i for i, (n, _) in enumerate(model.named_modules())}
+    ``names`` are in forward order; the pruned layers outside the list must all come after those inside it (BERT's
+    pooler, an untied LM head, a classifier): the streams prune them last, as their tail
+    (``calibration.BlockStreams.groups``).  Otherwise None: the prefix is re-run for every layer."""
     best, best_in = None, 0
     for lname, mod in model.named_modules():
         if isinstance(mod, nn.ModuleList) and len(mod) > 1:
             kids = [f"{lname}.{i}" for i in range(len(mod))]
-            inside = [n for n in names if any(n.startswith(k + ".") for k in kids)]
-            end = max(position[n] for n, _ in mod.named_modules(prefix=lname))
-            if len(inside) > best_in and all(position[n] > end for n in names if n not in inside):
-                best, best_in = kids, len(inside)
+            inside = [any(n.startswith(k + ".") for k in kids) for n in names]
+            n_in = sum(inside)
+            if n_in > best_in and all(inside[:n_in]):  # the inside layers first, then the tail
+                best, best_in = kids, n_in
     return best
 
 
@@ -365,10 +365,15 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
         row_masks = None if row_masks is None else [to_device(m, device) for m in row_masks]
         eval_batches = None if eval_batches is None else [to_device(b, device) for b in eval_batches]
     names, skipped = select_layer_names(model, pkind, p, include, exclude, min_blocks)
-    if isinstance(blocks, str) and blocks == "auto":
-        blocks = _block_list(model, names) if kind != "module" else None
     if run is None and kind == "causal_lm":
         run = _run_no_cache  # a KV cache would grow with every replay of a block
+    if isinstance(blocks, str) and blocks == "auto":
+        blocks = None
+        if kind != "module":
+            from .calibration import Layer, default_run, forward_order
+            layers = [Layer(n, (n,)) for n in names]  # (tied holders do not move a layer's first call)
+            blocks = _block_list(model, [t.name for t in forward_order(model, layers, batches[0],
+                                                                        run or default_run)])
     t0 = time.perf_counter()
     dense_summary = None
     if eval_batches is not None:
