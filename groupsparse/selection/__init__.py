@@ -102,7 +102,8 @@ def select(loss, groups, k, method="auto", *, bound=False, refit_ridge=None, **o
     options : passed to the method (e.g. ``batch`` for 'omp', ``relax`` for 'iht', ``init`` = a warm support;
         for 'bnb': ``max_time`` (s), ``max_nodes``, ``gap_tol`` (relative), ``progress`` (tqdm: None = on a terminal
         after 2 s, True, False), ``max_coef`` (a box ||b_g|| <= M, l0bnb's big-M; the certificate is then for the
-        boxed problem)).
+        boxed problem), ``trace`` (a list that gets (seconds, nodes, proven lower bound, incumbent) about every
+        second: the gap against time)).
 
     Returns a ``Solution``: numpy ``coef`` (the refit), ``support``, ``objective`` (the loss), certificate;
     ``info['certified']`` says which certificate it carries: 'none' (stationarity only), 'lower_bound' (a proven
