@@ -493,6 +493,25 @@ class BlockStreams(_Streams):
             self._tmp.cleanup()
             self._tmp = None
 
+    def hidden_states(self):
+        """(dense, pruned) first positional input of the current block for every batch (pruned None when
+        dense_only): what a checkpoint keeps of the streams (``nn_bridge.resume``)."""
+        d = [self.d_in[b][0][0] for b in range(self.n_batches)]
+        return d, (None if self.p_in is self.d_in else [self.p_in[b][0][0] for b in range(self.n_batches)])
+
+    def restore(self, i, d, p):
+        """Stand at block ``i`` with the saved hidden states ``d`` / ``p`` (the other arguments of each batch, the
+        same for every block, are this run's)."""
+        if len(d) != self.n_batches or (p is not None and len(p) != self.n_batches):
+            raise ValueError("checkpoint: holds another number of calibration batches")
+        for b in range(self.n_batches):
+            (x, *rest), kw = self.d_in[b]
+            self.d_in[b] = ((d[b].to(x.device), *rest), kw)
+            if self.p_in is not self.d_in:
+                (x, *rest), kw = self.p_in[b]
+                self.p_in[b] = ((p[b].to(x.device), *rest), kw)
+        self.i = i
+
     @property
     def in_block(self) -> bool:
         """Whether the current group is a block (not the tail): what ``refine`` fits."""

@@ -43,6 +43,7 @@ the sparsity.
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from contextlib import closing
@@ -336,7 +337,7 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
                  run=None, row_masks=None, min_blocks: int = 100, pad: bool = False, include=None, damp: float = 0.01,
                  max_layer_sparsity: float = 0.9, blocks=None, refine_steps: int = 0, refine_lr: float = 1e-3,
                  refine_val: int = 0, keep=None, max_memory=None, device=None, solver_dtype=None,
-                 spill=None, progress: bool = True, **solver_kw) -> OneShotResult:
+                 spill=None, checkpoint=None, progress: bool = True, **solver_kw) -> OneShotResult:
     """The one-shot driver for every pattern: prune ``model`` in place from calibration ``batches``, layer by layer
     in forward order (see the module docstring).  ``nn_bridge.oneshot_prune`` (``pruned.py``) wraps it with layer
     globs, a report and saving; use that unless you need this result object.
@@ -371,7 +372,10 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
     ``nm.oneshot.solve_nm_layer`` (N:M), or ``sequential_obs.seqobs`` over ``SEQOBS_OPTIONS`` (block 'seqobs',
     e.g. ``refit_iters=0`` for the sweep alone).  ``spill`` (with ``blocks``): keep the two streams' block inputs
     in a temporary directory instead of memory (None: when they would exceed ``calibration.SPILL_BYTES``; the same
-    results, read back bit-exact; deleted at the end).
+    results, read back bit-exact; deleted at the end).  ``checkpoint`` (with ``blocks``): a file path; the run's
+    state is written there after every block and a run given the same path continues from it -- the same model as
+    an uninterrupted run -- provided the dense weights, the batches and the options are the same (else an error
+    naming ``checkpoint``); deleted when the run completes (``nn_bridge.resume``).
 
     Interrupted (Ctrl-C, or any error after the first layer changed), the model has only whole, finished layers
     changed (block masks attached to them, a refine in progress undone); the error carries a note and a
@@ -384,12 +388,12 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
                   min_blocks=min_blocks, pad=pad, include=include, damp=damp, max_layer_sparsity=max_layer_sparsity,
                   blocks=blocks, refine_steps=refine_steps, refine_lr=refine_lr, refine_val=refine_val, keep=keep,
                   max_memory=max_memory, device=device, solver_dtype=solver_dtype, spill=spill, progress=progress,
-                  solver_kw=solver_kw)
+                  solver_kw=solver_kw, checkpoint=checkpoint)
 
 
 def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, min_blocks, pad, include, damp,
            max_layer_sparsity, blocks, refine_steps, refine_lr, refine_val, keep, max_memory, device, solver_dtype,
-           progress, solver_kw, spill=None) -> OneShotResult:
+           progress, solver_kw, spill=None, checkpoint=None) -> OneShotResult:
     block = kind == "block"
     if block:
         method = method or "obs"
@@ -426,6 +430,11 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
         max_memory = check_tol(max_memory, "max_memory")
     dev = solve_device(device)
     spill = check_spill(spill)
+    from . import resume
+    checkpoint = resume.check_path(checkpoint)
+    if checkpoint is not None and blocks is None:
+        raise ValueError("checkpoint: resumable runs need blocks= (the streamed mode, checkpointed after each "
+                         "block)")
     run = run or default_run
     batches = check_batches(batches, model, run, row_masks)
     refine_val = check_positive_int(refine_val, "refine_val", low=0, high=len(batches) - 1)  # one batch to train on
@@ -451,15 +460,36 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
         clock["forward"] += time.perf_counter() - t0
         return st
 
-    n_remove = (_allocate(model, layers, s, allocation, max_layer_sparsity, make_streams, damp, keep, clock,
-                          progress) if block else None)
+    ck = fp = None
+    if checkpoint is not None:  # everything that changes the result, so that a checkpoint fits one run only
+        options = {"pattern": str(p), "kind": kind, "sparsity": s, "method": method, "damp": damp,
+                   "allocation": allocation, "max_layer_sparsity": max_layer_sparsity, "keep": keep,
+                   "layers": [t.name for t in layers], "blocks": blocks, "refine": [refine_steps, refine_lr,
+                   refine_val], "max_memory": max_memory, "device": str(dev), "solver_dtype": str(solver_dtype),
+                   "solver_kw": solver_kw, "run": getattr(run, "__qualname__", repr(run))}
+        fp = resume.fingerprint(model, batches, row_masks, options)
+        ck = resume.load(checkpoint, fp)
+    if ck is not None:  # resumed: the allocation is the checkpoint's
+        n_remove = dict(ck["n_remove"]) if block else None
+    else:
+        n_remove = (_allocate(model, layers, s, allocation, max_layer_sparsity, make_streams, damp, keep, clock,
+                              progress) if block else None)
     res = OneShotResult(model, layers, f"{p}x{p}" if block else p)
     res.seconds = clock
     changed, unmasked = [], []
     st = make_streams(False)
+    start = 0
+    if ck is not None:
+        groups = st.groups(layers)  # (captures a tail's dense inputs from the dense model, as a fresh run does)
+        done, start = resume.restore(ck, res, st, layers,
+                                     lambda ts: _attach_masks(model, list(ts), res) if block else None)
+        changed.extend(done)
+    save = None if checkpoint is None else (
+        lambda: resume.save(checkpoint, fp, res, st, n_remove, st.blocks[:st.i]))
     try:
         _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_memory, dev,
-                    solver_dtype, solver_kw, refine_steps, refine_lr, refine_val, res, changed, unmasked, progress)
+                    solver_dtype, solver_kw, refine_steps, refine_lr, refine_val, res, changed, unmasked, progress,
+                    start=start, groups=groups if ck is not None else None, save=save)
     except BaseException as e:
         if unmasked:
             _attach_masks(model, unmasked, res)
@@ -471,6 +501,8 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
         raise
     finally:
         st.close()
+    if checkpoint is not None and os.path.exists(checkpoint):
+        os.remove(checkpoint)  # the run is complete: its result is the model
     return res
 
 
@@ -484,14 +516,17 @@ def _attach_masks(model, finished, res):
 
 
 def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_memory, dev, solver_dtype, solver_kw,
-                refine_steps, refine_lr, refine_val, res, changed, unmasked, progress):
-    """Prune each layer against the dense target, feeding pruned activations forward."""
+                refine_steps, refine_lr, refine_val, res, changed, unmasked, progress, start=0, groups=None,
+                save=None):
+    """Prune each layer against the dense target, feeding pruned activations forward.  ``start``: the first group
+    to run (a resumed run: the streams stand there, ``groups`` given); ``save()`` after every block."""
     from tqdm.auto import tqdm
     clock, gram = res.seconds, Grams()
-    with tqdm(total=len(layers), desc=f"one-shot {method}", disable=not progress) as bar:
-        groups = st.groups(layers)
+    groups = st.groups(layers) if groups is None else groups
+    with tqdm(total=len(layers), initial=sum(len(g) for g in groups[:start]), desc=f"one-shot {method}",
+              disable=not progress) as bar:
         last = max((i for i, g in enumerate(groups) if g), default=-1)
-        for group in groups[:last + 1]:  # the blocks after the last pruned layer need no replay
+        for group in groups[start:last + 1]:  # the blocks after the last pruned layer need no replay
             st.begin(copy=bool(group))
             for j, t in enumerate(group):
                 t0 = time.perf_counter()
@@ -552,8 +587,11 @@ def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_m
                 res.block_error[st.blocks[st.i]] = st.refine(refine_steps, refine_lr, refine_val)
                 clock["refine"] = clock.get("refine", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
+            in_block = getattr(st, "in_block", False)
             st.advance()
             clock["forward"] += time.perf_counter() - t0
+            if save is not None and in_block and st.i <= last:  # more to do: keep the state
+                save()
 
 
 def oneshot_prune(model: nn.Module, batches, sparsity, block=16, *, method: str = "obs", **kw) -> OneShotResult:

@@ -54,6 +54,9 @@ def build_parser():
                     help="block, Hugging Face transformers: Adam steps of block reconstruction per transformer layer "
                          "after its layers are pruned (masks fixed; e.g. 512)")
     ap.add_argument("--refine-lr", type=positive_float, default=1e-3, help="learning rate of --refine-steps")
+    ap.add_argument("--checkpoint", default=None, metavar="FILE",
+                    help="Hugging Face transformers: write the run's state there after every transformer layer; the "
+                         "same command continues an interrupted run from it (same model, data and options)")
     ap.add_argument("--min-blocks", type=positive_int, default=100,
                     help="block: layers with fewer blocks stay dense")
     ap.add_argument("--max-length", type=positive_int, default=128, help="text: tokens per sample")
@@ -89,6 +92,12 @@ def _main(argv) -> int:
         raise ValueError(f"--method: expected one of {', '.join(methods)} for a{' block' if pkind == 'block' else 'n N:M'}"
                          f" pattern, got {a.method!r}")
     pruned.check_out_dir(a.out, a.overwrite, "--out")
+    if a.checkpoint is not None:
+        from .resume import check_path
+        try:
+            check_path(a.checkpoint)
+        except ValueError as e:
+            raise ValueError(f"--{e}") from None
     device = solve_device(a.device, "--device")
     calib_kind = calibdata.data_kind(a.calib, "--calib")
     if a.eval is not None:
@@ -99,6 +108,9 @@ def _main(argv) -> int:
     userload.resolve_model(a.model, a.arch)
 
     loaded = userload.load_model(a.model, a.arch)
+    if a.checkpoint is not None and loaded.kind == "module":
+        raise ValueError(f"--checkpoint: needs a Hugging Face transformer (checkpoints are written after each of its "
+                         f"layers); {a.model!r} is a plain nn.Module")
     if a.refine_steps and loaded.kind == "module":
         raise ValueError(f"--refine-steps: needs a Hugging Face transformer (its layers are replayed one at a time); "
                          f"{a.model!r} is a plain nn.Module")
@@ -110,6 +122,8 @@ def _main(argv) -> int:
     cal = calibdata.load_data(a.calib, "--calib", **opts)
     ev = calibdata.load_data(a.eval, "--eval", **opts) if a.eval is not None else None
     kw = dict(damp=a.damp)
+    if a.checkpoint is not None:
+        kw["checkpoint"] = a.checkpoint
     if pkind == "block":
         kw.update(allocation=a.allocation, max_layer_sparsity=a.max_layer_sparsity)
         if a.refine_steps:

@@ -261,8 +261,9 @@ def test_encoder_with_pooler_refined_by_blocks(tmp_path, capsys):
     with time_limit(180):
         rc = main(["--model", str(tmp_path / "enc"), "--calib", str(tmp_path / "calib.pt"), "--pattern", "8x8",
                    "--sparsity", "0.5", "--min-blocks", "16", "--refine-steps", "30", "--refine-lr", "1e-3",
-                   "--out", str(out), "--no-progress"])
+                   "--checkpoint", str(tmp_path / "run.ckpt"), "--out", str(out), "--no-progress"])
     assert rc == 0, capsys.readouterr().err
+    assert not (tmp_path / "run.ckpt").exists()  # deleted once the run completed
     rep = json.loads((out / "report.json").read_text())
     assert [r["name"] for r in rep["layers"]][-1] == "pooler.dense"
     errs = rep["refine_block_error"]
@@ -309,6 +310,9 @@ BAD = [  # (argument changes, option the one-line error must name)
     ({"--refine-steps": "-1"}, "--refine-steps"),
     ({"--refine-steps": "8", "--pattern": "2:4", "--sparsity": None}, "--refine-steps"),
     ({"--refine-steps": "8"}, "--refine-steps"),   # a plain nn.Module has no transformer layers to replay
+    ({"--checkpoint": "{t}/no/such/dir/run.ckpt"}, "--checkpoint"),
+    ({"--checkpoint": "{t}/exists"}, "--checkpoint"),
+    ({"--checkpoint": "{t}/run.ckpt"}, "--checkpoint"),  # a plain nn.Module: no layers to checkpoint after
 ]
 
 

@@ -345,3 +345,41 @@ def test_spilled_streams_give_the_same_model_and_leave_no_files(pattern, monkeyp
     assert not list(tmp_path.glob("groupsparse-streams-*"))
     with pytest.raises(ValueError, match=r"^spill: expected None \(automatic\), True or False, got 'yes'"):
         _prune(_tiny_bert()[0], cal, pattern, spill="yes", **kw)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_checkpointed_run_resumes_to_the_same_model(pattern, tmp_path, monkeypatch):
+    """Ctrl-C in block 1 of a checkpointed run; the same call on a fresh dense model continues from the checkpoint
+    (block 0 from the file, block 1 replayed from the saved hidden states) and ends with the weights and figures of
+    an uninterrupted run, bit for bit (loss allocation and refine included for blocks); the file is then gone.  A
+    checkpoint of another run, a damaged one, or one without blocks is refused, naming checkpoint."""
+    model, cal = _tiny_bert()
+    kw = {"blocks": TINY_BLOCKS, **_bert_kw(pattern)}
+    if pattern == "8x8":
+        kw.update(allocation="loss", refine_steps=3)
+    full, part, again = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
+    ref = _prune(full, cal, pattern, **kw)
+    ck = tmp_path / "run.ckpt"
+    part.encoder.layer[1].attention.self.query.register_forward_pre_hook(_Interrupt(1, when=ck.exists))
+    with time_limit(60), pytest.warns(RuntimeWarning, match="layers are pruned"), pytest.raises(KeyboardInterrupt):
+        _prune(part, cal, pattern, checkpoint=str(ck), **kw)
+    assert ck.exists()
+    with pytest.raises(ValueError, match="^checkpoint: .* belongs to another run"):
+        _prune(copy.deepcopy(model), cal, pattern, checkpoint=str(ck), **dict(kw, damp=0.02))
+    from nn_bridge import resume
+    restored, real_restore = [], resume.restore
+    monkeypatch.setattr(resume, "restore", lambda *a: restored.append(real_restore(*a)) or restored[-1])
+    with time_limit(60):
+        res = _prune(again, cal, pattern, checkpoint=str(ck), **kw)
+    (done, nxt), = restored  # resumed at block 1, block 0's layers from the file
+    assert nxt == 1 and done and all(n.startswith("encoder.layer.0.") for n in done)
+    for (n, wa), wb in zip(full.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(wa, wb), n
+    assert res.layer_rel_error == ref.layer_rel_error and res.layer_sparsity == ref.layer_sparsity
+    assert res.block_error == ref.block_error
+    assert not ck.exists()
+    ck.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="^checkpoint: .* damaged"):
+        _prune(copy.deepcopy(model), cal, pattern, checkpoint=str(ck), **kw)
+    with pytest.raises(ValueError, match="^checkpoint: resumable runs need blocks="):
+        _prune(copy.deepcopy(model), cal, pattern, checkpoint=str(tmp_path / "x.ckpt"), **_bert_kw(pattern))
