@@ -347,14 +347,15 @@ def test_spilled_streams_give_the_same_model_and_leave_no_files(pattern, monkeyp
         _prune(_tiny_bert()[0], cal, pattern, spill="yes", **kw)
 
 
+@pytest.mark.parametrize("spill", [False, True])
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_checkpointed_run_resumes_to_the_same_model(pattern, tmp_path, monkeypatch):
+def test_checkpointed_run_resumes_to_the_same_model(pattern, spill, tmp_path, monkeypatch):
     """Ctrl-C in block 1 of a checkpointed run; the same call on a fresh dense model continues from the checkpoint
     (block 0 from the file, block 1 replayed from the saved hidden states) and ends with the weights and figures of
     an uninterrupted run, bit for bit (loss allocation and refine included for blocks); the file is then gone.  A
     checkpoint of another run, a damaged one, or one without blocks is refused, naming checkpoint."""
     model, cal = _tiny_bert()
-    kw = {"blocks": TINY_BLOCKS, **_bert_kw(pattern)}
+    kw = {"blocks": TINY_BLOCKS, "spill": spill, **_bert_kw(pattern)}
     if pattern == "8x8":
         kw.update(allocation="loss", refine_steps=3)
     full, part, again = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
