@@ -43,7 +43,6 @@ the sparsity.
 """
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from contextlib import closing
@@ -372,9 +371,9 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
     ``nm.oneshot.solve_nm_layer`` (N:M), or ``sequential_obs.seqobs`` over ``SEQOBS_OPTIONS`` (block 'seqobs',
     e.g. ``refit_iters=0`` for the sweep alone).  ``spill`` (with ``blocks``): keep the two streams' block inputs
     in a temporary directory instead of memory (None: when they would exceed ``calibration.SPILL_BYTES``; the same
-    results, read back bit-exact; deleted at the end).  ``checkpoint`` (with ``blocks``): a file path; the run's
-    state is written there after every block and a run given the same path continues from it -- the same model as
-    an uninterrupted run -- provided the dense weights, the batches and the options are the same (else an error
+    results, read back bit-exact; deleted at the end).  ``checkpoint`` (with ``blocks``): a directory; the run's
+    state is written there after every block and a run given the same directory continues from it -- the same model
+    as an uninterrupted run -- provided the dense weights, the batches and the options are the same (else an error
     naming ``checkpoint``); deleted when the run completes (``nn_bridge.resume``).
 
     Interrupted (Ctrl-C, or any error after the first layer changed), the model has only whole, finished layers
@@ -485,7 +484,7 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
                                      lambda ts: _attach_masks(model, list(ts), res) if block else None)
         changed.extend(done)
     save = None if checkpoint is None else (
-        lambda: resume.save(checkpoint, fp, res, st, n_remove, st.blocks[:st.i]))
+        lambda: resume.save(checkpoint, fp, res, st, n_remove, st.blocks))
     try:
         _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_memory, dev,
                     solver_dtype, solver_kw, refine_steps, refine_lr, refine_val, res, changed, unmasked, progress,
@@ -501,8 +500,7 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
         raise
     finally:
         st.close()
-    if checkpoint is not None and os.path.exists(checkpoint):
-        os.remove(checkpoint)  # the run is complete: its result is the model
+    resume.remove(checkpoint)  # the run is complete: its result is the model
     return res
 
 

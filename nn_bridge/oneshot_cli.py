@@ -54,9 +54,10 @@ def build_parser():
                     help="block, Hugging Face transformers: Adam steps of block reconstruction per transformer layer "
                          "after its layers are pruned (masks fixed; e.g. 512)")
     ap.add_argument("--refine-lr", type=positive_float, default=1e-3, help="learning rate of --refine-steps")
-    ap.add_argument("--checkpoint", default=None, metavar="FILE",
-                    help="Hugging Face transformers: write the run's state there after every transformer layer; the "
-                         "same command continues an interrupted run from it (same model, data and options)")
+    ap.add_argument("--checkpoint", default=None, metavar="DIR",
+                    help="Hugging Face transformers: write the run's state into this directory after every "
+                         "transformer layer; the same command continues an interrupted run from it (same model, data "
+                         "and options)")
     ap.add_argument("--min-blocks", type=positive_int, default=100,
                     help="block: layers with fewer blocks stay dense")
     ap.add_argument("--max-length", type=positive_int, default=128, help="text: tokens per sample")

@@ -1,22 +1,25 @@
-"""Resumable one-shot runs (``solve_layers(..., checkpoint=path)``): the driver's state at a block boundary.
+"""Resumable one-shot runs (``solve_layers(..., checkpoint=dir)``): the driver's state at a block boundary.
 
-After each block of the streamed mode the file holds: the finished blocks' state (their ``state_dict``, masks
-attached: the pruned weights, refined or not), every finished layer's keep mask and figures, the allocation, and the
-first positional input of the next block for every batch in both streams (the hidden states; the other arguments --
+The checkpoint is a directory.  After block i of the streamed mode it gets ``block<i>.pt``, that block's finished
+state (its ``state_dict``, masks attached: the pruned weights, refined or not), written once, and ``state.pt`` is
+replaced: every finished layer's keep mask and figures, the allocation, the index of the next block and the first
+positional input of the next block for every batch in both streams (the hidden states; the other arguments --
 attention masks, positions -- are recomputed by running the model to the first block).  A resumed run continues
-from there and ends with the same model as an uninterrupted one (test: bit-identical weights).
+from there and ends with the same model as an uninterrupted one (test: bit-identical weights).  So each block's
+weights are written once, and ``state.pt`` is the size of the two streams.
 
-The file is data, not code: ``torch.save`` of tensors, numbers and strings, read back with ``weights_only=True``,
-written to a temporary file and renamed (an interrupted write leaves the previous checkpoint).  It carries a
+The files are data, not code: ``torch.save`` of tensors, numbers and strings, read back with ``weights_only=True``,
+each written to a temporary file and renamed (an interrupted write leaves the previous state).  Each carries a
 fingerprint of the problem -- the dense weights, the calibration batches and every option that changes the result --
-and is refused, naming ``checkpoint``, when it belongs to another run or is damaged.  It is deleted when the run
-completes.
+and the checkpoint is refused, naming ``checkpoint``, when it belongs to another run or is damaged.  The directory is
+deleted when the run completes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 
 import torch
@@ -24,19 +27,61 @@ import torch
 FORMAT = "nn_bridge-oneshot-checkpoint-1"
 
 
+_FILES = re.compile(r"^(state|block\d+)\.pt(\.tmp)?$")
+
+
 def check_path(path):
-    """``checkpoint``: None or a file path (str / PathLike) in an existing directory."""
+    """``checkpoint``: None or a directory path (str / PathLike; created at the first block) whose parent exists
+    and which, if it exists, holds nothing but checkpoint files."""
     if path is None:
         return None
     if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise ValueError(f"checkpoint: expected a file path (str) or None, got {path!r}")
+        raise ValueError(f"checkpoint: expected a directory path (str) or None, got {path!r}")
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ValueError(f"checkpoint: the directory {parent!r} does not exist")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"checkpoint: {path!r} is a file; give a directory path (it holds one file per block)")
     if os.path.isdir(path):
-        raise ValueError(f"checkpoint: {path!r} is a directory; give a file path")
+        other = [f for f in os.listdir(path) if not _FILES.match(f)]
+        if other:
+            raise ValueError(f"checkpoint: {path!r} holds other files ({other[:3]}); give a new or a checkpoint "
+                             f"directory")
     return path
+
+
+def _read(path, name, fp):
+    f = os.path.join(path, name)
+    try:
+        ck = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, not a torch file, truncated, or holding objects that are not plain data
+        raise ValueError(f"checkpoint: {f!r} is damaged or not a one-shot checkpoint ({type(e).__name__}: "
+                         f"{e}); delete {path!r} to start over") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise ValueError(f"checkpoint: {f!r} is not a one-shot checkpoint of this version; delete {path!r} to start "
+                         f"over")
+    if ck.get("fingerprint") != fp:
+        raise ValueError(f"checkpoint: {path!r} belongs to another run (different dense weights, calibration data "
+                         f"or options); delete it, or give another path")
+    return ck
+
+
+def _write(path, name, obj):
+    tmp = os.path.join(path, name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, os.path.join(path, name))
+
+
+def remove(path) -> None:
+    """Delete the checkpoint directory (its checkpoint files; the directory if nothing else is left)."""
+    if path is None or not os.path.isdir(path):
+        return
+    for f in os.listdir(path):
+        if _FILES.match(f):
+            os.remove(os.path.join(path, f))
+    if not os.listdir(path):
+        os.rmdir(path)
 
 
 def _update(h, x):
@@ -71,38 +116,35 @@ def fingerprint(model, batches, row_masks, options: dict) -> str:
 
 
 def load(path, fp):
-    """The checkpoint at ``path`` for the run with fingerprint ``fp`` (None when there is no file)."""
-    if path is None or not os.path.exists(path):
+    """The checkpoint in ``path`` for the run with fingerprint ``fp`` (None when there is none yet), with its
+    finished blocks' states under ``'blocks'``."""
+    if path is None or not os.path.isdir(path) or not [f for f in os.listdir(path) if _FILES.match(f)]:
         return None
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # not a torch file, truncated, or holding objects that are not plain data
-        raise ValueError(f"checkpoint: {path!r} is damaged or not a one-shot checkpoint ({type(e).__name__}: "
-                         f"{e}); delete it to start over") from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise ValueError(f"checkpoint: {path!r} is not a one-shot checkpoint of this version; delete it to start "
-                         f"over")
-    if ck.get("fingerprint") != fp:
-        raise ValueError(f"checkpoint: {path!r} belongs to another run (different dense weights, calibration data "
-                         f"or options); delete it, or give another path")
+    ck = _read(path, "state.pt", fp)
+    ck["blocks"] = {}
+    for i in range(int(ck["next_block"])):
+        blk = _read(path, f"block{i}.pt", fp)
+        ck["blocks"][blk["block"]] = blk["state"]
     return ck
 
 
-def save(path, fp, res, st, n_remove, done_blocks) -> None:
-    """Write the state after the blocks ``done_blocks`` (``st`` stands at the next one); atomic."""
+def save(path, fp, res, st, n_remove, blocks) -> None:
+    """Write the state after the blocks ``blocks[:st.i]`` (``st`` stands at the next one): the newly finished
+    blocks' files, then ``state.pt``."""
     model = res.model
+    os.makedirs(path, exist_ok=True)
+    for i in range(st.i):
+        if not os.path.exists(os.path.join(path, f"block{i}.pt")):
+            state = {k: v.cpu() for k, v in model.get_submodule(blocks[i]).state_dict().items()}
+            _write(path, f"block{i}.pt", {"format": FORMAT, "fingerprint": fp, "block": blocks[i], "state": state})
     d_in, p_in = st.hidden_states()
-    ck = {"format": FORMAT, "fingerprint": fp, "next_block": st.i,
-          "n_remove": dict(n_remove or {}),
-          "keep": {n: k.cpu() for n, k in res.keep.items()},
-          "blocks": {b: {k: v.cpu() for k, v in model.get_submodule(b).state_dict().items()} for b in done_blocks},
-          "figures": json.dumps({"layer_sparsity": res.layer_sparsity, "layer_rel_error": res.layer_rel_error,
-                                 "layer_method": res.layer_method, "layer_seconds": res.layer_seconds,
-                                 "block_error": {b: list(e) for b, e in res.block_error.items()}}),
-          "d_in": [x.cpu() for x in d_in], "p_in": None if p_in is None else [x.cpu() for x in p_in]}
-    tmp = f"{path}.tmp"
-    torch.save(ck, tmp)
-    os.replace(tmp, path)
+    _write(path, "state.pt", {
+        "format": FORMAT, "fingerprint": fp, "next_block": st.i, "n_remove": dict(n_remove or {}),
+        "keep": {n: k.cpu() for n, k in res.keep.items()},
+        "figures": json.dumps({"layer_sparsity": res.layer_sparsity, "layer_rel_error": res.layer_rel_error,
+                               "layer_method": res.layer_method, "layer_seconds": res.layer_seconds,
+                               "block_error": {b: list(e) for b, e in res.block_error.items()}}),
+        "d_in": [x.cpu() for x in d_in], "p_in": None if p_in is None else [x.cpu() for x in p_in]})
 
 
 def restore(ck, res, st, layers, attach):

@@ -311,7 +311,8 @@ BAD = [  # (argument changes, option the one-line error must name)
     ({"--refine-steps": "8", "--pattern": "2:4", "--sparsity": None}, "--refine-steps"),
     ({"--refine-steps": "8"}, "--refine-steps"),   # a plain nn.Module has no transformer layers to replay
     ({"--checkpoint": "{t}/no/such/dir/run.ckpt"}, "--checkpoint"),
-    ({"--checkpoint": "{t}/exists"}, "--checkpoint"),
+    ({"--checkpoint": "{t}/exists"}, "--checkpoint"),          # holds the user's files
+    ({"--checkpoint": "{t}/calib.txt"}, "--checkpoint"),       # a file
     ({"--checkpoint": "{t}/run.ckpt"}, "--checkpoint"),  # a plain nn.Module: no layers to checkpoint after
 ]
 

@@ -364,7 +364,7 @@ def test_checkpointed_run_resumes_to_the_same_model(pattern, spill, tmp_path, mo
     part.encoder.layer[1].attention.self.query.register_forward_pre_hook(_Interrupt(1, when=ck.exists))
     with time_limit(60), pytest.warns(RuntimeWarning, match="layers are pruned"), pytest.raises(KeyboardInterrupt):
         _prune(part, cal, pattern, checkpoint=str(ck), **kw)
-    assert ck.exists()
+    assert sorted(f.name for f in ck.iterdir()) == ["block0.pt", "state.pt"]  # block 0's weights, written once
     with pytest.raises(ValueError, match="^checkpoint: .* belongs to another run"):
         _prune(copy.deepcopy(model), cal, pattern, checkpoint=str(ck), **dict(kw, damp=0.02))
     from nn_bridge import resume
@@ -379,8 +379,12 @@ def test_checkpointed_run_resumes_to_the_same_model(pattern, spill, tmp_path, mo
     assert res.layer_rel_error == ref.layer_rel_error and res.layer_sparsity == ref.layer_sparsity
     assert res.block_error == ref.block_error
     assert not ck.exists()
-    ck.write_bytes(b"not a checkpoint")
+    ck.mkdir()
+    (ck / "state.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="^checkpoint: .* damaged"):
+        _prune(copy.deepcopy(model), cal, pattern, checkpoint=str(ck), **kw)
+    (ck / "notes.txt").write_text("user data")
+    with pytest.raises(ValueError, match="^checkpoint: .* holds other files"):
         _prune(copy.deepcopy(model), cal, pattern, checkpoint=str(ck), **kw)
     with pytest.raises(ValueError, match="^checkpoint: resumable runs need blocks="):
         _prune(copy.deepcopy(model), cal, pattern, checkpoint=str(tmp_path / "x.ckpt"), **_bert_kw(pattern))
