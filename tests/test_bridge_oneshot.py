@@ -1,6 +1,8 @@
 """One-shot pruning: the Gram-form backward elimination is exact, im2col follows the tiling convention, and the
 solver beats score-based baselines on the layer-wise reconstruction problem."""
 import copy
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -297,3 +299,27 @@ def test_select_layer_obs_is_the_core_path_and_all_removed_is_zero():
     torch.testing.assert_close(coef, gram_refit(H, Bm, ref, block=4), rtol=0, atol=1e-12)
     keep, coef = _select_layer(H, Bm, t, t.n_blocks, "obs")
     assert not keep.any() and not coef.any()
+
+
+@pytest.mark.parametrize("pattern", ["8x8", "2:4"])
+def test_checkpointed_run_interrupted_in_the_tail_resumes(pattern, tmp_path):
+    """Ctrl-C while the tail (BERT's pooler) is pruned, after both blocks were checkpointed: the resumed run
+    captures the tail's dense inputs again from the fresh model and ends with the uninterrupted run's weights."""
+    from test_oneshot_stream import _Interrupt
+    cfg, _, cal, masks = _tiny_bert()
+    import transformers
+    torch.manual_seed(1)
+    dense = transformers.BertModel(cfg, add_pooling_layer=True).eval()
+    kw = dict(method="obs", row_masks=masks, min_blocks=8, progress=False, blocks=_TINY_BLOCKS)
+    kw.update(dict(sparsity=0.5, allocation="loss", refine_steps=2) if pattern == "8x8" else {})
+    full, part, again = copy.deepcopy(dense), copy.deepcopy(dense), copy.deepcopy(dense)
+    solve_layers(full, cal, pattern, **kw)
+    ck = tmp_path / "ck"
+    part.pooler.dense.register_forward_pre_hook(_Interrupt(1, when=lambda: os.path.exists(ck / "block1.pt")))
+    with pytest.warns(RuntimeWarning, match="layers are pruned"), pytest.raises(KeyboardInterrupt):
+        solve_layers(part, cal, pattern, checkpoint=str(ck), **kw)
+    assert sorted(f.name for f in ck.iterdir()) == ["block0.pt", "block1.pt", "state.pt"]
+    solve_layers(again, cal, pattern, checkpoint=str(ck), **kw)
+    for (n, a), b in zip(full.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), n
+    assert not ck.exists()
