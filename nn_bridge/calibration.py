@@ -304,6 +304,7 @@ class _Streams:
 
     dense_only = False
     keeps_dense = False  # the driver hands ``done`` a copy of each replaced weight's dense value
+    in_block = False  # whether the current group of layers is a block (``BlockStreams``): what ``refine`` fits
 
     def _rows(self, b):
         return None if self.row_masks is None else self.row_masks[b]
@@ -419,7 +420,8 @@ class _BlockInputs:
 
 
 class _FirstArgs:
-    """The first argument of each entry of a ``_BlockInputs`` (spilled block outputs), read on access."""
+    """The first argument of each entry of a ``_BlockInputs`` (spilled block outputs, a tail's inputs), read on
+    access."""
 
     def __init__(self, store):
         self.store = store
@@ -456,7 +458,7 @@ class BlockStreams(_Streams):
         self.dense_only = dense_only
         first = model.get_submodule(self.blocks[0])
         self._tmp = None
-        self._tail = {}  # tail layer name -> its dense inputs per batch (``groups``)
+        self._tail = {}  # tail layer name -> its dense inputs per batch (``groups``, ``_FirstArgs``)
         self.d_in = self.p_in = None
         for b, batch in enumerate(batches):
             inp = called_with(model, first, batch, run, "blocks: the first block", b)
@@ -514,7 +516,7 @@ class BlockStreams(_Streams):
 
     @property
     def in_block(self) -> bool:
-        """Whether the current group is a block (not the tail): what ``refine`` fits."""
+        """Whether the current group is a block (not the tail)."""
         return self.i < len(self.blocks)
 
     def groups(self, layers):
@@ -559,7 +561,7 @@ class BlockStreams(_Streams):
                     raise RuntimeError(f"calibration: the layer {n!r} was not called by run(model, batch)")
                 stores[n].append(((box[m],), {}))
             del box
-        self._tail = stores
+        self._tail = {n: _FirstArgs(store) for n, store in stores.items()}
 
     def _block(self):
         return self.model.get_submodule(self.blocks[self.i])
@@ -590,8 +592,7 @@ class BlockStreams(_Streams):
     def _tail_input(self, b, name, pruned, watch):
         if pruned and not self.dense_only:  # the pruned model, re-run from its input up to the layer
             return _run_to(self.model, self.batches[b], self.run, b, name, watch)
-        x = self._tail[name][b][0][0]
-        return x, (None if watch is None else self._tail[watch][b][0][0])
+        return self._tail[name][b], (None if watch is None else self._tail[watch][b])
 
     def _dense_out(self):
         """The dense block's outputs (``refine``'s targets): on disk beside the spilled inputs when they spill."""

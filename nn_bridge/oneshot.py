@@ -355,6 +355,8 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
     block is replayed at a time; it holds the block inputs of every batch (two streams) and one dense copy of the
     current block, never a copy of the model.  ``blocks=None``: the model prefix is re-run for every layer
     (``calibration.PrefixStreams``, any model; it keeps the dense weights of the layers pruned so far).
+    ``blocks="auto"``: the children of the ModuleList holding the most pruned layers, provided the pruned layers
+    outside it are all called after those inside (they are pruned last, the streams' tail), else None.
     Grams are accumulated batch by batch and freed after their layer (a layer fed the same tensor as the previous
     one -- query / key / value -- reuses its Grams).
     ``refine_steps`` (block patterns, with ``blocks``): that many Adam steps (``refine_lr``) of block reconstruction
@@ -421,8 +423,6 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
                 raise ValueError(f"{arg}: block patterns only (the N:M pattern {p} fixes every layer's budget)")
     max_layer_sparsity = check_sparsity(max_layer_sparsity, "max_layer_sparsity")
     refine_steps = check_positive_int(refine_steps, "refine_steps", low=0)
-    if refine_steps and blocks is None:
-        raise ValueError("refine_steps: block reconstruction needs blocks= (the block inputs and outputs it fits)")
     refine_lr = check_tol(refine_lr, "refine_lr")
     damp = check_nonneg(damp, "damp")
     if max_memory is not None:
@@ -431,17 +431,21 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
     spill = check_spill(spill)
     from . import resume
     checkpoint = resume.check_path(checkpoint)
-    if checkpoint is not None and blocks is None:
-        raise ValueError("checkpoint: resumable runs need blocks= (the streamed mode, checkpointed after each "
-                         "block)")
+    auto = isinstance(blocks, str) and blocks == "auto"
+    if not auto:
+        _check_needs_blocks(blocks, refine_steps, checkpoint)
     run = run or default_run
     batches = check_batches(batches, model, run, row_masks)
     refine_val = check_positive_int(refine_val, "refine_val", low=0, high=len(batches) - 1)  # one batch to train on
+    layers = forward_order(model, _layers(model, kind, p, include, min_blocks, pad), batches[0], run)
+    if auto:  # decided on the forward order (``pruned._block_list``)
+        from .pruned import _block_list
+        blocks = _block_list(model, [t.name for t in layers])
+        _check_needs_blocks(blocks, refine_steps, checkpoint)
     if blocks is not None:
         blocks = list(blocks)
         if not blocks or not all(isinstance(b, str) for b in blocks):
             raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}")
-    layers = forward_order(model, _layers(model, kind, p, include, min_blocks, pad), batches[0], run)
     if keep is not None:
         keep = _check_keep(keep, layers)
     for t in layers:  # every layer fits max_memory with some method, checked before any work
@@ -477,18 +481,18 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
     res.seconds = clock
     changed, unmasked = [], []
     st = make_streams(False)
-    start = 0
-    if ck is not None:
-        groups = st.groups(layers)  # (captures a tail's dense inputs from the dense model, as a fresh run does)
-        done, start = resume.restore(ck, res, st, layers,
-                                     lambda ts: _attach_masks(model, list(ts), res) if block else None)
-        changed.extend(done)
     save = None if checkpoint is None else (
         lambda: resume.save(checkpoint, fp, res, st, n_remove, st.blocks))
     try:
-        _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_memory, dev,
+        groups = st.groups(layers)  # (captures a tail's dense inputs from the still dense model)
+        start = 0
+        if ck is not None:
+            done, start = resume.restore(ck, res, st, layers,
+                                         lambda ts: _attach_masks(model, list(ts), res) if block else None)
+            changed.extend(done)
+        _prune_pass(model, layers, groups, block, p, method, st, n_remove, keep, damp, max_memory, dev,
                     solver_dtype, solver_kw, refine_steps, refine_lr, refine_val, res, changed, unmasked, progress,
-                    start=start, groups=groups if ck is not None else None, save=save)
+                    start=start, save=save)
     except BaseException as e:
         if unmasked:
             _attach_masks(model, unmasked, res)
@@ -504,6 +508,14 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
     return res
 
 
+def _check_needs_blocks(blocks, refine_steps, checkpoint):
+    if refine_steps and blocks is None:
+        raise ValueError("refine_steps: block reconstruction needs blocks= (the block inputs and outputs it fits)")
+    if checkpoint is not None and blocks is None:
+        raise ValueError("checkpoint: resumable runs need blocks= (the streamed mode, checkpointed after each "
+                         "block)")
+
+
 def _attach_masks(model, finished, res):
     """Block masks (``BlockMask`` parametrizations) on the layers just pruned, from ``res.keep``."""
     for t in finished:
@@ -513,14 +525,13 @@ def _attach_masks(model, finished, res):
     finished.clear()
 
 
-def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_memory, dev, solver_dtype, solver_kw,
-                refine_steps, refine_lr, refine_val, res, changed, unmasked, progress, start=0, groups=None,
-                save=None):
-    """Prune each layer against the dense target, feeding pruned activations forward.  ``start``: the first group
-    to run (a resumed run: the streams stand there, ``groups`` given); ``save()`` after every block."""
+def _prune_pass(model, layers, groups, block, p, method, st, n_remove, keep, damp, max_memory, dev, solver_dtype,
+                solver_kw, refine_steps, refine_lr, refine_val, res, changed, unmasked, progress, start=0, save=None):
+    """Prune each layer (``groups``: ``st.groups(layers)``) against the dense target, feeding pruned activations
+    forward.  ``start``: the first group to run (a resumed run: the streams stand there); ``save()`` after every
+    block."""
     from tqdm.auto import tqdm
     clock, gram = res.seconds, Grams()
-    groups = st.groups(layers) if groups is None else groups
     with tqdm(total=len(layers), initial=sum(len(g) for g in groups[:start]), desc=f"one-shot {method}",
               disable=not progress) as bar:
         last = max((i for i, g in enumerate(groups) if g), default=-1)
@@ -585,7 +596,7 @@ def _prune_pass(model, layers, block, p, method, st, n_remove, keep, damp, max_m
                 res.block_error[st.blocks[st.i]] = st.refine(refine_steps, refine_lr, refine_val)
                 clock["refine"] = clock.get("refine", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
-            in_block = getattr(st, "in_block", False)
+            in_block = st.in_block
             st.advance()
             clock["forward"] += time.perf_counter() - t0
             if save is not None and in_block and st.i <= last:  # more to do: keep the state

@@ -332,8 +332,9 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     bool (batch, seq) masks of the real tokens (e.g. ``attention_mask.bool()``).  ``run(model, batch)`` calls the
     model (default: ``model(**batch)`` for dicts, ``model(*batch)`` for tuples, else ``model(batch)``).
     ``blocks``: names of the sequential submodules (transformer layers) holding every pruned layer, replayed one at
-    a time; ``"auto"`` = the ModuleList that holds them all, when ``kind`` is a Hugging Face one (``'encoder'``,
-    ``'causal_lm'``, ``'classifier'``; a user module may not chain its ModuleList), else None.  ``eval_batches``
+    a time; ``"auto"`` = the driver's choice (``solve_layers(blocks="auto")``: the ModuleList holding them, layers
+    called after it as the tail) when ``kind`` is a Hugging Face one (``'encoder'``, ``'causal_lm'``,
+    ``'classifier'``; a user module may not chain its ModuleList), else None.  ``eval_batches``
     (and ``eval_labels``, for classifiers): data on which the dense and the pruned model are compared by
     ``nn_bridge.compare`` for ``kind``.  ``device``: move the model and the batches there first.  Other keyword
     arguments go to the driver (e.g. ``allocation``, ``damp``, ``refine_steps`` for blocks, ``max_memory``).
@@ -367,13 +368,8 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     names, skipped = select_layer_names(model, pkind, p, include, exclude, min_blocks)
     if run is None and kind == "causal_lm":
         run = _run_no_cache  # a KV cache would grow with every replay of a block
-    if isinstance(blocks, str) and blocks == "auto":
-        blocks = None
-        if kind != "module":
-            from .calibration import Layer, default_run, forward_order
-            layers = [Layer(n, (n,)) for n in names]  # (tied holders do not move a layer's first call)
-            blocks = _block_list(model, [t.name for t in forward_order(model, layers, batches[0],
-                                                                        run or default_run)])
+    if isinstance(blocks, str) and blocks == "auto" and kind == "module":
+        blocks = None  # a user module may not chain its ModuleList (the driver decides for the others)
     t0 = time.perf_counter()
     dense_summary = None
     if eval_batches is not None:

@@ -203,13 +203,15 @@ def test_layers_after_the_blocks_are_pruned_last_with_the_same_result(pattern):
     kw = dict(method="obs", row_masks=masks, min_blocks=8, progress=False)
     kw.update(dict(sparsity=0.5, allocation="loss") if pattern == "8x8" else {})
     out = {}
-    for blocks in [None, _TINY_BLOCKS]:
+    for blocks in [None, _TINY_BLOCKS, "auto"]:
         m = copy.deepcopy(dense)
         res = solve_layers(m, cal, pattern, blocks=blocks, **kw)
         res.finalize()
-        out[blocks is None] = (res.layer_sparsity, res.layer_rel_error,
-                               {k: v.clone() for k, v in m.state_dict().items()})
-    (sp0, loss0, sd0), (sp1, loss1, sd1) = out[True], out[False]
+        out[str(blocks)] = (res.layer_sparsity, res.layer_rel_error,
+                            {k: v.clone() for k, v in m.state_dict().items()})
+    (sp0, loss0, sd0), (sp1, loss1, sd1) = out["None"], out[str(_TINY_BLOCKS)]
+    for k, v in out["auto"][2].items():  # "auto" finds the encoder layers, the pooler as the tail: the same run
+        assert torch.equal(v, sd1[k]), k
     assert "pooler.dense" in sp0 and len(sp0) == 13 and sp0 == sp1
     assert _block_list(dense, list(sp0)) == _TINY_BLOCKS
     # a layer outside the list called before one inside it: no list (the prefix streams serve)
