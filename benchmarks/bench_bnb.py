@@ -13,6 +13,8 @@
     r = 1e-3 x the mean column norm squared (the literal reading: 1e-3 x mean ||X_j||^2 ~ 0.4 here, i.e. 0.4 x the
     Hessian diagonal ||X_j||^2 / n), 60 s each; and the scale-free reading r = 1e-3 x mean ||X_j||^2 / n on the
     first seed of each family.
+(d) ``l0bnb_hard``: l0bnb itself (its ``BNBTree``) on I1's design as 5000 single features at (b)'s ridge rule in
+    its scaling, lambda_0 chosen for ~50 nonzeros, against ours at the same budget (its docstring).
 
     nice -n 10 python benchmarks/bench_bnb.py           # the full run (~30 min on 2 busy cores)
     nice -n 10 python benchmarks/bench_bnb.py --only-a  # (a) only, the JSON's other figures kept
@@ -20,6 +22,8 @@
     nice -n 10 python benchmarks/bench_bnb.py --hardness 300  # (c) only: I1 seed 0's gap against time, 300 s,
                                                               # and SCIP on the same MIQP for 120 s
     nice -n 10 python benchmarks/bench_bnb.py --readme 900   # l0bnb's README example, 15 min at most
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_bnb.py --l0bnb-hard 60  # (d) only: l0bnb on I1's design
+                                                              # (3 seeds, + 300 s on seed 0; ~22 min)
     python benchmarks/bench_bnb.py --quick              # smoke test (small sizes, short limits)
 """
 from __future__ import annotations
@@ -247,6 +251,114 @@ def hardness(max_time, scip_time=120.0):
     return out
 
 
+def _lower_hull_vertex(F, target):
+    """The vertex of the lower convex hull of the points (k, F[k]) nearest ``target`` and the open interval of
+    lambda_0 (the slopes of its two hull edges) on which it minimises F[k] + lambda_0 k among these points."""
+    ks = sorted(F)
+    hull = []
+    for kk in ks:  # Andrew's monotone chain, lower part
+        while len(hull) >= 2 and ((F[hull[-1]] - F[hull[-2]]) * (kk - hull[-2])
+                                  >= (F[kk] - F[hull[-2]]) * (hull[-1] - hull[-2])):
+            hull.pop()
+        hull.append(kk)
+    inner = hull[1:-1]  # an end point has only one edge
+    v = min(inner, key=lambda kk: abs(kk - target))
+    i = hull.index(v)
+    left = (F[hull[i - 1]] - F[v]) / (v - hull[i - 1])
+    right = (F[v] - F[hull[i + 1]]) / (hull[i + 1] - v)
+    return v, left, right
+
+
+def l0bnb_hard(seconds, long_seconds, seeds, target=50, m_factor=1.5):
+    """(d) l0bnb on issue 13's I1 design, single features (no groups): ``make(INSTANCES['I1'], seed)``'s 5000
+    columns, centered and normalised as ``l0bnb.fit_path`` does (its ``process_data``); both sides get that data.
+    Ridge: (b)'s rule, 1e-3 x the mean column norm squared, on this data (unit columns): our ridge = 1e-3 with the
+    1/(2n) loss, i.e. l0bnb's lambda_2 = n x 1e-3 / 2 on its 1/2 ||y - X b||^2 + lambda_2 ||b||^2 (= n x ours).
+    lambda_0: local search (ours) at every k in target +- 15 gives F_k (l0bnb's scale); the lower convex hull
+    vertex of (k, F_k) nearest ``target`` is the L0 penalty's minimiser among these supports for lambda_0 between
+    its two hull slopes, and lambda_0 = their geometric mean.  M = ``m_factor`` x the largest |coefficient| of that
+    support's ridge fit (l0bnb's docs use 1.2 x the warm start's; not a proof); the provable box is
+    sqrt((UB - lambda_0) / lambda_2) (any nonzero b_j of a better solution has lambda_2 b_j^2 + lambda_0 <= UB),
+    run once on the first seed for ``seconds``.  l0bnb: ``BNBTree.solve(lambda_0, lambda_2, M, gap_tol=1e-4,
+    warm_start=<that support's fit>, time_limit=seconds)`` (and ``long_seconds`` on the first seed).  Ours: the
+    budget form at k = l0bnb's nonzero count, ``select(..., method='bnb', gap_tol=1e-4, max_time=seconds)``,
+    without a box and with l0bnb's (``max_coef=M``), and without a box for ``long_seconds`` on the first seed.
+    Gaps: l0bnb's is relative to its L0 objective F + lambda_0 ||b||_0, ours to F; ``abs_gap`` (both in l0bnb's
+    scale) and l0bnb's ``gap_on_F`` compare them."""
+    l0bnb = _l0bnb()
+    from l0bnb.regpath import process_data
+
+    def uptime():
+        return os.popen("uptime").read().strip()
+
+    t = time.perf_counter()  # numba's compilation, timed apart
+    xw = np.random.default_rng(0).standard_normal((50, 20))
+    l0bnb.BNBTree(xw / np.linalg.norm(xw, axis=0), xw[:, 0] / np.linalg.norm(xw[:, 0])).solve(
+        0.01, 0.01, 1.0, gap_tol=1e-2, time_limit=5)
+    out = {"numba_warmup_s": time.perf_counter() - t, "per_seed": []}
+    for seed in seeds:
+        X, y, *_ = make(INSTANCES["I1"], seed)
+        n, p = X.shape
+        xc, yc, *_ = process_data(X, y, True, True)
+        xc = np.asfortranarray(xc)
+        lam2 = n * 1e-3 / 2
+        loss, groups = gs.LeastSquares(xc, yc, ridge=2 * lam2 / n, fit_intercept=False), gs.Groups.from_sizes([1] * p)
+
+        def f(b):  # l0bnb's objective without the lambda_0 term
+            r = yc - xc @ b
+            return 0.5 * float(r @ r) + lam2 * float(b @ b)
+
+        heur = {kk: select(loss, groups, kk, method="local_search") for kk in range(target - 15, target + 16)}
+        v, left, right = _lower_hull_vertex({kk: h.objective * n for kk, h in heur.items()}, target)
+        lam0 = float(np.sqrt(left * right))
+        ws = heur[v].coef
+        ub = f(ws) + lam0 * v
+        M = m_factor * float(np.abs(ws).max())
+        M_proof = float(np.sqrt((ub - lam0) / lam2))
+        row = {"seed": seed, "n": n, "p": p, "lambda_2": lam2, "our_ridge": 2 * lam2 / n, "lambda_0": lam0,
+               "hull_vertex_k": v, "lambda_0_interval": [right, left], "M": M, "M_provable": M_proof,
+               "warm_start_F": f(ws), "warm_start_l0_objective": ub, "l0bnb": {}, "ours": {}}
+        runs = [("limit", seconds, M)]
+        if seed == seeds[0]:
+            runs += [("long", long_seconds, M)] if long_seconds else []
+            runs += [("provable_M", seconds, M_proof)]
+        for name, tl, m in runs:
+            tree = l0bnb.BNBTree(xc, yc)
+            t = time.perf_counter()
+            sol = tree.solve(lam0, lam2, m, gap_tol=1e-4, warm_start=ws, time_limit=tl)
+            el = time.perf_counter() - t
+            nnz = int(np.count_nonzero(sol.beta))
+            row["l0bnb"][name] = {
+                "time_limit_s": tl, "M": m, "time_s": el, "gap": float(sol.gap), "proved": bool(sol.gap <= 1e-4),
+                "nodes": int(tree.number_of_nodes), "open_nodes": tree.bfs_queue.qsize() + tree.dfs_queue.qsize(),
+                "completed_levels": min(tree.levels) if tree.levels else None, "nnz": nnz,
+                "l0_objective": float(sol.cost), "F": f(sol.beta), "abs_gap": float(sol.gap) * float(sol.cost),
+                "gap_on_F": float(sol.gap) * float(sol.cost) / f(sol.beta),  # on our scale (relative to F)
+                "support_equals_warm_start": bool(np.array_equal(np.flatnonzero(sol.beta), heur[v].support)),
+                "uptime": uptime()}
+            r = row["l0bnb"][name]
+            print(f"(d) seed {seed} l0bnb [{name}] lambda_0 {lam0:.4g} lambda_2 {lam2:.4g} M {m:.4g}: {el:.1f}s "
+                  f"gap {r['gap']:.4g} ({r['nodes']} nodes, {r['open_nodes']} open, {r['completed_levels']} levels "
+                  f"done) nnz {nnz} F {r['F']:.8g}; {r['uptime']}", flush=True)
+        k = row["l0bnb"]["limit"]["nnz"]
+        ours_runs = [("unboxed", seconds, {}), ("boxed", seconds, {"max_coef": M})]
+        if seed == seeds[0] and long_seconds:
+            ours_runs.append(("unboxed_long", long_seconds, {}))
+        for name, tl, kw in ours_runs:
+            t = time.perf_counter()
+            sol = select(loss, groups, k, method="bnb", gap_tol=1e-4, max_time=tl, progress=False, **kw)
+            el = time.perf_counter() - t
+            row["ours"][name] = {"k": k, "time_limit_s": tl, "time_s": el, "gap": sol.info["gap"], "status": sol.info["status"],
+                                 "n_nodes": sol.info["n_nodes"], "open_nodes": sol.info["open_nodes"],
+                                 "F": sol.objective * n, "lower_bound": sol.lower_bound * n,
+                                 "abs_gap": (sol.objective - sol.lower_bound) * n, "uptime": uptime()}
+            r = row["ours"][name]
+            print(f"(d) seed {seed} ours k={k} {name}: {el:.1f}s gap {r['gap']:.4g} ({r['status']}, {r['n_nodes']} "
+                  f"nodes) F {r['F']:.8g}; {r['uptime']}", flush=True)
+        out["per_seed"].append(row)
+    return out
+
+
 def select_family(name, inst, seeds, max_time, relative):
     G, s, k = inst["G"], inst["s"], inst["k"]
     groups = gs.Groups.from_sizes([s] * G)
@@ -286,16 +398,27 @@ def main():
     ap.add_argument("--readme", type=float, default=None, metavar="SECONDS",
                     help="run l0bnb's README example (fit_path's automatic grid) for at most SECONDS instead")
     ap.add_argument("--l0bnb-time", type=float, default=600.0, help="l0bnb's time limit in (a) (default 600 s)")
+    ap.add_argument("--l0bnb-hard", type=float, default=None, metavar="SECONDS",
+                    help="run (d) only: l0bnb and ours on I1's design as single features, SECONDS per solve")
+    ap.add_argument("--l0bnb-long", type=float, default=300.0, metavar="SECONDS",
+                    help="(d): l0bnb's longer run on the first seed (default 300 s; 0 skips it)")
     args = ap.parse_args()
     info = machine_info(packages=("numpy", "scipy", "numba", "groupsparse", "l0bnb", "cvxpy", "PySCIPOpt"))
     print_banner(info)
     out = OUT if not args.quick else OUT.replace(".json", "_quick.json")
     res = {"machine": info, "command": " ".join(sys.argv)}
-    if (args.only_a or args.only_b or args.readme is not None or args.hardness is not None) and os.path.exists(out):
+    if (args.only_a or args.only_b or args.readme is not None or args.hardness is not None
+            or args.l0bnb_hard is not None) and os.path.exists(out):
         with open(out) as fh:
             res = dict(json.load(fh), machine=info)
     if args.readme is not None:
         res["l0bnb_readme_path"] = dict(readme_path(args.readme), machine=info, command=" ".join(sys.argv))
+        write_json(out, res)
+        return
+    if args.l0bnb_hard is not None:
+        seeds = (0,) if args.quick else (0, 1, 2)
+        res["l0bnb_on_I1_design"] = dict(l0bnb_hard(args.l0bnb_hard, 0 if args.quick else args.l0bnb_long, seeds),
+                                         machine=info, command=" ".join(sys.argv))
         write_json(out, res)
         return
     if args.hardness is not None:
