@@ -52,11 +52,11 @@ def _leaves(x, path):
         yield path, x
 
 
-def _signature(batch, b):
+def _signature(batch, b, name="batches"):
     """Per leaf: (relative path, kind, dtype, ndim) and the shapes beyond dim 0."""
     sig, shapes = [], []
-    prefix = len(f"batches[{b}]")
-    for path, leaf in _leaves(batch, f"batches[{b}]"):
+    prefix = len(f"{name}[{b}]")
+    for path, leaf in _leaves(batch, f"{name}[{b}]"):
         if torch.is_tensor(leaf):
             sig.append((path[prefix:], "tensor", leaf.dtype, leaf.dim()))
             shapes.append(tuple(leaf.shape[1:]))
@@ -68,6 +68,8 @@ def _signature(batch, b):
 def _check_leaf(path, leaf):
     if not torch.is_tensor(leaf):
         return
+    if leaf.is_meta:
+        raise ValueError(f"{path}: is on the 'meta' device (a shape without values)")
     if leaf.numel() == 0:
         raise ValueError(f"{path}: is empty (shape {tuple(leaf.shape)})")
     if leaf.is_complex():
@@ -76,40 +78,43 @@ def _check_leaf(path, leaf):
         raise ValueError(f"{path}: contains NaN or inf")
 
 
-def run_batch(model, batch, run, b: int):
-    """``run(model, batch)``; a model that fails on the batch is a ValueError naming ``batches[b]``."""
+def run_batch(model, batch, run, b: int, name: str = "batches"):
+    """``run(model, batch)``; a model that fails on the batch is a ValueError naming ``batches[b]`` (``name``: the
+    argument the batches came in)."""
     try:
         return run(model, batch)
     except (RuntimeError, TypeError, IndexError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"batches[{b}]: the model cannot run on this calibration batch "
+        what = "calibration batch" if name == "batches" else "batch"
+        raise ValueError(f"{name}[{b}]: the model cannot run on this {what} "
                          f"({type(e).__name__}: {first})") from e
 
 
-def check_batches(batches, model, run, row_masks=None) -> list:
+def check_batches(batches, model, run, row_masks=None, name: str = "batches", run_all: bool = False) -> list:
     """The batches as a list, checked as the module docstring says (runs the model, without gradients, on the
-    batches shaped unlike batch 0; the caller runs batch 0 through ``run_batch``)."""
+    batches shaped unlike batch 0; the caller runs batch 0 through ``run_batch``).  ``name``: the argument the
+    batches came in (``eval_batches``: the same checks); ``run_all``: run every batch here."""
+    what = "calibration batch" if name == "batches" else "batch"
     if isinstance(batches, (torch.Tensor, Mapping)):
-        raise ValueError(f"batches: expected a list of calibration batches, got one {type(batches).__name__} "
-                         f"(wrap it in a list)")
+        raise ValueError(f"{name}: expected a list of {what}es, got one {type(batches).__name__} (wrap it in a list)")
     try:
         batches = list(batches)
     except TypeError:
-        raise ValueError(f"batches: expected a list of calibration batches, got {type(batches).__name__}") from None
+        raise ValueError(f"{name}: expected a list of {what}es, got {type(batches).__name__}") from None
     if not batches:
-        raise ValueError("batches: at least one calibration batch is required")
-    ref, ref_shapes = _signature(batches[0], 0)
+        raise ValueError(f"{name}: at least one {what} is required")
+    ref, ref_shapes = _signature(batches[0], 0, name)
     odd = []
     for b, batch in enumerate(batches):
-        for path, leaf in _leaves(batch, f"batches[{b}]"):
+        for path, leaf in _leaves(batch, f"{name}[{b}]"):
             _check_leaf(path, leaf)
-        sig, shapes = _signature(batch, b)
+        sig, shapes = _signature(batch, b, name)
         if sig != ref:
             diff = next((f"{s} vs {r}" for s, r in zip(sig, ref) if s != r),
                         f"{len(sig)} elements vs {len(ref)}")
-            raise ValueError(f"batches[{b}]: its structure, dtype or dimensions differ from batches[0] "
+            raise ValueError(f"{name}[{b}]: its structure, dtype or dimensions differ from {name}[0] "
                              f"((path, kind, dtype, ndim): {diff})")
-        if shapes != ref_shapes:
+        if shapes != ref_shapes or run_all:
             odd.append(b)
     if row_masks is not None:
         row_masks = list(row_masks)
@@ -119,9 +124,14 @@ def check_batches(batches, model, run, row_masks=None) -> list:
             if not (torch.is_tensor(r) and r.dtype == torch.bool):
                 raise ValueError(f"row_masks[{b}]: expected a bool tensor, got "
                                  f"{getattr(r, 'dtype', type(r).__name__)}")
+            # a mask of another shape would be ignored silently (a layer it does not fit takes every row)
+            shapes = [tuple(x.shape) for _, x in _leaves(batches[b], "") if torch.is_tensor(x)]
+            if r.dim() == 0 or not any(s[:r.dim()] == tuple(r.shape) for s in shapes):
+                raise ValueError(f"row_masks[{b}]: shape {tuple(r.shape)} is not the leading (batch, seq) dimensions "
+                                 f"of any tensor of batches[{b}] (shapes {shapes})")
     with torch.no_grad():
         for b in odd:
-            run_batch(model, batches[b], run, b)
+            run_batch(model, batches[b], run, b, name)
     return batches
 
 

@@ -21,14 +21,10 @@ __all__ = ["KINDS", "summarize", "compare", "mean_pooled_embeddings"]
 KINDS = ("encoder", "causal_lm", "classifier", "module")
 
 
-def _call(model, batch, run):
-    if run is not None:
-        return run(model, batch)
-    if isinstance(batch, dict):
-        return model(**batch)
-    if isinstance(batch, (tuple, list)):
-        return model(*batch)
-    return model(batch)
+def _call(model, batch, run, b):
+    """The model on evaluation batch ``b`` (a failure is an error naming ``eval_batches[b]``)."""
+    from .calibration import default_run, run_batch
+    return run_batch(model, batch, run or default_run, b, "eval_batches")
 
 
 def _main_tensor(out, attr):
@@ -64,8 +60,8 @@ def summarize(model, batches, kind: str, run=None) -> dict:
     model.eval()
     out = {"emb": [], "nll": 0.0, "tokens": 0, "logits": [], "flat": []}
     try:
-        for b in batches:
-            o = _call(model, b, run)
+        for i, b in enumerate(batches):
+            o = _call(model, b, run, i)
             if kind == "encoder":
                 mask = b["attention_mask"] if isinstance(b, dict) and "attention_mask" in b else None
                 h = _main_tensor(o, "last_hidden_state")

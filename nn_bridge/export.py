@@ -336,8 +336,13 @@ def export_state_dict(model, pattern, keys=None, strict: bool = False) -> tuple:
     return sd, status
 
 
-def load_exported_state(state: dict) -> dict:
-    """A plain dense state_dict from :func:`export_state_dict`'s output (load it with ``model.load_state_dict``)."""
+def load_exported_state(state) -> dict:
+    """A plain dense state_dict from :func:`export_state_dict`'s output, or from the file ``python -m nn_bridge
+    export`` wrote (a path: read with ``weights_only=True``); load it with ``model.load_state_dict``."""
+    import os
+    if isinstance(state, (str, os.PathLike)):
+        from ._cli_common import load_torch_file
+        state = load_torch_file(state, "state")
     if not isinstance(state, dict) or _META not in state:
         raise ValueError(f"state: not an nn_bridge export (no {_META!r} record)")
     meta = state[_META]

@@ -31,7 +31,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-__all__ = ["Grouping", "parse_pattern", "find_layers", "choose_layers", "PATTERN_RULE"]
+__all__ = ["Grouping", "parse_pattern", "find_layers", "choose_layers", "check_model", "PATTERN_RULE"]
 
 PATTERN_RULE = "'BxB' (e.g. '16x16'), a (B, B) pair or 'N:M' (e.g. '2:4')"
 
@@ -153,6 +153,16 @@ def parse_pattern(pattern):
     raise ValueError(f"pattern: expected {PATTERN_RULE}, got {pattern!r}")
 
 
+def check_model(model) -> None:
+    """An ``nn.Module`` whose weights hold values: a 'meta' tensor (a shape without values) has nothing to prune."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    meta = next((n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
+    if meta is not None:
+        raise ValueError(f"model: {meta!r} is on the 'meta' device (a shape without values); materialize the weights "
+                         f"first (e.g. model.to_empty(device='cpu'), then load_state_dict)")
+
+
 def choose_layers(model: nn.Module, pattern, *, layers=None, include=None, exclude=(), min_blocks: int = 100,
                   pad: bool = False, arg: str = "pattern", untileable: str = "error") -> tuple:
     """({name: grouping}, skipped, explicit): :func:`find_layers` before tied weights are merged (each holder of a
@@ -161,8 +171,7 @@ def choose_layers(model: nn.Module, pattern, *, layers=None, include=None, exclu
     tile (no ``pad``) is left dense with its reason instead of being an error."""
     from .nm.presets import PRESETS, candidates, preset_layers
     from .tiling import BlockPattern
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     pat = parse_pattern(pattern)
     if untileable not in ("error", "skip"):
         raise ValueError(f"untileable: expected 'error' or 'skip', got {untileable!r}")

@@ -151,6 +151,8 @@ def solve_device(device, name="device"):
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise ValueError(f"{name}: expected a torch device such as 'cpu', 'cuda' or 'cuda:0', got {device!r}") from None
+    if dev.type == "meta":  # model.to('meta') would drop every weight's values
+        raise ValueError(f"{name}: the 'meta' device holds shapes without values; expected e.g. 'cpu' or 'cuda'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{name}: {device!r} asked but CUDA is not available (torch.cuda.is_available() is False)")
     return dev
@@ -385,33 +387,36 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
     from .pruned import check_sparsity_for, parse_pattern
     kind, p = parse_pattern(pattern)
     s = check_sparsity_for(kind, p, sparsity)
-    return _solve(model, batches, kind, p, s, method=method, allocation=allocation, run=run, row_masks=row_masks,
-                  min_blocks=min_blocks, pad=pad, include=include, damp=damp, max_layer_sparsity=max_layer_sparsity,
-                  blocks=blocks, refine_steps=refine_steps, refine_lr=refine_lr, refine_val=refine_val, keep=keep,
-                  max_memory=max_memory, device=device, solver_dtype=solver_dtype, spill=spill, progress=progress,
-                  solver_kw=solver_kw, checkpoint=checkpoint)
+    training = getattr(model, "training", False)  # the passes run in eval mode (no dropout); the user's mode stays
+    try:
+        return _solve(model, batches, kind, p, s, method=method, allocation=allocation, run=run, row_masks=row_masks,
+                      min_blocks=min_blocks, pad=pad, include=include, damp=damp,
+                      max_layer_sparsity=max_layer_sparsity, blocks=blocks, refine_steps=refine_steps,
+                      refine_lr=refine_lr, refine_val=refine_val, keep=keep, max_memory=max_memory, device=device,
+                      solver_dtype=solver_dtype, spill=spill, progress=progress, solver_kw=solver_kw,
+                      checkpoint=checkpoint)
+    finally:
+        if training:
+            model.train()
 
 
 def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, min_blocks, pad, include, damp,
            max_layer_sparsity, blocks, refine_steps, refine_lr, refine_val, keep, max_memory, device, solver_dtype,
            progress, solver_kw, spill=None, checkpoint=None) -> OneShotResult:
+    from .grouping import check_model
+    check_model(model)
     block = kind == "block"
     if block:
         method = method or "obs"
-        if method not in METHODS:
-            import groupsparse
-            if not hasattr(groupsparse, "select"):
-                raise ValueError(f"method: expected one of {METHODS} (groupsparse.select is not available), "
-                                 f"got {method!r}")
         if not isinstance(allocation, dict) and allocation not in ("uniform", "loss"):
             raise ValueError(f"allocation: expected 'uniform', 'loss' or a dict of per-layer block sparsities, "
                              f"got {allocation!r}")
         if method in _SINGLE_WEIGHT and p != 1:
             raise ValueError(f"method: {method!r} prunes single weights; use block=1 (pattern '1x1') or an N:M "
                              f"pattern, got block={p!r}")
-        if solver_kw and method not in ("seqobs", "obs"):  # 'obs' may fall back to 'seqobs' (max_memory)
-            raise TypeError(f"unexpected keyword argument {sorted(solver_kw)[0]!r} for method {method!r} and a block "
-                            f"pattern (options go to 'seqobs' only)")
+        if method not in METHODS and method not in _select_methods():  # before any work, not at the first layer
+            names = METHODS + tuple(m for m in _select_methods() if m not in METHODS)
+            raise ValueError(f"method: expected one of {', '.join(names)} for a block pattern, got {method!r}")
     else:
         from .nm.oneshot import ONESHOT_METHODS
         method = method or "iht"
@@ -421,6 +426,7 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
                          ("keep", keep is not None), ("refine_steps", refine_steps != 0)):
             if bad:
                 raise ValueError(f"{arg}: block patterns only (the N:M pattern {p} fixes every layer's budget)")
+    _check_solver_kw(solver_kw, block, method, max_memory)
     max_layer_sparsity = check_sparsity(max_layer_sparsity, "max_layer_sparsity")
     refine_steps = check_positive_int(refine_steps, "refine_steps", low=0)
     refine_lr = check_tol(refine_lr, "refine_lr")
@@ -432,6 +438,9 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
     from . import resume
     checkpoint = resume.check_path(checkpoint)
     auto = isinstance(blocks, str) and blocks == "auto"
+    if isinstance(blocks, str) and not auto:  # list("layers.0") would be its letters
+        raise ValueError(f"blocks: expected 'auto' or a list of submodule names, got the string {blocks!r} (wrap "
+                         f"it in a list)")
     if not auto:
         _check_needs_blocks(blocks, refine_steps, checkpoint)
     run = run or default_run
@@ -443,9 +452,7 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
         blocks = _block_list(model, [t.name for t in layers])
         _check_needs_blocks(blocks, refine_steps, checkpoint)
     if blocks is not None:
-        blocks = list(blocks)
-        if not blocks or not all(isinstance(b, str) for b in blocks):
-            raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}")
+        blocks = _check_blocks(model, blocks)
     if keep is not None:
         keep = _check_keep(keep, layers)
     for t in layers:  # every layer fits max_memory with some method, checked before any work
@@ -506,6 +513,50 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
         st.close()
     resume.remove(checkpoint)  # the run is complete: its result is the model
     return res
+
+
+def _select_methods() -> tuple:
+    """The ``groupsparse.select`` method names (the block driver hands any of them to the core)."""
+    from groupsparse.selection import METHODS as SELECT
+    return ("auto", *SELECT)
+
+
+def _check_solver_kw(solver_kw, block, method, max_memory):
+    """Extra keywords go to the layer solver: refuse, before any work, one it does not take or that no layer would
+    see (a misspelt option such as ``refine_step=`` would otherwise be dropped silently)."""
+    if not solver_kw:
+        return
+    import inspect
+    if block:
+        from groupsparse.selection.sequential_obs import seqobs as solver
+        fixed = {"H", "W", "B", "block", "n_remove", "sparsity", "nm"}  # the driver's
+        if method != "seqobs" and not (method == "obs" and max_memory is not None):
+            raise TypeError(f"unexpected keyword argument {sorted(solver_kw)[0]!r} for method {method!r} and a block "
+                            f"pattern (options go to 'seqobs' only: method='seqobs', or 'obs' with max_memory)")
+    else:
+        from .nm.oneshot import solve_nm_layer as solver
+        fixed = {"H", "Bm", "n", "m", "method", "Md"}
+    takes = [k for k in inspect.signature(solver).parameters if k not in fixed]
+    unknown = sorted(set(solver_kw) - set(takes))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r} (the options of the one-shot driver, or of its "
+                        f"layer solver {solver.__name__}: {', '.join(takes)})")
+
+
+def _check_blocks(model, blocks) -> list:
+    """``blocks`` as a non-empty list of names of submodules of ``model``."""
+    try:
+        blocks = list(blocks)
+    except TypeError:
+        raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}") from None
+    if not blocks or not all(isinstance(b, str) for b in blocks):
+        raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}")
+    for b in blocks:
+        try:
+            model.get_submodule(b)
+        except AttributeError:
+            raise ValueError(f"blocks: the model has no submodule named {b!r}") from None
+    return blocks
 
 
 def _check_needs_blocks(blocks, refine_steps, checkpoint):

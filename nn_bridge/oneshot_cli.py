@@ -47,8 +47,8 @@ def build_parser():
     ap.add_argument("--exclude", nargs="+", default=[], metavar="GLOB", help="leave layers matching a glob dense")
     ap.add_argument("--allocation", default="uniform", choices=["uniform", "loss"],
                     help="block: the same sparsity in every layer, or spread by the one-shot loss curves")
-    ap.add_argument("--max-layer-sparsity", type=fraction_in_0_1, default=0.9,
-                    help="block, --allocation loss: no layer above this block sparsity")
+    ap.add_argument("--max-layer-sparsity", type=fraction_in_0_1, default=None,
+                    help="block, --allocation loss: no layer above this block sparsity (default 0.9)")
     ap.add_argument("--damp", type=nonneg_float, default=0.01, help="ridge toward the dense weights")
     ap.add_argument("--refine-steps", type=nonneg_int, default=0,
                     help="block, Hugging Face transformers: Adam steps of block reconstruction per transformer layer "
@@ -85,6 +85,11 @@ def _main(argv) -> int:
         raise ValueError(f"--sparsity: the N:M pattern {p} fixes the sparsity at {p.sparsity:g}; leave it out")
     if a.refine_steps and pkind != "block":
         raise ValueError(f"--refine-steps: block reconstruction is for block patterns; {a.pattern} is N:M")
+    if a.allocation != "uniform" and pkind != "block":  # N:M fixes every layer's budget: the option would be ignored
+        raise ValueError(f"--allocation: spreads the sparsity of block patterns; {a.pattern} is N:M (every layer "
+                         f"keeps {p.n} of every {p.m})")
+    if a.max_layer_sparsity is not None and a.allocation != "loss":
+        raise ValueError("--max-layer-sparsity: caps the layers of --allocation loss only (give both, or neither)")
     methods = BLOCK_METHODS if pkind == "block" else NM_METHODS
     if pkind == "block":  # the driver hands any groupsparse.select method to the core
         from groupsparse.selection import METHODS as SELECT_METHODS
@@ -126,7 +131,8 @@ def _main(argv) -> int:
     if a.checkpoint is not None:
         kw["checkpoint"] = a.checkpoint
     if pkind == "block":
-        kw.update(allocation=a.allocation, max_layer_sparsity=a.max_layer_sparsity)
+        kw.update(allocation=a.allocation, max_layer_sparsity=0.9 if a.max_layer_sparsity is None else
+                  a.max_layer_sparsity)
         if a.refine_steps:
             kw.update(refine_steps=a.refine_steps, refine_lr=a.refine_lr)
     res = pruned.oneshot_prune(loaded, cal, a.pattern, a.sparsity, a.method, include=a.include, exclude=a.exclude,

@@ -102,8 +102,8 @@ def select_layer_names(model, kind, p, include=None, exclude=(), min_blocks: int
     is an error naming ``include``/``pattern``."""
     from .grouping import choose_layers
     from .tiling import BlockPattern
-    include = [include] if isinstance(include, str) else include
-    exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
+    include = None if include is None else _globs(include, "include")
+    exclude = _globs(exclude or (), "exclude")
 
     def one_gemm(name):  # what the one-shot driver solves
         mod = model.get_submodule(name)
@@ -129,6 +129,19 @@ def select_layer_names(model, kind, p, include=None, exclude=(), min_blocks: int
                          + (f"left dense: {skipped}" if skipped else
                             f"matched layers: {matched or 'none (no Linear/Conv2d matches)'}"))
     return names, skipped
+
+
+def _globs(value, arg) -> list:
+    """One shell-style glob or a list of them, as a list of strings; anything else is an error naming ``arg``."""
+    if isinstance(value, str):
+        return [value]
+    try:
+        out = list(value)
+    except TypeError:
+        out = None
+    if out is None or not all(isinstance(g, str) for g in out):
+        raise ValueError(f"{arg}: expected a glob such as 'encoder.*' or a list of globs, got {value!r}")
+    return out
 
 
 def _block_list(model, names):
@@ -198,7 +211,8 @@ class PrunedResult:
                       for k, v in self.eval.items() if k != "metric"]
         lines += ["", "## Layers", "", "| layer | shape | weight sparsity | rel. error (calibration) |",
                   "|---|---|---|---|"]
-        lines += [f"| {x['name']} | {'x'.join(map(str, x['shape']))} | {x['weight_sparsity']:.4f} | "
+        lines += [f"| {x['name']}{' (tied: ' + ', '.join(x['tied']) + ')' if x.get('tied') else ''} | "
+                  f"{'x'.join(map(str, x['shape']))} | {x['weight_sparsity']:.4f} | "
                   f"{x['rel_error']:.3e} |" for x in self.layers]
         if self.block_error:
             lines += ["", "## Block reconstruction (refine)", "", "| block | rel. output error before | after |",
@@ -357,10 +371,17 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     s = check_sparsity_for(pkind, p, sparsity)
     if kind not in _compare.KINDS:
         raise ValueError(f"kind: expected one of {_compare.KINDS}, got {kind!r}")
+    if torch.is_tensor(batches) or isinstance(batches, dict):  # list() would make each row a batch
+        raise ValueError(f"batches: expected a list of calibration batches, got one {type(batches).__name__} (wrap "
+                         f"it in a list)")
     batches = list(batches)
     if not batches:
         raise ValueError("batches: at least one calibration batch is required")
+    from .grouping import check_model
+    check_model(model)
     if device is not None:
+        from .oneshot import solve_device as _device
+        device = _device(device, "device")
         model = model.to(device)
         batches = [to_device(b, device) for b in batches]
         row_masks = None if row_masks is None else [to_device(m, device) for m in row_masks]
@@ -372,23 +393,37 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
         blocks = None  # a user module may not chain its ModuleList (the driver decides for the others)
     t0 = time.perf_counter()
     dense_summary = None
-    if eval_batches is not None:
+    if eval_batches is not None:  # checked like the calibration batches, before any pruning
+        from .calibration import check_batches, default_run
+        eval_batches = check_batches(eval_batches, model, run or default_run, name="eval_batches")
         dense_summary = _compare.summarize(model, eval_batches, kind, run)
-    model.eval()
+        if eval_labels is not None and kind == "classifier":
+            n = sum(len(x) for x in dense_summary["logits"])
+            if torch.as_tensor(eval_labels).numel() != n:
+                raise ValueError(f"eval_labels: expected one label per evaluation sample ({n}), got "
+                                 f"{torch.as_tensor(eval_labels).numel()}")
     from .oneshot import solve_layers
-    res = solve_layers(model, batches, pattern, s if pkind == "block" else None, method=method, run=run,
-                       row_masks=row_masks, include=names, min_blocks=min_blocks, blocks=blocks, progress=progress,
-                       **driver_kw)
+    training = model.training  # the driver runs the model in eval mode (no dropout); the user's mode is restored
+    model.eval()
+    try:
+        res = solve_layers(model, batches, pattern, s if pkind == "block" else None, method=method, run=run,
+                           row_masks=row_masks, include=names, min_blocks=min_blocks, blocks=blocks,
+                           progress=progress, **driver_kw)
+    finally:
+        model.train(training)
     res.finalize()
     method = method or ("obs" if pkind == "block" else "iht")
     errors = res.layer_rel_error
+    tied = {t.name: list(t.holders[1:]) for t in res.tilings}  # a shared weight: one row, under its first user
     layers = []
     with torch.no_grad():
-        for name in names:
+        for name in (n for n in names if n in tied):
             w = model.get_submodule(name).weight
             row = {"name": name, "shape": list(w.shape), "n_weights": w.numel(),
                    "weight_sparsity": float((w == 0).sum()) / w.numel(), "rel_error": float(errors[name]),
                    "method": res.layer_method.get(name, method)}
+            if tied[name]:
+                row["tied"] = tied[name]
             if pkind == "block":
                 from .tiling import LayerTiling
                 kept = int((LayerTiling(name, tuple(w.shape), p).block_sq_norms(w) > 0).sum())

@@ -72,7 +72,11 @@ def _import(spec: str, option: str):
 
 def build_from_function(spec: str, option: str = "model") -> nn.Module:
     """Call the ``module:function`` (no arguments) and check it returns an ``nn.Module``."""
-    out = _import(spec, option)()
+    fn = _import(spec, option)
+    try:
+        out = fn()
+    except Exception as e:  # the user's code: one line naming the option (--debug shows the traceback)
+        raise ValueError(f"{option}: {spec!r} raised {type(e).__name__}: {e}") from e
     if not isinstance(out, nn.Module):
         raise ValueError(f"{option}: {spec!r} returned {type(out).__name__}, expected a torch.nn.Module")
     return out

@@ -1,0 +1,247 @@
+"""A new user's own small models and data through ``nn_bridge.oneshot_prune``, the pruners and the CLI: each case a
+finding of a bug hunt (a crash after the model was pruned, an option or a batch silently misread, a traceback for
+bad input), fixed and pinned here.  Bad input is refused with an error naming the argument before the model
+changes; every value asserted follows from the pattern's arithmetic."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+
+import pytest
+import torch
+from torch import nn
+
+import nn_bridge
+from nn_bridge import make_pruner
+from nn_bridge.export import export_state_dict, load_exported_state
+from nn_bridge.oneshot import solve_layers
+from nn_bridge.oneshot_cli import main as oneshot_cli
+
+from conftest import time_limit  # tests/conftest.py
+
+W = 32
+
+
+def _mlp(seed=0, dropout=0.0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(W, 64), nn.Dropout(dropout), nn.ReLU(), nn.Linear(64, 16))
+
+
+class _Tied(nn.Module):
+    """``c`` uses ``a``'s weight (a Linear used twice with two biases): one weight to prune, under ``a``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.c, self.b = nn.Linear(W, W), nn.Linear(W, W), nn.Linear(W, 16)
+        self.c.weight = self.a.weight
+
+    def forward(self, x):
+        return self.b(torch.relu(self.c(torch.relu(self.a(x)))))
+
+
+def _batches(n=3, rows=24, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(rows, W, generator=g) for _ in range(n)]
+
+
+def _prune(model, batches, pattern="8x8", **kw):
+    s = 0.5 if "x" in pattern else None
+    with time_limit(60):
+        return nn_bridge.oneshot_prune(model, batches, pattern, s, min_blocks=1, progress=False, **kw)
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _unchanged(model, before):
+    return all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+# ------------------------------------------------------------------------------------------ tied weights
+@pytest.mark.parametrize("pattern", ["8x8", "2:4"])
+def test_tied_weight_is_one_report_row_under_its_first_user(pattern, tmp_path):
+    """The report looked the shared weight up under its second user too: KeyError 'c' after the model was pruned."""
+    model = _Tied()
+    res = _prune(model, _batches(), pattern)
+    assert model.c.weight is model.a.weight
+    assert [r["name"] for r in res.layers] == ["a", "b"]
+    assert res.layers[0]["tied"] == ["c"] and "tied" not in res.layers[1]
+    # 8x8 at 0.5: 8 of 16 tiles of a 32 x 32 weight; 2:4: 2 of every 4 -- half the weights either way
+    assert [r["weight_sparsity"] for r in res.layers] == [0.5, 0.5]
+    assert "| a (tied: c) |" in res.markdown()
+    res.save(tmp_path / "out")
+    back = nn_bridge.load_pruned(tmp_path / "out", model=_Tied())
+    assert torch.equal(back.a.weight, model.a.weight) and torch.equal(back.b.weight, model.b.weight)
+
+
+# ------------------------------------------------------------------------------------------ options
+@pytest.mark.parametrize("pattern", ["8x8", "2:4"])
+def test_misspelt_option_is_refused_before_any_work(pattern):
+    """Extra keywords go to the layer solver; with the default 'obs' they were dropped silently (refine_step=512
+    ran without refinement)."""
+    model = _mlp()
+    before = _state(model)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'refine_step'"):
+        _prune(model, _batches(), pattern, refine_step=512)
+    assert _unchanged(model, before)
+
+
+def test_seqobs_options_still_reach_seqobs():
+    """The check keeps the solver options that do run: seqobs's own, and 'obs' falling back to it under max_memory
+    (a budget that fits seqobs on both layers but not the exact path at 50%)."""
+    from groupsparse.selection.sequential_obs import memory_bytes
+    a, b = _mlp(), _mlp()
+    ra = solve_layers(a, _batches(), "8x8", 0.5, method="seqobs", refit_iters=0, min_blocks=1, progress=False)
+    budget = max(memory_bytes(W, 64, 8), memory_bytes(64, 16, 8))
+    rb = solve_layers(b, _batches(), "8x8", 0.5, method="obs", max_memory=budget, refit_iters=0, min_blocks=1,
+                      progress=False)
+    assert set(rb.layer_method.values()) == {"seqobs"}
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert ra.layer_rel_error == rb.layer_rel_error
+
+
+def test_unknown_block_method_is_refused_before_any_forward_pass():
+    """It failed inside the first layer solve, after the forward passes, listing the core's methods only."""
+    model = _mlp()
+    calls = []
+    model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    with pytest.raises(ValueError, match=r"^method: expected one of obs, magnitude, .*local_search.*got 'nosuch'"):
+        _prune(model, _batches(), "8x8", method="nosuch")
+    assert calls == []
+
+
+@pytest.mark.parametrize("blocks, match", [("0", r"^blocks: expected 'auto' or a list .*the string '0'"),
+                                           (["0", "nosuch"], r"^blocks: the model has no submodule named 'nosuch'")])
+def test_blocks_must_name_submodules(blocks, match):
+    """A string was split into its letters, an unknown name an AttributeError from deep inside the streams."""
+    with pytest.raises(ValueError, match=match):
+        _prune(_mlp(), _batches(), "8x8", blocks=blocks)
+
+
+@pytest.mark.parametrize("arg, value", [("include", 3), ("exclude", [1]), ("include", ["0", None])])
+def test_include_exclude_must_be_globs(arg, value):
+    with pytest.raises(ValueError, match=rf"^{arg}: expected a glob"):
+        _prune(_mlp(), _batches(), "2:4", **{arg: value})
+
+
+def test_training_mode_is_restored_and_dropout_is_off_while_pruning():
+    """The model came back in eval mode; the pruning itself must not see dropout (same weights as from eval mode)."""
+    a, b = _mlp(dropout=0.5), _mlp(dropout=0.5)
+    a.train()
+    b.eval()
+    _prune(a, _batches(), "8x8")
+    _prune(b, _batches(), "8x8")
+    assert a.training and all(m.training for m in a.modules())
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    c = _mlp(dropout=0.5).train()
+    solve_layers(c, _batches(), "2:4", progress=False)
+    assert c.training
+
+
+# ------------------------------------------------------------------------------------------ data
+def test_one_tensor_as_batches_is_refused():
+    """list(tensor) made every row a batch of one 1-D sample."""
+    with pytest.raises(ValueError, match=r"^batches: expected a list of calibration batches, got one Tensor"):
+        _prune(_mlp(), torch.randn(24, W), "2:4")
+
+
+def test_row_mask_of_another_shape_is_refused():
+    """A mask matching no input was ignored silently: every row calibrated."""
+    xs = _batches()
+    with pytest.raises(ValueError, match=r"^row_masks\[1\]: shape \(5,\)"):
+        _prune(_mlp(), xs, "2:4", row_masks=[torch.ones(24, dtype=torch.bool), torch.ones(5, dtype=torch.bool),
+                                             torch.ones(24, dtype=torch.bool)])
+
+
+def _eval_cases():
+    nan = _batches(seed=2)
+    nan[0][1, 2] = float("nan")
+    return {"tensor": (torch.randn(24, W), r"^eval_batches: expected a list of batches, got one Tensor"),
+            "empty": ([], r"^eval_batches: at least one batch is required"),
+            "width": ([torch.randn(8, W + 4)], r"^eval_batches\[0\]: the model cannot run on this batch"),
+            "nan": (nan, r"^eval_batches\[0\]: contains NaN or inf")}
+
+
+@pytest.mark.parametrize("case", ["tensor", "empty", "width", "nan"])
+def test_bad_eval_batches_are_refused_before_pruning(case):
+    """A tensor gave a meaningless cosine over scalars (min -1), NaN a NaN metric, a wrong width a traceback."""
+    ev, match = _eval_cases()[case]
+    model = _mlp()
+    before = _state(model)
+    with pytest.raises(ValueError, match=match):
+        _prune(model, _batches(), "2:4", eval_batches=ev)
+    assert _unchanged(model, before)
+
+
+def test_eval_labels_of_another_length_are_refused_before_pruning():
+    """A RuntimeError from the comparison, after the model was pruned."""
+    model = _mlp()
+    before = _state(model)
+    with pytest.raises(ValueError, match=r"^eval_labels: expected one label per evaluation sample \(48\), got 10"):
+        _prune(model, _batches(), "2:4", kind="classifier", eval_batches=_batches(2, seed=3),
+               eval_labels=torch.zeros(10, dtype=torch.long))
+    assert _unchanged(model, before)
+
+
+# ------------------------------------------------------------------------------------------ meta device
+def test_meta_model_batches_and_device_are_refused():
+    """'Tensor.item() cannot be called on meta tensors' (or blaming the batch); device='meta' also wiped the user's
+    weights (model.to('meta')) before failing."""
+    with pytest.raises(ValueError, match=r"^model: '0.weight' is on the 'meta' device"):
+        _prune(_mlp().to("meta"), _batches(), "8x8")
+    with pytest.raises(ValueError, match=r"^batches\[0\]: is on the 'meta' device"):
+        _prune(_mlp(), [x.to("meta") for x in _batches()], "2:4")
+    model = _mlp()
+    before = _state(model)
+    with pytest.raises(ValueError, match=r"^device: the 'meta' device holds shapes without values"):
+        _prune(model, _batches(), "2:4", device="meta")
+    assert _unchanged(model, before)
+    with pytest.raises(ValueError, match=r"^model: '0.weight' is on the 'meta' device"):
+        make_pruner("srste", _mlp().to("meta"), pattern="2:4")
+
+
+# ------------------------------------------------------------------------------------------ export, CLI
+def test_load_exported_state_reads_the_export_file(tmp_path):
+    model = _mlp()
+    _prune(model, _batches(), "2:4")
+    sd, _ = export_state_dict(model, "2:4")
+    torch.save(sd, tmp_path / "m.pt")
+    back = load_exported_state(tmp_path / "m.pt")
+    assert back.keys() == model.state_dict().keys()
+    assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match=r"^state: no such file"):
+        load_exported_state(tmp_path / "none.pt")
+
+
+def build_raising():  # --model tests.test_bridge_user_inputs:build_raising
+    raise RuntimeError("no weights here")
+
+
+def build_mlp():
+    return _mlp()
+
+
+def _cli(argv):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), time_limit(60):
+        rc = oneshot_cli(argv)
+    return rc, err.getvalue()
+
+
+@pytest.mark.parametrize("extra, model, named", [
+    (["--pattern", "2:4", "--allocation", "loss"], "build_mlp", "--allocation"),
+    (["--pattern", "2:4", "--max-layer-sparsity", "0.5"], "build_mlp", "--max-layer-sparsity"),
+    (["--pattern", "8x8", "--sparsity", "0.5", "--max-layer-sparsity", "0.5"], "build_mlp", "--max-layer-sparsity"),
+    (["--pattern", "2:4"], "build_raising", "--model"),
+])
+def test_cli_ignored_option_or_failing_model_is_one_line(tmp_path, extra, model, named):
+    """--allocation / --max-layer-sparsity were ignored silently where they do nothing; a --model function that
+    raised printed its traceback."""
+    torch.save(torch.randn(16, W), tmp_path / "x.pt")
+    rc, err = _cli(["--model", f"{__file__}:{model}", "--calib", str(tmp_path / "x.pt"), "--out",
+                    str(tmp_path / "out"), "--no-progress", *extra])
+    assert rc == 2 and err.count("\n") == 1 and named in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
