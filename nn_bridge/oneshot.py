@@ -272,6 +272,11 @@ def _solve_nm(H, Hd, Bm, Md, pat, method, dev, dtype, solver_kw):
     return keep, beta
 
 
+#: damp beyond which the layer error is computed from the undamped H (the cancellation in ``_rel_error`` costs about
+#: damp x 1e-16 of relative accuracy: negligible below this, and a p x p copy is kept only above it)
+_EXACT_DAMP = 1e3
+
+
 def _rel_error(Mh, Hd, d, Bm, den):
     """||X_d M - X_p M^||^2 / ||X_d M||^2 from the Grams (all / n): den - 2 <M^, C M> + <M^, H M^>, den =
     ||X_d M||^2 / n, H = Hd - d I (in Hd's dtype, summed in float64; accurate to the float32 Gram products'
@@ -603,8 +608,11 @@ def _prune_pass(model, layers, groups, block, p, method, st, n_remove, keep, dam
                 else:
                     m_run = method
                 # the raw H is needed only by SparseGPT / Wanda (or by the next layer, sharing it): else damp it in
-                # place, one p x p matrix less during the solve
-                Hu, Bd, d = damped(H, Bm, Md, damp, t.name, inplace=m_run not in _SINGLE_WEIGHT and not gram.holds(H))
+                # place, one p x p matrix less during the solve; above _EXACT_DAMP, H + d I has rounded H's diagonal
+                # away and the layer's error needs the raw H
+                raw = damp > _EXACT_DAMP
+                Hu, Bd, d = damped(H, Bm, Md, damp, t.name,
+                                   inplace=not raw and m_run not in _SINGLE_WEIGHT and not gram.holds(H))
                 if block:
                     Hd, Bp = _pad_problem(Hu, Bd, t)
                     if solver_dtype is not None and m_run == "seqobs":  # e.g. float32: half the solve's memory
@@ -625,7 +633,8 @@ def _prune_pass(model, layers, groups, block, p, method, st, n_remove, keep, dam
                     res.layer_sparsity[t.name] = float((~kept).sum()) / kept.numel()
                 del Bd
                 Mhat = Mhat.to(Md.device, torch.float64)
-                res.layer_rel_error[t.name] = _rel_error(Mhat, Hu, d, Bm, den)
+                res.layer_rel_error[t.name] = (_rel_error(Mhat, H, 0.0, Bm, den) if raw else
+                                               _rel_error(Mhat, Hu, d, Bm, den))
                 del H, Hu, Bm
                 res.layer_method[t.name] = m_run
                 res.keep[t.name] = kept

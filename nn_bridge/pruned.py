@@ -106,8 +106,7 @@ def select_layer_names(model, kind, p, include=None, exclude=(), min_blocks: int
     exclude = _globs(exclude or (), "exclude")
 
     def one_gemm(name):  # what the one-shot driver solves
-        mod = model.get_submodule(name)
-        return isinstance(mod, nn.Linear) or (isinstance(mod, nn.Conv2d) and mod.groups == 1)
+        return _one_gemm_type(model.get_submodule(name))
 
     def glob(patterns):
         return lambda name: any(fnmatch.fnmatchcase(name, g) for g in patterns)
@@ -125,10 +124,21 @@ def select_layer_names(model, kind, p, include=None, exclude=(), min_blocks: int
         # every candidate refused only because the pattern does not fit it: the pattern is what to change
         misfit = skipped and all("do not tile" in r or "does not divide" in r for r in skipped.values())
         arg = "pattern" if misfit else "include"
+        other = {}  # weighted modules of types one-shot does not prune (e.g. GPT-2's transformers Conv1D)
+        for _, mod in model.named_modules():
+            w = getattr(mod, "weight", None)
+            if torch.is_tensor(w) and w.dim() >= 2 and not _one_gemm_type(mod) and not isinstance(mod, nn.Embedding):
+                other[type(mod).__name__] = other.get(type(mod).__name__, 0) + 1
         raise ValueError(f"{arg}: no layer to prune with pattern {pattern_name(kind, p)} ({what}); "
                          + (f"left dense: {skipped}" if skipped else
-                            f"matched layers: {matched or 'none (no Linear/Conv2d matches)'}"))
+                            f"matched layers: {matched or 'none (no Linear/Conv2d matches)'}")
+                         + (f"; one-shot prunes Linear and Conv2d (groups=1) only, not {other}" if other else ""))
     return names, skipped
+
+
+def _one_gemm_type(mod) -> bool:
+    """A layer the one-shot driver solves: Linear, or Conv2d with groups=1."""
+    return isinstance(mod, nn.Linear) or (isinstance(mod, nn.Conv2d) and mod.groups == 1)
 
 
 def _globs(value, arg) -> list:
@@ -324,7 +334,11 @@ def load_pruned(folder, model: nn.Module | None = None) -> nn.Module:
         from .userload import build_from_function
         model = build_from_function(arch, "arch")
     from safetensors.torch import load_model
-    load_model(model, weights)
+    try:
+        load_model(model, weights)
+    except RuntimeError as e:  # another architecture: missing / unexpected keys or shapes
+        raise ValueError(f"model: does not match the weights saved in {folder!r}: "
+                         f"{' '.join(str(e).split())}") from None
     return model.eval()
 
 

@@ -75,6 +75,8 @@ def test_tied_weight_is_one_report_row_under_its_first_user(pattern, tmp_path):
     res.save(tmp_path / "out")
     back = nn_bridge.load_pruned(tmp_path / "out", model=_Tied())
     assert torch.equal(back.a.weight, model.a.weight) and torch.equal(back.b.weight, model.b.weight)
+    with pytest.raises(ValueError, match=r"^model: does not match the weights saved in .*Missing key"):
+        nn_bridge.load_pruned(tmp_path / "out", model=_mlp())  # was a RuntimeError of load_state_dict
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -139,6 +141,39 @@ def test_training_mode_is_restored_and_dropout_is_off_while_pruning():
     c = _mlp(dropout=0.5).train()
     solve_layers(c, _batches(), "2:4", progress=False)
     assert c.training
+
+
+@pytest.mark.parametrize("pattern", ["8x8", "2:4"])
+def test_layer_error_is_right_under_a_huge_damp(pattern):
+    """damp=1e30 reported errors of 0 or 3e13: H + d I rounds H's diagonal away and the error subtracted d I back.
+    The first layer's inputs are the batches, so its error is recomputed here from the weights."""
+    dense, model, xs = _mlp(), _mlp(), _batches()
+    with time_limit(60):
+        res = solve_layers(model, xs, pattern, 0.5 if "x" in pattern else None, damp=1e30, min_blocks=1,
+                           progress=False)
+    res.finalize()
+    x = torch.cat(xs).double()
+    yd, yp = x @ dense[0].weight.detach().double().T, x @ model[0].weight.detach().double().T
+    true = float((yd - yp).pow(2).sum() / yd.pow(2).sum())
+    assert 0.01 < true and res.layer_rel_error["0"] == pytest.approx(true, rel=1e-5)  # float32 Gram products
+
+
+class _Conv1D(nn.Module):
+    """transformers' GPT-2 Conv1D: a Linear with a transposed weight, not an nn.Linear."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_in, n_out) / n_in ** 0.5)
+
+    def forward(self, x):
+        return x @ self.weight
+
+
+def test_nothing_to_prune_names_the_unsupported_layer_types():
+    """A GPT-2-style model was told only 'include: no layer to prune', blaming the argument it did not give."""
+    model = nn.Sequential(_Conv1D(W, 64), nn.ReLU(), _Conv1D(64, 16))
+    with pytest.raises(ValueError, match=r"one-shot prunes Linear and Conv2d \(groups=1\) only, not \{'_Conv1D': 2\}"):
+        _prune(model, _batches(), "2:4")
 
 
 # ------------------------------------------------------------------------------------------ data
