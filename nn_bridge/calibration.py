@@ -36,8 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["check_batches", "run_batch", "check_gram", "default_run", "Layer", "layer_inputs", "called_with",
-           "forward_order", "pow2_scale", "PrefixStreams", "BlockStreams", "streams", "Grams", "damped"]
+__all__ = ["check_batches", "run_batch", "check_gram", "check_blocks", "check_run", "default_run", "Layer",
+           "layer_inputs", "called_with", "forward_order", "pow2_scale", "PrefixStreams", "BlockStreams", "streams",
+           "Grams", "damped"]
 
 
 def _leaves(x, path):
@@ -83,7 +84,7 @@ def run_batch(model, batch, run, b: int, name: str = "batches"):
     argument the batches came in)."""
     try:
         return run(model, batch)
-    except (RuntimeError, TypeError, IndexError) as e:
+    except (RuntimeError, TypeError, IndexError, KeyError, AttributeError) as e:  # the model or run failed on it
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         what = "calibration batch" if name == "batches" else "batch"
         raise ValueError(f"{name}[{b}]: the model cannot run on this {what} "
@@ -163,6 +164,15 @@ def default_run(model, batch):
     if isinstance(batch, (tuple, list)):
         return model(*batch)
     return model(batch)
+
+
+def check_run(run):
+    """``run`` (None: ``default_run``) as a callable ``run(model, batch)``."""
+    if run is None:
+        return default_run
+    if not callable(run):
+        raise ValueError(f"run: expected a callable run(model, batch) or None, got {type(run).__name__}")
+    return run
 
 
 @dataclass(frozen=True)
@@ -259,7 +269,8 @@ def called_with(model, module, batch, run, who, b):
 
 def forward_order(model, layers, batch, run):
     """``layers`` (objects with ``name`` / ``holders``) in the order the forward pass first calls them (the pass
-    stops once every layer was called)."""
+    stops once every layer was called).  A layer the pass never calls gets no calibration data: an error naming
+    ``include`` (or ``run``, when it calls none of them)."""
     order, hooks = [], []
 
     def seen(m, a, n):
@@ -279,8 +290,15 @@ def forward_order(model, layers, batch, run):
     finally:
         for h in hooks:
             h.remove()
+    missing = [t.name for t in layers if t.name not in order]
+    if missing and not order:
+        raise ValueError(f"run: run(model, batch) called none of the layers to prune on batches[0] (e.g. "
+                         f"{missing[0]!r}); it must run the model's forward")
+    if missing:
+        raise ValueError(f"include: the model never calls {missing} when it runs on batches[0] (no calibration data "
+                         f"reaches them); leave them out (exclude=, or include= only the layers it calls)")
     by = {t.name: t for t in layers}
-    return [by[n] for n in order] + [t for t in layers if t.name not in order]
+    return [by[n] for n in order]
 
 
 def pow2_scale(m: float) -> float:
@@ -691,6 +709,65 @@ class BlockStreams(_Streams):
                 d_out[b] = None
         self._d_out = self.dense_block = None
         self.i += 1
+
+
+def check_blocks(model, blocks, batch, run, names=None) -> list:
+    """``blocks`` as a non-empty list of distinct names of submodules of ``model`` that ``BlockStreams`` can replay:
+    on ``batch`` (batch 0) the forward pass calls them in this order, and the first block's output is the second's
+    first input (they chain: no residual sum or other step between them).  Only the blocks up to the last one
+    holding a layer of ``names`` (the layers to prune) are run: the streams replay no later block.  Errors name
+    ``blocks``."""
+    try:
+        blocks = list(blocks)
+    except TypeError:
+        raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}") from None
+    if not blocks or not all(isinstance(b, str) for b in blocks):
+        raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}")
+    if len(set(blocks)) != len(blocks):
+        raise ValueError(f"blocks: {next(b for b in blocks if blocks.count(b) > 1)!r} is named twice")
+    for b in blocks:
+        try:
+            model.get_submodule(b)
+        except AttributeError:
+            raise ValueError(f"blocks: the model has no submodule named {b!r}") from None
+    full = blocks
+    if names is not None:
+        owners = [i for i, b in enumerate(blocks) if any(n.startswith(b + ".") for n in names)]
+        blocks = blocks[:max(owners, default=0) + 1]
+    order, inputs, hooks = [], {}, []
+
+    def seen(mod, args, kwargs, name):
+        if name not in order:
+            order.append(name)
+            if name in blocks[:2]:
+                inputs[name] = (tuple(a.detach() if torch.is_tensor(a) else a for a in args), dict(kwargs))
+            if len(order) == len(blocks):
+                raise _Stop
+    for b in blocks:
+        hooks.append(model.get_submodule(b).register_forward_pre_hook(
+            lambda m, a, k, n=b: seen(m, a, k, n), with_kwargs=True))
+    try:
+        with torch.no_grad():
+            run_batch(model, batch, run, 0)
+    except _Stop:
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+    missing = [b for b in blocks if b not in order]
+    if missing:
+        raise ValueError(f"blocks: {missing[0]!r} is not called when the model runs on batches[0]; name the modules "
+                         f"the forward pass calls one after another (e.g. the layers of a ModuleList)")
+    if order != blocks:
+        raise ValueError(f"blocks: not in the order the forward pass calls them ({order})")
+    if len(blocks) > 1:
+        out, nxt = _call_block(model.get_submodule(blocks[0]), inputs[blocks[0]]), inputs[blocks[1]][0][0]
+        if not (torch.is_tensor(out) and torch.is_tensor(nxt) and out.shape == nxt.shape
+                and float((out.float() - nxt.float()).norm()) <= 1e-3 * float(nxt.float().norm())):
+            raise ValueError(f"blocks: the output of {blocks[0]!r} is not the input of {blocks[1]!r} on batches[0] "
+                             f"(out of order, or a step such as a residual sum between them): the streams cannot "
+                             f"replay them one after another; pass blocks=None")
+    return full
 
 
 def streams(model, batches, run, row_masks, blocks, dense_only=False, spill=None):

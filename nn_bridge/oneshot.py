@@ -57,8 +57,8 @@ from groupsparse.schedules import check_sparsity
 from groupsparse.selection.obs import gram_refit, merge_paths, obs_first_costs, obs_memory_bytes, obs_paths
 
 from . import masking
-from .calibration import (Grams, Layer, check_batches, check_spill, damped, default_run,  # noqa: F401
-                          forward_order, layer_inputs, pow2_scale, streams)
+from .calibration import (Grams, Layer, check_batches, check_blocks, check_run, check_spill, damped,  # noqa: F401
+                          default_run, forward_order, layer_inputs, pow2_scale, streams)
 from .report import finalize_model, measure
 from .tiling import LayerTiling, find_prunable, keep_count, matrix_to_weight, weight_to_matrix
 
@@ -363,7 +363,8 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
     current block, never a copy of the model.  ``blocks=None``: the model prefix is re-run for every layer
     (``calibration.PrefixStreams``, any model; it keeps the dense weights of the layers pruned so far).
     ``blocks="auto"``: the children of the ModuleList holding the most pruned layers, provided the pruned layers
-    outside it are all called after those inside (they are pruned last, the streams' tail), else None.
+    outside it are all called after those inside (they are pruned last, the streams' tail) and the blocks chain
+    (``calibration.check_blocks``: given blocks must), else None.
     Grams are accumulated batch by batch and freed after their layer (a layer fed the same tensor as the previous
     one -- query / key / value -- reuses its Grams).
     ``refine_steps`` (block patterns, with ``blocks``): that many Adam steps (``refine_lr``) of block reconstruction
@@ -448,16 +449,23 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
                          f"it in a list)")
     if not auto:
         _check_needs_blocks(blocks, refine_steps, checkpoint)
-    run = run or default_run
+    run = check_run(run)
     batches = check_batches(batches, model, run, row_masks)
     refine_val = check_positive_int(refine_val, "refine_val", low=0, high=len(batches) - 1)  # one batch to train on
     layers = forward_order(model, _layers(model, kind, p, include, min_blocks, pad), batches[0], run)
-    if auto:  # decided on the forward order (``pruned._block_list``)
+    if auto:  # decided on the forward order (``pruned._block_list``); blocks that do not chain: the prefix streams
         from .pruned import _block_list
         blocks = _block_list(model, [t.name for t in layers])
+        if blocks is not None:
+            try:
+                blocks = check_blocks(model, blocks, batches[0], run, [t.name for t in layers])
+            except ValueError:
+                if refine_steps or checkpoint is not None:  # they need the block streams: say why they cannot run
+                    raise
+                blocks = None
         _check_needs_blocks(blocks, refine_steps, checkpoint)
-    if blocks is not None:
-        blocks = _check_blocks(model, blocks)
+    elif blocks is not None:
+        blocks = check_blocks(model, blocks, batches[0], run, [t.name for t in layers])
     if keep is not None:
         keep = _check_keep(keep, layers)
     for t in layers:  # every layer fits max_memory with some method, checked before any work
@@ -546,22 +554,6 @@ def _check_solver_kw(solver_kw, block, method, max_memory):
     if unknown:
         raise TypeError(f"unexpected keyword argument {unknown[0]!r} (the options of the one-shot driver, or of its "
                         f"layer solver {solver.__name__}: {', '.join(takes)})")
-
-
-def _check_blocks(model, blocks) -> list:
-    """``blocks`` as a non-empty list of names of submodules of ``model``."""
-    try:
-        blocks = list(blocks)
-    except TypeError:
-        raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}") from None
-    if not blocks or not all(isinstance(b, str) for b in blocks):
-        raise ValueError(f"blocks: expected a non-empty list of submodule names, got {blocks!r}")
-    for b in blocks:
-        try:
-            model.get_submodule(b)
-        except AttributeError:
-            raise ValueError(f"blocks: the model has no submodule named {b!r}") from None
-    return blocks
 
 
 def _check_needs_blocks(blocks, refine_steps, checkpoint):

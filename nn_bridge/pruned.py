@@ -385,6 +385,9 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     s = check_sparsity_for(pkind, p, sparsity)
     if kind not in _compare.KINDS:
         raise ValueError(f"kind: expected one of {_compare.KINDS}, got {kind!r}")
+    if run is not None:
+        from .calibration import check_run
+        check_run(run)
     if torch.is_tensor(batches) or isinstance(batches, dict):  # list() would make each row a batch
         raise ValueError(f"batches: expected a list of calibration batches, got one {type(batches).__name__} (wrap "
                          f"it in a list)")

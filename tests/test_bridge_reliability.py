@@ -441,11 +441,11 @@ def test_tied_weights_across_replayed_blocks_are_refused():
     class TwoBlocks(nn.Module):
         def __init__(self):
             super().__init__()
-            self.b0, self.b1 = nn.Sequential(nn.Linear(32, 32)), nn.Sequential(nn.Linear(32, 32))
+            self.b0, self.b1 = nn.Sequential(nn.Linear(32, 32), nn.Tanh()), nn.Sequential(nn.Linear(32, 32))
             self.b1[0].weight = self.b0[0].weight
 
-        def forward(self, x):
-            return self.b1(torch.tanh(self.b0(x)))
+        def forward(self, x):  # the blocks chain (the streams' check): the tanh inside b0
+            return self.b1(self.b0(x))
 
     with pytest.raises(ValueError, match=r"^blocks: layers 'b0.0' and 'b1.0' share one weight"):
         oneshot_prune(TwoBlocks(), _batches(), 0.5, 8, min_blocks=4, blocks=["b0", "b1"], progress=False)

@@ -123,6 +123,103 @@ def test_blocks_must_name_submodules(blocks, match):
         _prune(_mlp(), _batches(), "8x8", blocks=blocks)
 
 
+class _Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(nn.Linear(W, 64), nn.ReLU(), nn.Linear(64, W))
+
+    def forward(self, x):
+        return x + self.f(x)
+
+
+class _Stack(nn.Module):
+    """Blocks in a ModuleList; ``outside=True`` adds each block's residual outside it (the blocks do not chain)."""
+
+    def __init__(self, outside=False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.outside = outside
+        self.layers = nn.ModuleList([_Block().f if outside else _Block() for _ in range(3)])
+
+    def forward(self, x):
+        for blk in self.layers:
+            x = x + blk(x) if self.outside else blk(x)
+        return x
+
+
+_BLOCKS = ["layers.0", "layers.1", "layers.2"]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_blocks_auto_streams_only_blocks_that_chain(outside):
+    """solve_layers(blocks='auto') streamed the ModuleList even when a residual outside it breaks the chain: wrong
+    weights from the second block on.  Now: the same weights as the prefix streams either way (the streams where the
+    blocks chain, the prefix streams where they do not)."""
+    a, b = _Stack(outside), _Stack(outside)
+    with time_limit(60):
+        solve_layers(a, _batches(), "2:4", blocks="auto", progress=False)
+        solve_layers(b, _batches(), "2:4", blocks=None, progress=False)
+    assert _same(a, b)
+
+
+def test_chained_blocks_give_the_prefix_streams_weights():
+    a, b = _Stack(), _Stack()
+    _prune(a, _batches(), "2:4", blocks=_BLOCKS)
+    _prune(b, _batches(), "2:4", blocks=None)
+    assert _same(a, b)
+
+
+@pytest.mark.parametrize("outside, blocks, match", [
+    (True, _BLOCKS, r"^blocks: the output of 'layers.0' is not the input of 'layers.1' on batches\[0\]"),
+    (False, ["layers.0", "layers.2", "layers.1"], r"^blocks: not in the order the forward pass calls them"),
+    (False, ["layers.0", "layers.0", "layers.1", "layers.2"], r"^blocks: 'layers.0' is named twice"),
+    (False, ["layers", "layers.1"], r"^blocks: 'layers' is not called"),
+])
+def test_blocks_the_streams_cannot_replay_are_refused(outside, blocks, match):
+    """Each of these was accepted and replayed wrongly: every layer after the first block was fitted to inputs the
+    model never sees (a residual outside the blocks, blocks out of order or twice); a ModuleList (never called)
+    was a RuntimeError."""
+    model = _Stack(outside)
+    before = _state(model)
+    with pytest.raises(ValueError, match=match):
+        _prune(model, _batches(), "2:4", blocks=blocks)
+    assert _unchanged(model, before)
+
+
+class _Unused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net, self.aux = _mlp(), nn.Linear(W, W)  # aux: never called by forward
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize("run, match", [
+    (None, r"^include: the model never calls \['aux'\] when it runs on batches\[0\]"),
+    (lambda model, batch: None, r"^run: run\(model, batch\) called none of the layers"),
+    (3, r"^run: expected a callable run\(model, batch\) or None, got int"),
+])
+def test_layers_no_calibration_reaches_or_a_bad_run_are_named(run, match):
+    """A layer the forward pass never calls (an unused head) or a run that calls nothing was a RuntimeError
+    'calibration: ... was not called' after the first passes; a run raising KeyError its own traceback."""
+    model = _Unused()
+    before = _state(model)
+    with pytest.raises(ValueError, match=match):
+        _prune(model, _batches(), "2:4", run=run)
+    assert _unchanged(model, before)
+
+
+def test_run_raising_key_error_names_the_batch():
+    with pytest.raises(ValueError, match=r"^batches\[0\]: the model cannot run on this calibration batch "
+                                         r"\(KeyError: 'input'\)"):
+        _prune(_mlp(), [{"x": x} for x in _batches()], "2:4", run=lambda m, b: m(b["input"]))
+
+
 @pytest.mark.parametrize("arg, value", [("include", 3), ("exclude", [1]), ("include", ["0", None])])
 def test_include_exclude_must_be_globs(arg, value):
     with pytest.raises(ValueError, match=rf"^{arg}: expected a glob"):
