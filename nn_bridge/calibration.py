@@ -274,6 +274,13 @@ def forward_order(model, layers, batch, run):
     order, hooks = [], []
 
     def seen(m, a, n):
+        x = a[0] if a and torch.is_tensor(a[0]) else None
+        width = None if x is None or x.dim() == 0 else x.shape[-1] if isinstance(m, nn.Linear) else (
+            x.shape[-3] if isinstance(m, nn.Conv2d) and x.dim() >= 3 else None)
+        want = m.in_features if isinstance(m, nn.Linear) else getattr(m, "in_channels", None)
+        if width is not None and width != want:  # the pass stops at the layer, before the layer itself would fail
+            raise ValueError(f"batches[0]: the model cannot run on this calibration batch (layer {n!r} receives "
+                             f"inputs of width {width}, it takes {want})")
         if n not in order:
             order.append(n)
             if len(order) == len(layers):

@@ -4,7 +4,8 @@
   normalized (what sentence-transformers does for MiniLM-style encoders), cosine per sample, mean and min;
 * ``'causal_lm'``  -- perplexity of each model on the evaluation tokens (next-token NLL over the attention mask);
 * ``'classifier'`` -- agreement of the predicted classes, and accuracy of both when labels are given;
-* ``'module'``     -- output cosine: per sample, the cosine of the flattened outputs.
+* ``'module'``     -- output cosine: per sample, the cosine of the flattened outputs; and the relative error
+  ||Y_d - Y_p|| / ||Y_d|| over all outputs (meaningful for one output value per sample too).
 
 ``summarize(model, batches, kind)`` reduces one model's outputs to what the comparison needs (so the dense model
 need not be kept while pruning) and ``compare(dense, pruned, kind, labels)`` gives the metrics.
@@ -107,5 +108,7 @@ def compare(dense: dict, pruned: dict, kind: str, labels=None) -> dict:
         return res
     fd, fp = torch.cat(dense["flat"]), torch.cat(pruned["flat"])
     cos = F.cosine_similarity(fd, fp, dim=-1)
+    # with one output value per sample (a regression head) the cosine is only its sign: the relative error says more
+    rel = float((fd - fp).norm() / fd.norm().clamp_min(1e-30))
     return {"metric": "output_cosine", "output_cosine": float(cos.mean()), "output_cosine_min": float(cos.min()),
-            "n_samples": int(cos.numel())}
+            "output_rel_error": rel, "n_samples": int(cos.numel())}

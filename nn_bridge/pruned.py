@@ -123,16 +123,23 @@ def select_layer_names(model, kind, p, include=None, exclude=(), min_blocks: int
         what = f"include={include!r}, exclude={exclude!r}"
         # every candidate refused only because the pattern does not fit it: the pattern is what to change
         misfit = skipped and all("do not tile" in r or "does not divide" in r for r in skipped.values())
-        arg = "pattern" if misfit else "include"
+        excluded = not matched and any(keep(n) for n, _ in model.named_modules())  # exclude took them all
+        arg = "pattern" if misfit else "exclude" if excluded else "include"
         other = {}  # weighted modules of types one-shot does not prune (e.g. GPT-2's transformers Conv1D)
         for _, mod in model.named_modules():
             w = getattr(mod, "weight", None)
             if torch.is_tensor(w) and w.dim() >= 2 and not _one_gemm_type(mod) and not isinstance(mod, nn.Embedding):
                 other[type(mod).__name__] = other.get(type(mod).__name__, 0) + 1
+        none = "none (exclude matches them all)" if excluded else "none (no Linear/Conv2d matches)"
         raise ValueError(f"{arg}: no layer to prune with pattern {pattern_name(kind, p)} ({what}); "
-                         + (f"left dense: {skipped}" if skipped else
-                            f"matched layers: {matched or 'none (no Linear/Conv2d matches)'}")
+                         + (f"left dense: {skipped}" if skipped else f"matched layers: {matched or none}")
                          + (f"; one-shot prunes Linear and Conv2d (groups=1) only, not {other}" if other else ""))
+    from .nm.presets import candidates
+    for name, mod in candidates(model):  # what the pattern could group but one-shot does not solve: say so
+        if not _one_gemm_type(mod) and (include is None or glob(include)(name)) and not glob(exclude)(name):
+            groups = getattr(mod, "groups", 1)
+            skipped[name] = (f"{type(mod).__name__}{f' (groups={groups})' if groups != 1 else ''}: one-shot prunes "
+                             f"Linear and Conv2d (groups=1) only")
     return names, skipped
 
 

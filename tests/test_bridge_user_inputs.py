@@ -273,6 +273,55 @@ def test_nothing_to_prune_names_the_unsupported_layer_types():
         _prune(model, _batches(), "2:4")
 
 
+def test_layers_one_shot_does_not_solve_are_reported_as_left_dense():
+    """A Conv1d and a depthwise Conv2d were left dense without a word in result.skipped."""
+    torch.manual_seed(0)
+    c1 = nn.Sequential(nn.Conv1d(4, 8, 3), nn.Flatten(), nn.Linear(8 * 6, 16))
+    dw = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.Flatten(), nn.Linear(8 * 2, 16))
+    r1 = _prune(c1, [torch.randn(5, 4, 8)], "2:4")
+    r2 = _prune(dw, [torch.randn(5, 8, 4, 3)], "2:4")
+    assert [x["name"] for x in r1.layers] == ["2"] and [x["name"] for x in r2.layers] == ["2"]
+    assert r1.skipped == {"0": "Conv1d: one-shot prunes Linear and Conv2d (groups=1) only"}
+    assert r2.skipped == {"0": "Conv2d (groups=8): one-shot prunes Linear and Conv2d (groups=1) only"}
+
+
+def test_last_layer_of_the_wrong_width_is_refused_before_any_work():
+    """The forward-order pass stops on entering the last layer, before the layer itself fails: a width mismatch
+    there was a matmul RuntimeError in the Grams, after the first layer had been pruned."""
+    model = nn.Sequential(nn.Linear(W, 16), nn.Flatten(0), nn.Linear(16, 4))  # Flatten(0): 24 x 16 -> 384
+    before = _state(model)
+    with pytest.raises(ValueError, match=r"^batches\[0\]: the model cannot run on this calibration batch \(layer "
+                                         r"'2' receives inputs of width 384, it takes 16\)"):
+        _prune(model, _batches(), "2:4")
+    assert _unchanged(model, before)
+
+
+def test_exclude_that_takes_every_layer_is_named():
+    with pytest.raises(ValueError, match=r"^exclude: no layer to prune .*none \(exclude matches them all\)"):
+        _prune(_mlp(), _batches(), "2:4", exclude="*")
+
+
+def test_module_eval_reports_the_output_relative_error():
+    """A regression head (one output per sample) got output_cosine 1.0 whatever the pruning did."""
+    class Reg(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _mlp()
+
+        def forward(self, x):
+            return self.net(x).sum(-1)
+
+    model, ev = Reg(), _batches(2, seed=5)
+    with torch.no_grad():
+        dense = torch.cat([model(x) for x in ev])
+    res = _prune(model, _batches(), "2:4", eval_batches=ev)
+    with torch.no_grad():
+        pruned = torch.cat([model(x) for x in ev])
+    assert res.eval["output_cosine_min"] in (-1.0, 1.0)  # the cosine of scalars: their signs only
+    assert res.eval["output_rel_error"] == pytest.approx(float((dense - pruned).norm() / dense.norm()), rel=1e-5)
+    assert res.eval["output_rel_error"] > 0.01
+
+
 # ------------------------------------------------------------------------------------------ data
 def test_one_tensor_as_batches_is_refused():
     """list(tensor) made every row a batch of one 1-D sample."""
