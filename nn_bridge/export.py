@@ -21,6 +21,7 @@ plain dense weights.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -255,6 +256,8 @@ def export_model(model: nn.Module, pattern, layers=None, strict: bool = False) -
     (``"2:4"``, CUDA).  ``layers``: module names (default every Linear).  Returns {name: 'exported' or why it stayed
     dense}; ``strict=True`` raises ValueError on the first layer that cannot be exported."""
     kind, p, pname = _parse(pattern)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)] if layers is None else list(layers)
     if kind == "nm" and (p.n, p.m) != (2, 4):
         raise ValueError(f"pattern: only 2:4 has sparse kernels to export to (got {pname}); "
@@ -313,6 +316,8 @@ def export_state_dict(model, pattern, keys=None, strict: bool = False) -> tuple:
     ``status``: {key: 'exported' or why that weight stayed dense}; ``strict=True`` raises ValueError instead."""
     kind, p, pname = _parse(pattern)
     state = model.state_dict() if isinstance(model, nn.Module) else model
+    if not isinstance(state, Mapping):
+        raise ValueError(f"model: expected a torch.nn.Module or a state_dict, got {type(model).__name__}")
     sd = {k: v.detach() if torch.is_tensor(v) else v for k, v in state.items()}
     keys = prunable_weights(sd, pname) if keys is None else list(keys)
     status, shapes = {}, {}

@@ -277,8 +277,10 @@ class Pruner:
                 for p, g in zip(self.params, self.groupings)}
 
     def report(self) -> SparsityReport:
-        """Sparsity of the current effective weights and the pattern check."""
-        return measure(self.model, self.groupings, budgets=self.budgets())
+        """Sparsity of the current effective weights and the pattern check (and the layers left dense, why)."""
+        rep = measure(self.model, self.groupings, budgets=self.budgets())
+        rep.skipped = dict(self.skipped)
+        return rep
 
     @torch.no_grad()
     def finalize(self) -> SparsityReport:

@@ -38,6 +38,7 @@ class SparsityReport:
     exact: bool = True            # no partition holds more non-zero groups than its budget
     flops: dict | None = None     # params / MACs summary (nn_bridge.flops) when measured with an example input
     model_scope: str = "whole model (all Linear/Conv weights)"  # what model_sparsity counts
+    skipped: dict = field(default_factory=dict)  # layer -> why it was left dense (a pruner's preset, a misfit)
 
     @property
     def is_block(self) -> bool:
@@ -74,6 +75,8 @@ class SparsityReport:
             rule = "no layer keeps more tiles than its budget" if self.is_block else "every window of M holds <= N " \
                                                                                       "non-zeros"
             lines.append(f"pattern check ({rule}): {'OK' if self.exact else 'VIOLATED'}")
+        if self.skipped:
+            lines.append("left dense: " + "; ".join(f"{k} ({v})" for k, v in self.skipped.items()))
         if self.flops:
             f = self.flops
             lines.append(f"params {f['params']:,} (dense {f['dense_params']:,}); conv/linear MACs {f['flops']:,} "
@@ -88,6 +91,8 @@ class SparsityReport:
             d["block_sparsity"] = self.block_sparsity
         if self.flops is not None:
             d["flops"] = dict(self.flops)
+        if self.skipped:
+            d["skipped"] = dict(self.skipped)
         return d
 
 

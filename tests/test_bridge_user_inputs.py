@@ -384,7 +384,23 @@ def test_meta_model_batches_and_device_are_refused():
         make_pruner("srste", _mlp().to("meta"), pattern="2:4")
 
 
+def test_pruner_report_says_which_layers_its_preset_left_dense():
+    """SR-STE's preset keeps the classifier dense, MaxQ's the stem too: the report's table did not say so."""
+    rep = make_pruner("srste", _mlp(), pattern="2:4").finalize()
+    assert [r["name"] for r in rep.rows] == ["0"] and rep.skipped == {"3": "srste preset: classifier stays dense"}
+    assert "left dense: 3 (srste preset: classifier stays dense)" in rep.table()
+    assert rep.to_dict()["skipped"] == rep.skipped
+
+
 # ------------------------------------------------------------------------------------------ export, CLI
+def test_export_of_a_non_module_names_model():
+    from nn_bridge.export import export_model
+    with pytest.raises(ValueError, match=r"^model: expected a torch.nn.Module, got int"):
+        export_model(3, "8x8")
+    with pytest.raises(ValueError, match=r"^model: expected a torch.nn.Module or a state_dict, got list"):
+        export_state_dict([], "2:4")
+
+
 def test_load_exported_state_reads_the_export_file(tmp_path):
     model = _mlp()
     _prune(model, _batches(), "2:4")
