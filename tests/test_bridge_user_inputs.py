@@ -105,6 +105,16 @@ def test_seqobs_options_still_reach_seqobs():
     assert ra.layer_rel_error == rb.layer_rel_error
 
 
+def test_exact_method_on_a_layer_too_large_for_it_is_refused():
+    """method='exact' on a 64 -> 32 layer of 32 blocks of 8 ran for hours (2^32 nodes at most, a refit each)."""
+    model = _mlp()
+    calls = []
+    model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    with pytest.raises(ValueError, match=r"^method: 'exact' .* layer '0' has 32 \(at most 16\)"):
+        _prune(model, _batches(), "8x8", method="exact")
+    assert len(calls) == 1  # the forward-order pass only
+
+
 def test_unknown_block_method_is_refused_before_any_forward_pass():
     """It failed inside the first layer solve, after the forward passes, listing the core's methods only."""
     model = _mlp()
@@ -294,6 +304,18 @@ def test_last_layer_of_the_wrong_width_is_refused_before_any_work():
                                          r"'2' receives inputs of width 384, it takes 16\)"):
         _prune(model, _batches(), "2:4")
     assert _unchanged(model, before)
+
+
+@pytest.mark.parametrize("pattern", ["8x8", "2:4"])
+def test_non_finite_weight_is_refused_before_any_work(pattern):
+    """A NaN in the last layer's weight was 'B: must be finite' from the core, after the first layer was pruned."""
+    model = _mlp()
+    with torch.no_grad():
+        model[3].weight[2, 5] = float("nan")
+    before = _state(model)
+    with pytest.raises(ValueError, match=r"^model: the weight of layer '3' holds NaN or inf"):
+        _prune(model, _batches(), pattern)
+    assert all(torch.allclose(v, before[k], rtol=0, atol=0, equal_nan=True) for k, v in model.state_dict().items())
 
 
 def test_exclude_that_takes_every_layer_is_named():
