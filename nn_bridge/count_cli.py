@@ -96,10 +96,16 @@ def _saved(a) -> int:
             raise ValueError(f"--strict: {msg}")
         print(msg)
         return 0
-    budgets = None
+    budgets, note = None, ""
     if hasattr(a.pattern, "block") and a.sparsity is not None:
         budgets = {k: a.pattern.grouping(k, tuple(state[k].shape), pad=True).keep_per_partition(a.sparsity)
                    for k in keys}
+        ran = _oneshot_layers(a.path, a.pattern, a.sparsity)
+        if ran is not None:  # the run's own budgets: its allocation's per-layer sparsity, none for layers left dense
+            budgets = {k: a.pattern.grouping(k, tuple(state[k].shape), pad=True).keep_per_partition(ran[k])
+                       for k in keys if k in ran}
+            note = (f" (budgets: each layer's block sparsity in report.json, {len(keys) - len(budgets)} layers the "
+                    f"run left dense not checked)")
     # the file's overall sparsity: every floating weight of 2+ dimensions (Linear, conv, embedding tables)
     mats = [w for k, w in state.items() if k.endswith("weight") and w.is_floating_point() and w.dim() >= 2]
     rep = measure_weights({k: state[k] for k in keys}, a.pattern, budgets, mats, "whole file (all 2-D+ weights)")
@@ -110,8 +116,26 @@ def _saved(a) -> int:
         print(rep.table())
         print(f"{len(keys)} tensors checked, {bad} not {a.pattern}"
               + (" (no --sparsity: the block budget is not checked)" if hasattr(a.pattern, "block")
-                 and budgets is None else ""))
+                 and budgets is None else note))
     return 1 if bad and a.strict else 0
+
+
+def _oneshot_layers(path, pattern, sparsity):
+    """{weight key: block sparsity} of the layers a ``python -m nn_bridge oneshot`` folder's report.json says the
+    run pruned at ``pattern`` and target ``sparsity`` (its allocation may spread the sparsity unevenly, and it may
+    leave layers dense), or None for any other file."""
+    import os
+    rpath = os.path.join(os.fspath(path), "report.json")
+    if not os.path.isfile(rpath):
+        return None
+    try:
+        with open(rpath) as f:
+            rep = json.load(f)
+        if rep.get("pattern") != str(pattern) or abs(float(rep.get("sparsity")) - sparsity) > 1e-9:
+            return None
+        return {r["name"] + ".weight": float(r["block_sparsity"]) for r in rep["layers"]}
+    except (OSError, ValueError, TypeError, KeyError):  # not a report this tool wrote: the uniform budget
+        return None
 
 
 def _main(argv) -> int:

@@ -464,3 +464,34 @@ def test_cli_ignored_option_or_failing_model_is_one_line(tmp_path, extra, model,
                     str(tmp_path / "out"), "--no-progress", *extra])
     assert rc == 2 and err.count("\n") == 1 and named in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_count_checks_a_loss_allocated_run_against_its_own_budgets(tmp_path):
+    """count --sparsity S --strict failed (exit 1, 'VIOLATED') on a correct --allocation loss run, whose layers
+    carry uneven shares of S; it now checks each layer against the share report.json records -- and still fails a
+    layer whose saved weights keep more tiles than that."""
+    from safetensors.torch import load_file, save_file
+
+    from nn_bridge.count_cli import main as count_cli
+    torch.save(torch.randn(48, W), tmp_path / "x.pt")
+    out = tmp_path / "out"
+    rc, err = _cli(["--model", f"{__file__}:build_mlp", "--calib", str(tmp_path / "x.pt"), "--pattern", "8x8",
+                    "--sparsity", "0.5", "--min-blocks", "1", "--allocation", "loss", "--out", str(out),
+                    "--no-progress"])
+    assert rc == 0, err
+    import json
+    shares = [r["block_sparsity"] for r in json.loads((out / "report.json").read_text())["layers"]]
+    assert len(set(shares)) > 1  # the allocation spread the sparsity unevenly
+
+    def count():
+        with contextlib.redirect_stdout(io.StringIO()) as o, contextlib.redirect_stderr(io.StringIO()):
+            code = count_cli([str(out), "--pattern", "8x8", "--sparsity", "0.5", "--strict"])
+        return code, o.getvalue()
+    code, text = count()
+    assert code == 0 and "budgets: each layer's block sparsity in report.json" in text, text
+    sd = load_file(out / "model.safetensors")
+    sd["0.weight"] = torch.ones_like(sd["0.weight"])  # every tile kept
+    save_file(sd, out / "model.safetensors")
+    code, text = count()
+    assert code == 1 and "VIOLATED" in text
+
