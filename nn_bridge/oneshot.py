@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from groupsparse._validation import check_nonneg, check_positive_int, check_tol
 from groupsparse.schedules import check_sparsity
@@ -472,7 +473,11 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
     if keep is not None:
         keep = _check_keep(keep, layers)
     for t in layers:  # every layer fits max_memory with some method and has finite weights, before any work
-        if not bool(torch.isfinite(model.get_submodule(t.name).weight.detach()).all()):
+        mod = model.get_submodule(t.name)
+        if parametrize.is_parametrized(mod, "weight"):  # writing mod.weight would change nothing: a computed tensor
+            raise ValueError(f"model: layer {t.name!r} has a weight parametrization (a training pruner's masks?); "
+                             f"call the pruner's finalize() (or parametrize.remove_parametrizations) first")
+        if not bool(torch.isfinite(mod.weight.detach()).all()):
             raise ValueError(f"model: the weight of layer {t.name!r} holds NaN or inf")
         if block and method == "exact" and t.n_blocks > _EXACT_MAX_BLOCKS:  # its cost: up to 2^n_blocks nodes
             raise ValueError(f"method: 'exact' proves the best subset by branch and bound, up to 2^n nodes for n "

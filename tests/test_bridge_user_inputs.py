@@ -318,6 +318,23 @@ def test_non_finite_weight_is_refused_before_any_work(pattern):
     assert all(torch.allclose(v, before[k], rtol=0, atol=0, equal_nan=True) for k, v in model.state_dict().items())
 
 
+@pytest.mark.parametrize("pattern", ["8x8", "2:4"])
+def test_layer_with_a_pruners_masks_attached_is_refused(pattern):
+    """One-shot on a model still carrying a training pruner's masks wrote its weights into the parametrization's
+    computed tensor: nothing changed, and the report said every layer was pruned (N:M: weight sparsity 0)."""
+    model = _mlp()
+    pr = make_pruner("magnitude", model, 0.5, pattern="8x8", min_blocks=1, total_steps=1)
+    pr.step()
+    with torch.no_grad():
+        effective = [model[i].weight.clone() for i in (0, 3)]
+    with pytest.raises(ValueError, match=r"^model: layer '0' has a weight parametrization"):
+        _prune(model, _batches(), pattern)
+    assert all(torch.equal(model[i].weight, w) for i, w in zip((0, 3), effective))
+    pr.finalize()
+    res = _prune(model, _batches(), pattern)  # after finalize: plain weights, pruned for real
+    assert [r["weight_sparsity"] for r in res.layers] == [0.5, 0.5]
+
+
 def test_exclude_that_takes_every_layer_is_named():
     with pytest.raises(ValueError, match=r"^exclude: no layer to prune .*none \(exclude matches them all\)"):
         _prune(_mlp(), _batches(), "2:4", exclude="*")
