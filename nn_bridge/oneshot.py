@@ -474,9 +474,11 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
         keep = _check_keep(keep, layers)
     for t in layers:  # every layer fits max_memory with some method and has finite weights, before any work
         mod = model.get_submodule(t.name)
-        if parametrize.is_parametrized(mod, "weight"):  # writing mod.weight would change nothing: a computed tensor
-            raise ValueError(f"model: layer {t.name!r} has a weight parametrization (a training pruner's masks?); "
-                             f"call the pruner's finalize() (or parametrize.remove_parametrizations) first")
+        if parametrize.is_parametrized(mod, "weight") or not ("weight" in mod._parameters or "weight" in mod._buffers):
+            # a computed weight (a parametrization, the old weight_norm hook): writing it would change nothing
+            raise ValueError(f"model: the weight of layer {t.name!r} is computed from other tensors (a weight "
+                             f"parametrization such as a training pruner's masks, or weight_norm); call the pruner's "
+                             f"finalize() or remove the parametrization first")
         if not bool(torch.isfinite(mod.weight.detach()).all()):
             raise ValueError(f"model: the weight of layer {t.name!r} holds NaN or inf")
         if block and method == "exact" and t.n_blocks > _EXACT_MAX_BLOCKS:  # its cost: up to 2^n_blocks nodes

@@ -5,8 +5,8 @@ changes; every value asserted follows from the pattern's arithmetic."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
+import warnings
 
 import pytest
 import torch
@@ -327,12 +327,18 @@ def test_layer_with_a_pruners_masks_attached_is_refused(pattern):
     pr.step()
     with torch.no_grad():
         effective = [model[i].weight.clone() for i in (0, 3)]
-    with pytest.raises(ValueError, match=r"^model: layer '0' has a weight parametrization"):
+    with pytest.raises(ValueError, match=r"^model: the weight of layer '0' is computed from other tensors"):
         _prune(model, _batches(), pattern)
     assert all(torch.equal(model[i].weight, w) for i, w in zip((0, 3), effective))
     pr.finalize()
     res = _prune(model, _batches(), pattern)  # after finalize: plain weights, pruned for real
     assert [r["weight_sparsity"] for r in res.layers] == [0.5, 0.5]
+    old = _mlp()
+    with warnings.catch_warnings():  # deprecated: its hook recomputes weight from weight_g, weight_v every forward
+        warnings.simplefilter("ignore", FutureWarning)
+        old[0] = torch.nn.utils.weight_norm(old[0])
+    with pytest.raises(ValueError, match=r"^model: the weight of layer '0' is computed"):
+        _prune(old, _batches(), pattern)
 
 
 def test_exclude_that_takes_every_layer_is_named():
