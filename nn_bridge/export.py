@@ -20,6 +20,7 @@ plain dense weights.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
 
@@ -72,7 +73,22 @@ def _bsr_reasons(mod, B) -> list:
     if out_f % B or in_f % B:
         return [f"{B}x{B} blocks do not tile a {out_f}x{in_f} Linear weight; BSR export needs exact tiling "
                 "(padded layers stay dense)"]
+    if mod.weight.device.type == "cpu" and not _cpu_bsr_matmul(mod.weight.dtype):
+        return [f"this torch has no CPU kernel for a {mod.weight.dtype} BSR matmul (the exported layer could not "
+                f"run); export in float32 / float64, or on CUDA"]
     return []
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_bsr_matmul(dtype) -> bool:
+    """Whether a BSR matmul runs on the CPU in ``dtype`` (float16 / bfloat16 do not in torch 2.x): tried once."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "BSR support is in beta"
+            torch.eye(2, dtype=dtype).to_sparse_bsr((1, 1)) @ torch.ones(2, 1, dtype=dtype)
+        return True
+    except (RuntimeError, NotImplementedError):
+        return False
 
 
 def _to_bsr(w: torch.Tensor, B: int) -> torch.Tensor:

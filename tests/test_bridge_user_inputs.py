@@ -438,6 +438,32 @@ def test_pruner_report_says_which_layers_its_preset_left_dense():
 
 
 # ------------------------------------------------------------------------------------------ export, CLI
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_bsr_export_leaves_a_layer_dense_where_its_matmul_cannot_run(dtype):
+    """A float16 model on the CPU was exported to BSR layers whose forward then failed ('addmm_out_sparse_csr_impl_mkl'
+    not implemented); where this torch has the kernel, the exported model computes the same outputs."""
+    from nn_bridge.export import export_model
+    model = _mlp().to(dtype)
+    _prune(model, [x.to(dtype) for x in _batches()], "8x8")
+    x = torch.randn(4, W, dtype=dtype)
+    with torch.no_grad():
+        y = model(x)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            torch.eye(2, dtype=dtype).to_sparse_bsr((1, 1)) @ torch.ones(2, 1, dtype=dtype)
+        runs = True
+    except (RuntimeError, NotImplementedError):
+        runs = False
+    status = export_model(model, "8x8")
+    if runs:
+        assert set(status.values()) == {"exported"}
+    else:
+        assert all("no CPU kernel" in v for v in status.values())
+    with torch.no_grad():
+        assert torch.allclose(model(x), y, atol=1e-2)
+
+
 def test_export_of_a_non_module_names_model():
     from nn_bridge.export import export_model
     with pytest.raises(ValueError, match=r"^model: expected a torch.nn.Module, got int"):
