@@ -171,7 +171,40 @@ def main(argv=None) -> int:
     return run_cli(_main, argv, prog=PROG)
 
 
-def _resolve(a):
+def _scheduled(a, block):
+    from .pruners import ScheduledPruner
+    return a.model != "digits" and a.method in PRUNERS and issubclass(PRUNERS[a.method], ScheduledPruner)
+
+
+# options only some runs read: given to a run that would not (they were dropped silently), an error naming them
+_READ_BY = {
+    "--allocation": ("--method oneshot on a block pattern", lambda a, block: a.method == "oneshot" and block),
+    "--max-layer-sparsity": ("--method oneshot on a block pattern with --allocation loss",
+                             lambda a, block: a.method == "oneshot" and block and a.allocation == "loss"),
+    "--damp": ("--method oneshot", lambda a, block: a.method == "oneshot"),
+    "--calib": ("--method oneshot", lambda a, block: a.method == "oneshot"),
+    "--layers": ("--model digits", lambda a, block: a.model == "digits"),
+    "--epochs": ("--model digits", lambda a, block: a.model == "digits"),
+    "--steps": ("the mlp / cnn / criteo presets", lambda a, block: a.model != "digits"),
+    "--preset": ("the scheduled methods (magnitude, powerprop, acdc, sapp)", _scheduled),
+    "--scope": ("the scheduled methods (magnitude, powerprop, acdc, sapp)", _scheduled),
+}
+
+
+def _given(argv, parser) -> set:
+    """The long options typed in ``argv`` (argparse's unique prefixes resolved)."""
+    known = [o for o in parser._option_string_actions if o.startswith("--")]
+    out = set()
+    for tok in argv:
+        if tok.startswith("--"):
+            name = tok.split("=", 1)[0]
+            hits = [o for o in known if o == name] or [o for o in known if o.startswith(name)]
+            if len(hits) == 1:
+                out.add(hits[0])
+    return out
+
+
+def _resolve(a, given=frozenset()):
     """Fill the pattern-dependent defaults and check the options against each other, before any work."""
     if a.block is not None:
         deprecated(f"{PROG} --block", f"{PROG} --pattern {a.block}x{a.block}")
@@ -206,11 +239,16 @@ def _resolve(a):
                          f"got {a.batch_size}")
     if a.model != "digits" and a.method == "oneshot" and a.calib % a.batch_size:
         raise ValueError(f"--calib: expected a multiple of --batch-size ({a.batch_size}), got {a.calib}")
+    for opt, (who, reads) in _READ_BY.items():
+        if opt in given and not reads(a, block):
+            raise ValueError(f"{opt}: only {who} reads it; this run ({a.model}, {a.method}, {a.pattern}) would ignore "
+                             f"it")
 
 
 def _main(argv) -> int:
-    a = build_parser().parse_args(argv)
-    _resolve(a)
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    _resolve(a, _given(argv, parser))
     if a.threads is not None:
         torch.set_num_threads(a.threads)
     try:

@@ -544,3 +544,25 @@ def test_count_checks_a_loss_allocated_run_against_its_own_budgets(tmp_path):
     code, text = count()
     assert code == 1 and "VIOLATED" in text
 
+
+@pytest.mark.parametrize("extra, named", [
+    (["--pattern", "2:4", "--method", "magnitude", "--allocation", "uniform"], "--allocation"),
+    (["--pattern", "2:4", "--method", "oneshot", "--allocation", "uniform"], "--allocation"),
+    (["--pattern", "8x8", "--method", "oneshot", "--allocation", "uniform", "--max-layer-sparsity", "0.5"],
+     "--max-layer-sparsity"),
+    (["--method", "magnitude", "--damp", "0.5"], "--damp"),
+    (["--method", "sapp", "--calib", "512"], "--calib"),
+    (["--method", "srste", "--layers", "all"], "--layers"),
+    (["--method", "srste", "--preset", "criteo"], "--preset"),
+    (["--method", "oneshot", "--scope", "global"], "--scope"),
+    (["--method", "magnitude", "--epochs", "3"], "--epochs"),
+    (["--method", "magnitude", "--max-layer", "0.5"], "--max-layer-sparsity"),  # argparse's unique prefix
+])
+def test_prune_cli_option_the_run_would_ignore_is_one_line(extra, named, capsys):
+    """Each was accepted and silently ignored by the run (e.g. --allocation loss with 2:4, --layers on the mlp)."""
+    from nn_bridge.cli import main as prune_cli
+    with time_limit(30):
+        rc = prune_cli(["--model", "mlp", "--steps", "2", "--plot", "", "--no-progress", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"error: {named}: only " in err, err
+
