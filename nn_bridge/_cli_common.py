@@ -74,6 +74,20 @@ def run_cli(main, argv=None, prog: str = "python -m nn_bridge") -> int:
     return 0 if rc is None else int(rc)
 
 
+def given_options(argv, parser) -> set:
+    """The long options typed in ``argv`` (argparse's unique prefixes resolved): to refuse one the run would
+    ignore."""
+    known = [o for o in parser._option_string_actions if o.startswith("--")]
+    out = set()
+    for tok in argv:
+        if tok.startswith("--"):
+            name = tok.split("=", 1)[0]
+            hits = [o for o in known if o == name] or [o for o in known if o.startswith(name)]
+            if len(hits) == 1:
+                out.add(hits[0])
+    return out
+
+
 def _number(s, kind):
     try:
         v = kind(s)

@@ -21,8 +21,8 @@ import json
 import torch
 from torch import nn
 
-from ._cli_common import (ArgumentParser, as_option, deprecated, fraction_in_0_1, nonneg_float, pattern_arg,
-                          positive_float, positive_int, run_cli, save_torch_file, writable_path)
+from ._cli_common import (ArgumentParser, as_option, deprecated, fraction_in_0_1, given_options, nonneg_float,
+                          pattern_arg, positive_float, positive_int, run_cli, save_torch_file, writable_path)
 from .models import ClickTeacher, build_model, MODEL_PRESETS
 from .pruners import PRUNERS, make_pruner
 
@@ -191,19 +191,6 @@ _READ_BY = {
 }
 
 
-def _given(argv, parser) -> set:
-    """The long options typed in ``argv`` (argparse's unique prefixes resolved)."""
-    known = [o for o in parser._option_string_actions if o.startswith("--")]
-    out = set()
-    for tok in argv:
-        if tok.startswith("--"):
-            name = tok.split("=", 1)[0]
-            hits = [o for o in known if o == name] or [o for o in known if o.startswith(name)]
-            if len(hits) == 1:
-                out.add(hits[0])
-    return out
-
-
 def _resolve(a, given=frozenset()):
     """Fill the pattern-dependent defaults and check the options against each other, before any work."""
     if a.block is not None:
@@ -248,7 +235,7 @@ def _resolve(a, given=frozenset()):
 def _main(argv) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    _resolve(a, _given(argv, parser))
+    _resolve(a, given_options(argv, parser))
     if a.threads is not None:
         torch.set_num_threads(a.threads)
     try:

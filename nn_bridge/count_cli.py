@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ._cli_common import (ArgumentParser, fraction_in_0_1, pattern_arg, positive_int, read_state_dict, run_cli,
-                          select_weights)
+from ._cli_common import (ArgumentParser, fraction_in_0_1, given_options, pattern_arg, positive_int,
+                          read_state_dict, run_cli, select_weights)
 
 __all__ = ["main", "build_parser"]
 
@@ -138,8 +138,18 @@ def _oneshot_layers(path, pattern, sparsity):
         return None
 
 
+# options one mode reads and the other ignores: given to the other, an error naming them
+_RESNET_ONLY = ("--layers", "--min-blocks", "--size", "--top")
+_SAVED_ONLY = ("--include", "--strict")
+
+
 def _main(argv) -> int:
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    given = given_options(argv, parser)
+    mode = "the ResNet-50 count (no file)" if a.path is not None else "the check of a saved model (a file)"
+    for opt in sorted(given & set(_RESNET_ONLY if a.path is not None else _SAVED_ONLY)):
+        raise ValueError(f"{opt}: only {mode} reads it; this run would ignore it")
     return _resnet(a) if a.path is None else _saved(a)
 
 

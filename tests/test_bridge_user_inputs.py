@@ -566,3 +566,15 @@ def test_prune_cli_option_the_run_would_ignore_is_one_line(extra, named, capsys)
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and f"error: {named}: only " in err, err
 
+
+@pytest.mark.parametrize("args, named", [(["FILE", "--layers", "all"], "--layers"), (["FILE", "--top", "3"], "--top"),
+                                         (["--strict"], "--strict"), (["--include", "0*"], "--include")])
+def test_count_option_the_mode_would_ignore_is_one_line(args, named, tmp_path, capsys):
+    """A saved model's check ignored the ResNet-50 count's options, and the count the check's, silently."""
+    from nn_bridge.count_cli import main as count_cli
+    torch.save(_mlp().state_dict(), tmp_path / "m.pt")
+    argv = [str(tmp_path / "m.pt") if x == "FILE" else x for x in args] + ["--pattern", "2:4"]
+    assert count_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {named}: only " in err, err
+
