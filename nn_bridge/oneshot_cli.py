@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ._cli_common import (ArgumentParser, fraction_in_0_1, nonneg_float, nonneg_int, pattern_arg, positive_float,
-                          positive_int, run_cli)
+from ._cli_common import (ArgumentParser, fraction_in_0_1, given_options, nonneg_float, nonneg_int, pattern_arg,
+                          positive_float, positive_int, run_cli)
 from .oneshot import solve_device
 
 __all__ = ["main", "build_parser"]
@@ -71,7 +71,9 @@ def build_parser():
 
 
 def _main(argv) -> int:
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    given = given_options(argv, parser)
     a.pattern = str(a.pattern)  # parsed (errors name --pattern); the drivers take the canonical spelling
     from . import calibdata, pruned, userload
     from .oneshot import METHODS as BLOCK_METHODS
@@ -111,7 +113,14 @@ def _main(argv) -> int:
         if eval_kind != calib_kind:
             raise ValueError(f"--eval: {a.eval!r} is {eval_kind} data but --calib is {calib_kind}; give both in one "
                              f"format")
-    userload.resolve_model(a.model, a.arch)
+    source = userload.resolve_model(a.model, a.arch)[0]
+    # options only some inputs read: given where they would be ignored, an error naming them
+    for opt, reads, who in (("--image-size", calib_kind == "images", "a folder of images (--calib)"),
+                            ("--max-length", calib_kind == "text", "a text file (--calib)"),
+                            ("--refine-lr", bool(a.refine_steps), "--refine-steps"),
+                            ("--arch", source == "state", "a weights file (--model)")):
+        if opt in given and not reads:
+            raise ValueError(f"{opt}: only {who} reads it; this run would ignore it")
 
     loaded = userload.load_model(a.model, a.arch)
     if a.checkpoint is not None and loaded.kind == "module":

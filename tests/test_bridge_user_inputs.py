@@ -504,10 +504,14 @@ def _cli(argv):
     (["--pattern", "2:4", "--max-layer-sparsity", "0.5"], "build_mlp", "--max-layer-sparsity"),
     (["--pattern", "8x8", "--sparsity", "0.5", "--max-layer-sparsity", "0.5"], "build_mlp", "--max-layer-sparsity"),
     (["--pattern", "2:4"], "build_raising", "--model"),
+    (["--pattern", "2:4", "--image-size", "32"], "build_mlp", "--image-size"),
+    (["--pattern", "2:4", "--max-length", "32"], "build_mlp", "--max-length"),
+    (["--pattern", "8x8", "--sparsity", "0.5", "--refine-lr", "1e-3"], "build_mlp", "--refine-lr"),
+    (["--pattern", "2:4", "--arch", "x:y"], "build_mlp", "--arch"),
 ])
 def test_cli_ignored_option_or_failing_model_is_one_line(tmp_path, extra, model, named):
-    """--allocation / --max-layer-sparsity were ignored silently where they do nothing; a --model function that
-    raised printed its traceback."""
+    """--allocation / --max-layer-sparsity (and --image-size, --max-length, --refine-lr, --arch) were ignored
+    silently where they do nothing; a --model function that raised printed its traceback."""
     torch.save(torch.randn(16, W), tmp_path / "x.pt")
     rc, err = _cli(["--model", f"{__file__}:{model}", "--calib", str(tmp_path / "x.pt"), "--out",
                     str(tmp_path / "out"), "--no-progress", *extra])
