@@ -154,10 +154,16 @@ def parse_pattern(pattern):
 
 
 def check_model(model) -> None:
-    """An ``nn.Module`` whose weights hold values: a 'meta' tensor (a shape without values) has nothing to prune."""
+    """An ``nn.Module`` whose weights hold values: a lazy module's uninitialized parameter or a 'meta' tensor (a
+    shape without values) has nothing to prune."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    meta = next((n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    lazy = next((n for n, t in tensors if nn.parameter.is_lazy(t)), None)
+    if lazy is not None:
+        raise ValueError(f"model: {lazy!r} is not initialized yet (a lazy module); run the model once on a batch "
+                         f"first")
+    meta = next((n for n, t in tensors if t.is_meta), None)
     if meta is not None:
         raise ValueError(f"model: {meta!r} is on the 'meta' device (a shape without values); materialize the weights "
                          f"first (e.g. model.to_empty(device='cpu'), then load_state_dict)")

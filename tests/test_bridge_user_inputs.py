@@ -437,6 +437,17 @@ def test_pruner_report_says_which_layers_its_preset_left_dense():
     assert rep.to_dict()["skipped"] == rep.skipped
 
 
+def test_lazy_module_not_yet_run_is_refused():
+    """An uninitialized LazyLinear was torch's 'Can't access the shape of an uninitialized parameter'."""
+    model = nn.Sequential(nn.LazyLinear(64), nn.ReLU(), nn.Linear(64, 16))
+    for call in (lambda: _prune(model, _batches(), "2:4"),
+                 lambda: make_pruner("magnitude", model, 0.5, pattern="8x8", min_blocks=1, total_steps=2)):
+        with pytest.raises(ValueError, match=r"^model: '0.weight' is not initialized yet \(a lazy module\)"):
+            call()
+    model(_batches()[0])  # initialized: prunable
+    assert [r["weight_sparsity"] for r in _prune(model, _batches(), "2:4").layers] == [0.5, 0.5]
+
+
 # ------------------------------------------------------------------------------------------ export, CLI
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_bsr_export_leaves_a_layer_dense_where_its_matmul_cannot_run(dtype):
