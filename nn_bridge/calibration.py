@@ -29,6 +29,7 @@ import copy
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -270,10 +271,12 @@ def called_with(model, module, batch, run, who, b):
 def forward_order(model, layers, batch, run):
     """``layers`` (objects with ``name`` / ``holders``) in the order the forward pass first calls them (the pass
     stops once every layer was called).  A layer the pass never calls gets no calibration data: an error naming
-    ``include`` (or ``run``, when it calls none of them)."""
-    order, hooks = [], []
+    ``include`` (or ``run``, when it calls none of them).  A module called again before the pass stops gets a
+    RuntimeWarning: the streams calibrate it on its first call's inputs only."""
+    order, hooks, calls = [], [], {}
 
-    def seen(m, a, n):
+    def seen(m, a, n, holder):
+        calls[holder] = calls.get(holder, 0) + 1
         x = a[0] if a and torch.is_tensor(a[0]) else None
         width = None if x is None or x.dim() == 0 else x.shape[-1] if isinstance(m, nn.Linear) else (
             x.shape[-3] if isinstance(m, nn.Conv2d) and x.dim() >= 3 else None)
@@ -288,7 +291,7 @@ def forward_order(model, layers, batch, run):
     for t in layers:
         for name in getattr(t, "holders", (t.name,)):  # a tied weight's place is its first use
             mod = model.get_submodule(name)
-            hooks.append(mod.register_forward_pre_hook(lambda m, a, n=t.name: seen(m, a, n)))
+            hooks.append(mod.register_forward_pre_hook(lambda m, a, n=t.name, h=name: seen(m, a, n, h)))
     try:
         with torch.no_grad():
             run_batch(model, batch, run, 0)
@@ -304,6 +307,11 @@ def forward_order(model, layers, batch, run):
     if missing:
         raise ValueError(f"include: the model never calls {missing} when it runs on batches[0] (no calibration data "
                          f"reaches them); leave them out (exclude=, or include= only the layers it calls)")
+    again = {h: c for h, c in calls.items() if c > 1}  # seen before the pass stopped (at the last layer's first call)
+    if again:  # the streams take each module's first call: the later calls' inputs do not calibrate it
+        warnings.warn(f"one-shot: {sorted(again)} are called more than once per forward pass ({again} times, a "
+                      f"module reused); each is fitted to the inputs of its first call only (modules that share one "
+                      f"weight instead are fitted to every use)", RuntimeWarning, stacklevel=3)
     by = {t.name: t for t in layers}
     return [by[n] for n in order]
 

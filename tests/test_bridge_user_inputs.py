@@ -437,6 +437,26 @@ def test_pruner_report_says_which_layers_its_preset_left_dense():
     assert rep.to_dict()["skipped"] == rep.skipped
 
 
+def test_module_called_twice_warns_that_its_first_call_calibrates_it():
+    """A Linear applied twice (to differently distributed inputs) was fitted to its first call's inputs alone, in
+    silence: its error on the second call's inputs was 2.3x the reported one.  Now a RuntimeWarning says so; a
+    weight shared by two modules (fitted to both uses) gives none."""
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = nn.Linear(W, W), nn.Linear(W, 16)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(torch.relu(self.a(x)) * 5 + 1)))
+
+    with pytest.warns(RuntimeWarning, match=r"\['a'\] are called more than once per forward pass \(\{'a': 2\}"):
+        _prune(Twice(), _batches(), "2:4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _prune(_Tied(), _batches(), "2:4")
+
+
 def test_lazy_module_not_yet_run_is_refused():
     """An uninitialized LazyLinear was torch's 'Can't access the shape of an uninitialized parameter'."""
     model = nn.Sequential(nn.LazyLinear(64), nn.ReLU(), nn.Linear(64, 16))
