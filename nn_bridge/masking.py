@@ -149,6 +149,8 @@ def attach(model: nn.Module, groupings, kind="mask", **kw) -> list:
                 raise ValueError(f"model: layer {name!r} already has a weight parametrization; one pruner per model")
         mod = model.get_submodule(g.name)
         p = make(g).to(mod.weight.device)
+        # registering moves 'weight' behind 'bias' in the module's parameters: detach puts it back
+        p.param_order = {name: list(model.get_submodule(name)._parameters) for name in g.holders}
         # the forward keeps the weight's shape and dtype by construction; unsafe skips the check's extra forward
         # (a full MaxQ recompute per layer)
         parametrize.register_parametrization(mod, "weight", p, unsafe=True)
@@ -180,10 +182,14 @@ def detach(model: nn.Module, groupings, bake: bool = True) -> None:
         mod = model.get_submodule(g.name)
         if not parametrize.is_parametrized(mod, "weight"):
             continue
-        w = get_param(model, g.name).fold(original(model, g.name)) if bake else None
+        prm = get_param(model, g.name)
+        w = prm.fold(original(model, g.name)) if bake else None
+        order = getattr(prm, "param_order", {})
         for name in g.holders:
             holder = model.get_submodule(name)
             if parametrize.is_parametrized(holder, "weight"):
                 parametrize.remove_parametrizations(holder, "weight", leave_parametrized=False)
+            if set(order.get(name, ())) == set(holder._parameters):  # the state_dict's key order as before attach
+                holder._parameters = {k: holder._parameters[k] for k in order[name]}
         if bake:
             mod.weight.copy_(w)

@@ -371,8 +371,8 @@ def solve_layers(model: nn.Module, batches, pattern, sparsity=None, *, method=No
     (``calibration.check_blocks``: given blocks must), else None.
     Grams are accumulated batch by batch and freed after their layer (a layer fed the same tensor as the previous
     one -- query / key / value -- reuses its Grams).
-    ``refine_steps`` (block patterns, with ``blocks``): that many Adam steps (``refine_lr``) of block reconstruction
-    after each block's layers are pruned, masks fixed (``BlockStreams.refine``); ``refine_val``: calibration batches
+    ``refine_steps`` (with ``blocks``; block and N:M patterns): that many Adam steps (``refine_lr``) of block
+    reconstruction after each block's layers are pruned, masks fixed (``BlockStreams.refine``); ``refine_val``: calibration batches
     held out of it to stop early; ``result.block_error`` holds each block's error before and after.
     ``damp``: ridge weight, relative to the mean diagonal of H, pulling the refit toward the dense weights
     (``calibration.damped``).  ``allocation`` (block): ``'uniform'``, ``'loss'`` or {layer: sparsity};
@@ -433,7 +433,7 @@ def _solve(model, batches, kind, p, s, *, method, allocation, run, row_masks, mi
         if method not in ONESHOT_METHODS:
             raise ValueError(f"method: expected one of {ONESHOT_METHODS}, got {method!r}")
         for arg, bad in (("allocation", isinstance(allocation, dict) or allocation != "uniform"),
-                         ("keep", keep is not None), ("refine_steps", refine_steps != 0)):
+                         ("keep", keep is not None)):
             if bad:
                 raise ValueError(f"{arg}: block patterns only (the N:M pattern {p} fixes every layer's budget)")
     _check_solver_kw(solver_kw, block, method, max_memory)
@@ -580,13 +580,16 @@ def _check_needs_blocks(blocks, refine_steps, checkpoint):
                          "block)")
 
 
-def _attach_masks(model, finished, res):
-    """Block masks (``BlockMask`` parametrizations) on the layers just pruned, from ``res.keep``."""
+def _attach_masks(model, finished, res, nm=False):
+    """Masks (``Mask`` parametrizations) on the layers just pruned, from ``res.keep``: block masks (``finished`` is
+    emptied), or weight-shaped N:M masks (``nm``; for the refine only)."""
     for t in finished:
         (prm,) = masking.attach(model, [t], "mask")
-        prm.mask.copy_(res.keep[t.name].reshape(-1).to(prm.mask.dtype))
+        m = res.keep[t.name].to(prm.mask.dtype)
+        prm.mask.copy_(matrix_to_weight(m, tuple(prm.mask.shape)) if nm else m.reshape(-1))
         res.params.append(prm)
-    finished.clear()
+    if not nm:
+        finished.clear()
 
 
 def _prune_pass(model, layers, groups, block, p, method, st, n_remove, keep, damp, max_memory, dev, solver_dtype,
@@ -661,7 +664,16 @@ def _prune_pass(model, layers, groups, block, p, method, st, n_remove, keep, dam
                 _attach_masks(model, unmasked, res)
             if refine_steps and group and st.in_block:  # the tail (a pooler, an LM head) is no block to refit
                 t0 = time.perf_counter()
-                res.block_error[st.blocks[st.i]] = st.refine(refine_steps, refine_lr, refine_val)
+                nm = [] if block else [p.grouping(t.name, model.get_submodule(t.name).weight.shape, t.holders[1:])
+                                       for t in group]
+                # N:M weights hold their zeros plainly: a mask keeps them at 0 while Adam runs, baked away after
+                _attach_masks(model, nm, res, nm=True)
+                try:
+                    res.block_error[st.blocks[st.i]] = st.refine(refine_steps, refine_lr, refine_val)
+                finally:
+                    if nm:
+                        masking.detach(model, nm, bake=True)
+                        del res.params[-len(nm):]
                 clock["refine"] = clock.get("refine", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
             in_block = st.in_block

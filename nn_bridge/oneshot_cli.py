@@ -51,7 +51,7 @@ def build_parser():
                     help="block, --allocation loss: no layer above this block sparsity (default 0.9)")
     ap.add_argument("--damp", type=nonneg_float, default=0.01, help="ridge toward the dense weights")
     ap.add_argument("--refine-steps", type=nonneg_int, default=0,
-                    help="block, Hugging Face transformers: Adam steps of block reconstruction per transformer layer "
+                    help="Hugging Face transformers (block and N:M): Adam steps of block reconstruction per transformer layer "
                          "after its layers are pruned (masks fixed; e.g. 512)")
     ap.add_argument("--refine-lr", type=positive_float, default=1e-3, help="learning rate of --refine-steps")
     ap.add_argument("--checkpoint", default=None, metavar="DIR",
@@ -85,8 +85,6 @@ def _main(argv) -> int:
         raise ValueError(f"--sparsity: the block pattern {a.pattern} needs a sparsity in [0, 1), e.g. 0.3")
     if pkind == "nm" and a.sparsity is not None and abs(a.sparsity - p.sparsity) > 1e-9:
         raise ValueError(f"--sparsity: the N:M pattern {p} fixes the sparsity at {p.sparsity:g}; leave it out")
-    if a.refine_steps and pkind != "block":
-        raise ValueError(f"--refine-steps: block reconstruction is for block patterns; {a.pattern} is N:M")
     if a.allocation != "uniform" and pkind != "block":  # N:M fixes every layer's budget: the option would be ignored
         raise ValueError(f"--allocation: spreads the sparsity of block patterns; {a.pattern} is N:M (every layer "
                          f"keeps {p.n} of every {p.m})")
@@ -142,8 +140,8 @@ def _main(argv) -> int:
     if pkind == "block":
         kw.update(allocation=a.allocation, max_layer_sparsity=0.9 if a.max_layer_sparsity is None else
                   a.max_layer_sparsity)
-        if a.refine_steps:
-            kw.update(refine_steps=a.refine_steps, refine_lr=a.refine_lr)
+    if a.refine_steps:
+        kw.update(refine_steps=a.refine_steps, refine_lr=a.refine_lr)
     res = pruned.oneshot_prune(loaded, cal, a.pattern, a.sparsity, a.method, include=a.include, exclude=a.exclude,
                                min_blocks=a.min_blocks, eval_batches=ev, device=device, progress=not a.no_progress,
                                **kw)

@@ -372,7 +372,7 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     ``'classifier'``; a user module may not chain its ModuleList), else None.  ``eval_batches``
     (and ``eval_labels``, for classifiers): data on which the dense and the pruned model are compared by
     ``nn_bridge.compare`` for ``kind``.  ``device``: move the model and the batches there first.  Other keyword
-    arguments go to the driver (e.g. ``allocation``, ``damp``, ``refine_steps`` for blocks, ``max_memory``).
+    arguments go to the driver (e.g. ``allocation``, ``damp``, ``refine_steps``, ``max_memory``).
     ``solve_device``: run the layer solves there while the model stays on ``device`` (the driver's ``device``).
     Pattern ``"1x1"`` with a sparsity prunes single weights (e.g. ``method='sparsegpt'`` or ``'wanda'``).
     """

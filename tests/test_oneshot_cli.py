@@ -308,8 +308,8 @@ BAD = [  # (argument changes, option the one-line error must name)
     ({"--method": "nonsense"}, "--method"),
     ({"--device": "gpu0"}, "--device"),
     ({"--refine-steps": "-1"}, "--refine-steps"),
-    ({"--refine-steps": "8", "--pattern": "2:4", "--sparsity": None}, "--refine-steps"),
     ({"--refine-steps": "8"}, "--refine-steps"),   # a plain nn.Module has no transformer layers to replay
+    ({"--refine-steps": "8", "--pattern": "2:4", "--sparsity": None}, "--refine-steps"),  # nor for N:M
     ({"--checkpoint": "{t}/no/such/dir/run.ckpt"}, "--checkpoint"),
     ({"--checkpoint": "{t}/exists"}, "--checkpoint"),          # holds the user's files
     ({"--checkpoint": "{t}/calib.txt"}, "--checkpoint"),       # a file
