@@ -12,6 +12,7 @@ subsets per window, CG on the support), sparsegpt and wanda (the papers' 2:4 met
 
 Usage: python -m benchmarks.bench_nm_minilm_oneshot [--methods magnitude magnitude_refit obs iht] [--pattern 2:4]
        (the run reported in RESULTS.md: --methods magnitude iht, on a shared, heavily loaded 2-core machine)
+       [--refine-steps 512 --refine-lr 3e-4]  (block reconstruction after each encoder layer, N:M masks fixed)
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def main(argv=None):
                     help="select('iht') calls of the 'iht' method, each from the best support so far")
     ap.add_argument("--ls-max-time", type=float, default=60.0,
                     help="seconds of swaps per layer for 'obs+local_search'")
+    ap.add_argument("--refine-steps", type=int, default=0,
+                    help="Adam steps of block reconstruction per encoder layer after its layers are pruned (0: none)")
+    ap.add_argument("--refine-lr", type=float, default=3e-4, help="learning rate of --refine-steps")
     ap.add_argument("--tag", default="", help="suffix of the results key (keeps earlier rows in results/nm.json)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -64,6 +68,7 @@ def main(argv=None):
         res = solve_layers(model, cal, a.pattern, method=meth, include=lambda n: n.startswith("encoder."),
                            row_masks=masks, progress=False,
                            blocks=[f"encoder.layer.{i}" for i in range(6)] if a.blocks else None,
+                           refine_steps=a.refine_steps, refine_lr=a.refine_lr,
                            **({"rounds": a.rounds} if meth == "iht" else
                               {"max_time": a.ls_max_time} if meth == "obs+local_search" else {}))
         secs = time.perf_counter() - t0
@@ -71,15 +76,18 @@ def main(argv=None):
         assert rep["exact_nm"] and rep["n_layers"] == 36
         cos = float((embed(model, ev) * ref).sum(-1).mean())
         errs = res.layer_rel_error
-        rows.append({"method": meth, "cosine": cos, "seconds": secs, "weight_sparsity": rep["weight_sparsity"],
+        name = meth + (f"+refine{a.refine_steps}" if a.refine_steps else "")
+        rows.append({"method": name, "cosine": cos, "seconds": secs, "weight_sparsity": rep["weight_sparsity"],
                      "mean_layer_rel_error": sum(errs.values()) / len(errs),
-                     "layer_rel_error": {k: round(v, 5) for k, v in errs.items()}})
-        print(f"{a.pattern} {meth:16s} cosine {cos:.4f}  mean layer rel. error {rows[-1]['mean_layer_rel_error']:.4f}"
+                     "layer_rel_error": {k: round(v, 5) for k, v in errs.items()},
+                     "block_rel_error_before_after_refine": {k: [round(x, 5) for x in v]
+                                                             for k, v in res.block_error.items()}})
+        print(f"{a.pattern} {name:16s} cosine {cos:.4f}  mean layer rel. error {rows[-1]['mean_layer_rel_error']:.4f}"
               f"  time {secs:6.1f}s", flush=True)
     print("\n| method | mean cosine (pruned vs dense) | mean layer rel. error | time (s) |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['method']} | {r['cosine']:.4f} | {r['mean_layer_rel_error']:.4f} | {r['seconds']:.0f} |")
-    info.update(ls_max_time=a.ls_max_time)
+    info.update(ls_max_time=a.ls_max_time, refine_steps=a.refine_steps, refine_lr=a.refine_lr)
     update_results("minilm_oneshot_" + a.pattern.replace(":", "of") + a.tag,
                    {"info": info, "pattern": a.pattern, "rows": rows})
 
