@@ -158,6 +158,18 @@ class _Stop(Exception):
     pass
 
 
+def _until_stop(call, hooks):
+    """Run ``call()`` without gradients until a hook raises ``_Stop``; the hooks are removed either way."""
+    try:
+        with torch.no_grad():
+            call()
+    except _Stop:
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def default_run(model, batch):
     """``model(**batch)`` for dicts, ``model(*batch)`` for tuples / lists, else ``model(batch)``."""
     if isinstance(batch, dict):
@@ -223,15 +235,7 @@ def _stopped(call, watch, stop):
         box.setdefault(m, args[0])
         if m is stop:
             raise _Stop
-    hs = [m.register_forward_pre_hook(hook) for m in dict.fromkeys(watch)]
-    try:
-        with torch.no_grad():
-            call()
-    except _Stop:
-        pass
-    finally:
-        for h in hs:
-            h.remove()
+    _until_stop(call, [m.register_forward_pre_hook(hook) for m in dict.fromkeys(watch)])
     return box
 
 
@@ -255,14 +259,7 @@ def called_with(model, module, batch, run, who, b):
         box["in"] = (tuple(a.detach() if torch.is_tensor(a) else a for a in args), dict(kwargs))
         raise _Stop
 
-    h = module.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            run_batch(model, batch, run, b)
-    except _Stop:
-        pass
-    finally:
-        h.remove()
+    _until_stop(lambda: run_batch(model, batch, run, b), [module.register_forward_pre_hook(hook, with_kwargs=True)])
     if "in" not in box:
         raise RuntimeError(f"{who} was not called by run(model, batch)")
     return box["in"]
@@ -292,14 +289,7 @@ def forward_order(model, layers, batch, run):
         for name in getattr(t, "holders", (t.name,)):  # a tied weight's place is its first use
             mod = model.get_submodule(name)
             hooks.append(mod.register_forward_pre_hook(lambda m, a, n=t.name, h=name: seen(m, a, n, h)))
-    try:
-        with torch.no_grad():
-            run_batch(model, batch, run, 0)
-    except _Stop:
-        pass
-    finally:
-        for h in hooks:
-            h.remove()
+    _until_stop(lambda: run_batch(model, batch, run, 0), hooks)
     missing = [t.name for t in layers if t.name not in order]
     if missing and not order:
         raise ValueError(f"run: run(model, batch) called none of the layers to prune on batches[0] (e.g. "
@@ -761,14 +751,7 @@ def check_blocks(model, blocks, batch, run, names=None) -> list:
     for b in blocks:
         hooks.append(model.get_submodule(b).register_forward_pre_hook(
             lambda m, a, k, n=b: seen(m, a, k, n), with_kwargs=True))
-    try:
-        with torch.no_grad():
-            run_batch(model, batch, run, 0)
-    except _Stop:
-        pass
-    finally:
-        for h in hooks:
-            h.remove()
+    _until_stop(lambda: run_batch(model, batch, run, 0), hooks)
     missing = [b for b in blocks if b not in order]
     if missing:
         raise ValueError(f"blocks: {missing[0]!r} is not called when the model runs on batches[0]; name the modules "
