@@ -413,8 +413,6 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     names, skipped = select_layer_names(model, pkind, p, include, exclude, min_blocks)
     if run is None and kind == "causal_lm":
         run = _run_no_cache  # a KV cache would grow with every replay of a block
-    if isinstance(blocks, str) and blocks == "auto" and kind == "module":
-        blocks = None  # a user module may not chain its ModuleList (the driver decides for the others)
     t0 = time.perf_counter()
     dense_summary = None
     if eval_batches is not None:  # checked like the calibration batches, before any pruning

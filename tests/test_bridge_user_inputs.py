@@ -176,6 +176,21 @@ def test_blocks_auto_streams_only_blocks_that_chain(outside):
     assert _same(a, b)
 
 
+@pytest.mark.parametrize("outside", [False, True])
+def test_oneshot_prune_streams_a_user_module_where_its_blocks_chain(outside, monkeypatch):
+    """oneshot_prune's default blocks='auto' on the user's own module: the block streams where its ModuleList
+    chains (one forward pass per block instead of the prefix per layer), the prefix streams where it does not; the
+    weights of blocks=None either way."""
+    from nn_bridge import oneshot
+    made, real = [], oneshot.streams
+    monkeypatch.setattr(oneshot, "streams", lambda *a, **k: made.append(a[4]) or real(*a, **k))
+    a, b = _Stack(outside), _Stack(outside)
+    _prune(a, _batches(), "2:4")
+    _prune(b, _batches(), "2:4", blocks=None)
+    assert _same(a, b)
+    assert made == [None if outside else _BLOCKS, None]
+
+
 def test_chained_blocks_give_the_prefix_streams_weights():
     a, b = _Stack(), _Stack()
     _prune(a, _batches(), "2:4", blocks=_BLOCKS)
