@@ -368,8 +368,8 @@ def oneshot_prune(model: nn.Module, batches, pattern, sparsity=None, method: str
     model (default: ``model(**batch)`` for dicts, ``model(*batch)`` for tuples, else ``model(batch)``).
     ``blocks``: names of the sequential submodules (transformer layers) holding every pruned layer, replayed one at
     a time; ``"auto"`` = the driver's choice (``solve_layers(blocks="auto")``: the ModuleList holding them, layers
-    called after it as the tail) when ``kind`` is a Hugging Face one (``'encoder'``, ``'causal_lm'``,
-    ``'classifier'``; a user module may not chain its ModuleList), else None.  ``eval_batches``
+    called after it as the tail, provided each block's output is the next one's input on batch 0; else None, the
+    prefix re-run per layer).  ``eval_batches``
     (and ``eval_labels``, for classifiers): data on which the dense and the pruned model are compared by
     ``nn_bridge.compare`` for ``kind``.  ``device``: move the model and the batches there first.  Other keyword
     arguments go to the driver (e.g. ``allocation``, ``damp``, ``refine_steps``, ``max_memory``).
